@@ -1,0 +1,11 @@
+//! Solver back-ends for colloc.
+//!
+//! - [`nlp`]: the [`NlpEvaluator`] contract every NLP back-end consumes.
+//! - [`ipopt`]: a safe binding to the system IPOPT library (the only `unsafe` code of colloc
+//!   lives in `ipopt/ffi.rs`).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod nlp;
+
+pub use nlp::{check_finite, EvalError, NlpDims, NlpEvaluator, NlpScaling};

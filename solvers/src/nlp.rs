@@ -1,0 +1,122 @@
+//! The contract between a problem and a solver back-end.
+//!
+//! A nonlinear program
+//!
+//! ```text
+//!   minimize    f(x)
+//!   subject to  g_L <= g(x) <= g_U,   x_L <= x <= x_U
+//! ```
+//!
+//! is described to a solver through [`NlpEvaluator`]. As in MathOptInterface, *structure* calls
+//! (dimensions, bounds, sparsity patterns) are kept apart from *value* calls (objective,
+//! gradient, constraints, Jacobian values, Hessian-of-the-Lagrangian values). Structure is
+//! asked for once per solve; values are asked for at every iterate and must be written into the
+//! caller's buffers without changing the pattern.
+
+use serde::{Deserialize, Serialize};
+
+/// Sizes of an NLP: variables, constraints and the nonzeros of its sparse derivatives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NlpDims {
+    /// Number of variables `n`.
+    pub n_vars: usize,
+    /// Number of constraints `m`.
+    pub n_cons: usize,
+    /// Nonzeros of the constraint Jacobian (triplet entries, no duplicates).
+    pub nnz_jac: usize,
+    /// Nonzeros of the lower triangle of the Hessian of the Lagrangian (no duplicates).
+    pub nnz_hess: usize,
+}
+
+/// Why an evaluation could not produce a value. Solvers treat it as "cannot evaluate here"
+/// (IPOPT then cuts its step back) and record it in their statistics.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// A non-finite number (NaN or ±∞) came out of the named quantity.
+    #[error("non-finite value in {what} at entry {index}")]
+    NonFinite {
+        /// Which evaluation produced it ("objective", "constraints", "jacobian", ...).
+        what: &'static str,
+        /// Index of the first offending entry.
+        index: usize,
+    },
+    /// The point is outside the domain of a model function.
+    #[error("evaluation outside the domain: {0}")]
+    Domain(String),
+}
+
+/// Optional user scaling of the problem (IPOPT's `nlp_scaling_method = user-scaling`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NlpScaling {
+    /// Factor applied to the objective.
+    pub objective: f64,
+    /// One factor per variable.
+    pub variables: Vec<f64>,
+    /// One factor per constraint.
+    pub constraints: Vec<f64>,
+}
+
+/// A nonlinear program as a solver sees it.
+///
+/// Index conventions: all indices are 0-based. The Hessian pattern is the lower triangle
+/// (`row >= col`) of the symmetric Hessian of the Lagrangian
+/// `L(x, λ) = σ f(x) + Σ_i λ_i g_i(x)`.
+pub trait NlpEvaluator {
+    /// Problem sizes; constant for the lifetime of the evaluator.
+    fn dims(&self) -> NlpDims;
+
+    /// Writes variable bounds and constraint bounds. Infinite bounds are `f64::INFINITY` /
+    /// `f64::NEG_INFINITY`; equality constraints have `g_lower == g_upper`.
+    fn bounds(
+        &self,
+        x_lower: &mut [f64],
+        x_upper: &mut [f64],
+        g_lower: &mut [f64],
+        g_upper: &mut [f64],
+    );
+
+    /// Writes the default starting point.
+    fn initial_point(&self, x: &mut [f64]);
+
+    /// User scaling, if the problem defines one (default: none).
+    fn scaling(&self) -> Option<NlpScaling> {
+        None
+    }
+
+    /// Writes the Jacobian pattern: entry `k` is `(rows[k], cols[k])`.
+    fn jacobian_structure(&self, rows: &mut [usize], cols: &mut [usize]);
+
+    /// Writes the lower-triangular Hessian pattern: entry `k` is `(rows[k], cols[k])`,
+    /// `rows[k] >= cols[k]`.
+    fn hessian_structure(&self, rows: &mut [usize], cols: &mut [usize]);
+
+    /// Objective value `f(x)`.
+    fn objective(&mut self, x: &[f64]) -> Result<f64, EvalError>;
+
+    /// Objective gradient `∇f(x)`, dense, length `n_vars`.
+    fn gradient(&mut self, x: &[f64], grad: &mut [f64]) -> Result<(), EvalError>;
+
+    /// Constraint values `g(x)`, length `n_cons`.
+    fn constraints(&mut self, x: &[f64], g: &mut [f64]) -> Result<(), EvalError>;
+
+    /// Jacobian values in the order of [`NlpEvaluator::jacobian_structure`].
+    fn jacobian_values(&mut self, x: &[f64], values: &mut [f64]) -> Result<(), EvalError>;
+
+    /// Values of the lower triangle of `σ ∇²f(x) + Σ_i λ_i ∇²g_i(x)`, in the order of
+    /// [`NlpEvaluator::hessian_structure`].
+    fn hessian_values(
+        &mut self,
+        x: &[f64],
+        obj_factor: f64,
+        lambda: &[f64],
+        values: &mut [f64],
+    ) -> Result<(), EvalError>;
+}
+
+/// Returns `Err(EvalError::NonFinite)` naming the first non-finite entry of `values`.
+pub fn check_finite(what: &'static str, values: &[f64]) -> Result<(), EvalError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(EvalError::NonFinite { what, index }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,8 @@
+//! colloc: neural ODE training by simultaneous collocation.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod nlp;
+
+pub use colloc_models as models;
+pub use colloc_solvers as solvers;

@@ -1,0 +1,245 @@
+//! The only num-dual driver: values, Jacobians and Hessians of element groups, computed in
+//! parallel into preallocated, element-local buffers.
+//!
+//! Layouts (per element, elements one after another):
+//! - values: `n_out` numbers;
+//! - Jacobian: `n_out × n_in`, row-major (`[k * n_in + a]` = ∂out_k/∂x_a);
+//! - Hessian: the packed lower triangle of `Σ_k w_k ∇²out_k`, `[a(a+1)/2 + b]` for `b ≤ a`.
+//!
+//! Element inputs up to [`MAX_STATIC_INPUTS`] use vector duals of a compile-time size (one
+//! evaluation gives the whole Jacobian, one the whole Hessian, no allocation). Larger elements
+//! fall back to scalar duals: `n` evaluations for the Jacobian and `n(n+1)/2` hyper-dual
+//! evaluations for the Hessian. Either way the cost depends on the element's own size only.
+
+use super::element::{Element, ElementGroup, Target};
+use num_dual::{Dual2SVec64, Dual64, DualSVec64, HyperDual64};
+use rayon::prelude::*;
+
+/// Largest input count with a compile-time-sized derivative kernel.
+pub const MAX_STATIC_INPUTS: usize = 16;
+
+/// Minimum number of elements per parallel task.
+const MIN_CHUNK: usize = 128;
+
+/// Type-erased view of an [`ElementGroup`], so groups of different element kinds can sit in
+/// one model.
+pub(crate) trait GroupKernels: Send + Sync {
+    fn name(&self) -> &str;
+    fn len(&self) -> usize;
+    fn n_inputs(&self) -> usize;
+    fn n_outputs(&self) -> usize;
+    fn inputs(&self) -> &[usize];
+    fn targets(&self) -> &[Target];
+    /// Element outputs at `x`: `len × n_out` numbers.
+    fn values(&self, x: &[f64], out: &mut [f64]);
+    /// Element Jacobians at `x`: `len × n_out × n_in` numbers.
+    fn jacobians(&self, x: &[f64], out: &mut [f64]);
+    /// Packed lower-triangular Hessians of `Σ_k w_k out_k`, `weights` holding `len × n_out`
+    /// numbers: `len × n_in(n_in+1)/2` numbers.
+    fn hessians(&self, x: &[f64], weights: &[f64], out: &mut [f64]);
+}
+
+/// Length of a packed lower triangle of an `n × n` matrix.
+pub(crate) fn packed_len(n: usize) -> usize {
+    n * (n + 1) / 2
+}
+
+macro_rules! dispatch_static {
+    ($n:expr, $f:ident, $($arg:expr),*) => {
+        match $n {
+            1 => $f::<E, 1>($($arg),*),
+            2 => $f::<E, 2>($($arg),*),
+            3 => $f::<E, 3>($($arg),*),
+            4 => $f::<E, 4>($($arg),*),
+            5 => $f::<E, 5>($($arg),*),
+            6 => $f::<E, 6>($($arg),*),
+            7 => $f::<E, 7>($($arg),*),
+            8 => $f::<E, 8>($($arg),*),
+            9..=10 => $f::<E, 10>($($arg),*),
+            11..=12 => $f::<E, 12>($($arg),*),
+            13..=MAX_STATIC_INPUTS => $f::<E, MAX_STATIC_INPUTS>($($arg),*),
+            _ => unreachable!("static kernels cover 1..={MAX_STATIC_INPUTS} inputs"),
+        }
+    };
+}
+
+impl<E: Element> GroupKernels for ElementGroup<E> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn len(&self) -> usize {
+        self.elements.len()
+    }
+    fn n_inputs(&self) -> usize {
+        self.n_inputs
+    }
+    fn n_outputs(&self) -> usize {
+        self.n_outputs
+    }
+    fn inputs(&self) -> &[usize] {
+        &self.inputs
+    }
+    fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    fn values(&self, x: &[f64], out: &mut [f64]) {
+        let (ni, no) = (self.n_inputs, self.n_outputs);
+        out.par_chunks_mut(no)
+            .with_min_len(MIN_CHUNK)
+            .zip(self.elements.par_iter())
+            .zip(self.inputs.par_chunks(ni))
+            .for_each_init(
+                || vec![0.0; ni],
+                |xs, ((o, e), idx)| {
+                    for (xa, &i) in xs.iter_mut().zip(idx) {
+                        *xa = x[i];
+                    }
+                    o.fill(0.0);
+                    e.eval(xs, o);
+                },
+            );
+    }
+
+    fn jacobians(&self, x: &[f64], out: &mut [f64]) {
+        if self.n_inputs <= MAX_STATIC_INPUTS {
+            dispatch_static!(self.n_inputs, jacobians_static, self, x, out)
+        } else {
+            jacobians_scalar(self, x, out)
+        }
+    }
+
+    fn hessians(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
+        if self.n_inputs <= MAX_STATIC_INPUTS {
+            dispatch_static!(self.n_inputs, hessians_static, self, x, weights, out)
+        } else {
+            hessians_scalar(self, x, weights, out)
+        }
+    }
+}
+
+fn jacobians_static<E: Element, const N: usize>(g: &ElementGroup<E>, x: &[f64], out: &mut [f64]) {
+    let (ni, no) = (g.n_inputs, g.n_outputs);
+    let zero = DualSVec64::<N>::from_re(0.0);
+    out.par_chunks_mut(ni * no)
+        .with_min_len(MIN_CHUNK)
+        .zip(g.elements.par_iter())
+        .zip(g.inputs.par_chunks(ni))
+        .for_each_init(
+            || (vec![zero; ni], vec![zero; no]),
+            |(xs, ys), ((o, e), idx)| {
+                for (a, (xa, &i)) in xs.iter_mut().zip(idx).enumerate() {
+                    *xa = DualSVec64::<N>::from_re(x[i]).derivative(a);
+                }
+                ys.fill(zero);
+                e.eval(xs, ys);
+                for (row, y) in o.chunks_exact_mut(ni).zip(ys.iter()) {
+                    match &y.eps.0 {
+                        Some(grad) => row.copy_from_slice(&grad.as_slice()[..ni]),
+                        None => row.fill(0.0),
+                    }
+                }
+            },
+        );
+}
+
+fn hessians_static<E: Element, const N: usize>(
+    g: &ElementGroup<E>,
+    x: &[f64],
+    weights: &[f64],
+    out: &mut [f64],
+) {
+    let (ni, no) = (g.n_inputs, g.n_outputs);
+    let zero = Dual2SVec64::<N>::from_re(0.0);
+    out.par_chunks_mut(packed_len(ni))
+        .with_min_len(MIN_CHUNK)
+        .zip(g.elements.par_iter())
+        .zip(g.inputs.par_chunks(ni))
+        .zip(weights.par_chunks(no))
+        .for_each_init(
+            || (vec![zero; ni], vec![zero; no]),
+            |(xs, ys), (((o, e), idx), w)| {
+                o.fill(0.0);
+                if w.iter().all(|&wk| wk == 0.0) {
+                    return;
+                }
+                for (a, (xa, &i)) in xs.iter_mut().zip(idx).enumerate() {
+                    *xa = Dual2SVec64::<N>::from_re(x[i]).derivative(a);
+                }
+                ys.fill(zero);
+                e.eval(xs, ys);
+                for (y, &wk) in ys.iter().zip(w) {
+                    if let (Some(h), true) = (&y.v2.0, wk != 0.0) {
+                        let mut p = 0;
+                        for a in 0..ni {
+                            for b in 0..=a {
+                                o[p] += wk * h[(a, b)];
+                                p += 1;
+                            }
+                        }
+                    }
+                }
+            },
+        );
+}
+
+fn jacobians_scalar<E: Element>(g: &ElementGroup<E>, x: &[f64], out: &mut [f64]) {
+    let (ni, no) = (g.n_inputs, g.n_outputs);
+    let zero = Dual64::from_re(0.0);
+    out.par_chunks_mut(ni * no)
+        .with_min_len(MIN_CHUNK)
+        .zip(g.elements.par_iter())
+        .zip(g.inputs.par_chunks(ni))
+        .for_each_init(
+            || (vec![zero; ni], vec![zero; no]),
+            |(xs, ys), ((o, e), idx)| {
+                for (xa, &i) in xs.iter_mut().zip(idx) {
+                    *xa = Dual64::from_re(x[i]);
+                }
+                for a in 0..ni {
+                    xs[a].eps = 1.0;
+                    ys.fill(zero);
+                    e.eval(xs, ys);
+                    for (k, y) in ys.iter().enumerate() {
+                        o[k * ni + a] = y.eps;
+                    }
+                    xs[a].eps = 0.0;
+                }
+            },
+        );
+}
+
+fn hessians_scalar<E: Element>(g: &ElementGroup<E>, x: &[f64], weights: &[f64], out: &mut [f64]) {
+    let (ni, no) = (g.n_inputs, g.n_outputs);
+    let zero = HyperDual64::from_re(0.0);
+    out.par_chunks_mut(packed_len(ni))
+        .with_min_len(MIN_CHUNK.div_ceil(ni))
+        .zip(g.elements.par_iter())
+        .zip(g.inputs.par_chunks(ni))
+        .zip(weights.par_chunks(no))
+        .for_each_init(
+            || (vec![zero; ni], vec![zero; no]),
+            |(xs, ys), (((o, e), idx), w)| {
+                o.fill(0.0);
+                if w.iter().all(|&wk| wk == 0.0) {
+                    return;
+                }
+                for (xa, &i) in xs.iter_mut().zip(idx) {
+                    *xa = HyperDual64::from_re(x[i]);
+                }
+                let mut p = 0;
+                for a in 0..ni {
+                    for b in 0..=a {
+                        xs[a].eps1 = 1.0;
+                        xs[b].eps2 = 1.0;
+                        ys.fill(zero);
+                        e.eval(xs, ys);
+                        o[p] = ys.iter().zip(w).map(|(y, &wk)| wk * y.eps1eps2).sum();
+                        xs[a].eps1 = 0.0;
+                        xs[b].eps2 = 0.0;
+                        p += 1;
+                    }
+                }
+            },
+        );
+}

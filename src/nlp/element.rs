@@ -1,0 +1,122 @@
+//! Nonlinear elements: small functions written once over any num-dual scalar.
+
+use super::ModelError;
+use num_dual::DualNum;
+
+/// The scalar types an [`Element`] is evaluated with: `f64` for values, first-order vector duals
+/// for Jacobians, second-order vector duals (or hyper-duals) for Hessians.
+pub trait Scalar: DualNum<Primitive = f64> + Copy + Send + Sync {}
+
+impl<T: DualNum<Primitive = f64> + Copy + Send + Sync> Scalar for T {}
+
+/// A nonlinear function `out = φ(x)` of a short list of inputs.
+///
+/// Write it once, generically over [`Scalar`]; the modeling layer derives its exact Jacobian
+/// and the exact Hessian of any weighted sum of its outputs. The per-element data (a time, a
+/// coefficient) lives in the implementing struct. `out` is zeroed before each call.
+///
+/// ```
+/// use colloc::nlp::{Element, Scalar};
+/// /// x0 * x1 * x2 * x3 (the product constraint of hs071)
+/// struct Product;
+/// impl Element for Product {
+///     fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+///         out[0] = x[0] * x[1] * x[2] * x[3];
+///     }
+/// }
+/// ```
+pub trait Element: Send + Sync {
+    /// Evaluates the element's outputs from its inputs.
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]);
+}
+
+/// Where an element output goes: added to the objective, or to a constraint row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Added to the objective.
+    Objective,
+    /// Added to the constraint with this global row index.
+    Constraint(usize),
+}
+
+/// Many elements of one kind with the same number of inputs and outputs: the unit that is
+/// evaluated in parallel and whose derivative kernels are compiled for one input size.
+pub struct ElementGroup<E: Element> {
+    pub(crate) name: String,
+    pub(crate) n_inputs: usize,
+    pub(crate) n_outputs: usize,
+    pub(crate) elements: Vec<E>,
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) targets: Vec<Target>,
+}
+
+impl<E: Element> ElementGroup<E> {
+    /// An empty group of elements with `n_inputs` inputs and `n_outputs` outputs each.
+    pub fn new(name: impl Into<String>, n_inputs: usize, n_outputs: usize) -> Self {
+        Self {
+            name: name.into(),
+            n_inputs,
+            n_outputs,
+            elements: Vec::new(),
+            inputs: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Reserves room for `additional` elements.
+    pub fn reserve(&mut self, additional: usize) {
+        self.elements.reserve(additional);
+        self.inputs.reserve(additional * self.n_inputs);
+        self.targets.reserve(additional * self.n_outputs);
+    }
+
+    /// Adds an element reading the global variables `inputs` and adding its outputs to
+    /// `targets` (one per output). Inputs must be distinct.
+    pub fn push(
+        &mut self,
+        element: E,
+        inputs: &[usize],
+        targets: &[Target],
+    ) -> Result<(), ModelError> {
+        let at = self.elements.len();
+        if inputs.len() != self.n_inputs {
+            return Err(ModelError::LengthMismatch {
+                block: format!("{}[{at}]", self.name),
+                what: "inputs",
+                got: inputs.len(),
+                expected: self.n_inputs,
+            });
+        }
+        if targets.len() != self.n_outputs {
+            return Err(ModelError::LengthMismatch {
+                block: format!("{}[{at}]", self.name),
+                what: "targets",
+                got: targets.len(),
+                expected: self.n_outputs,
+            });
+        }
+        for (a, &i) in inputs.iter().enumerate() {
+            if inputs[..a].contains(&i) {
+                return Err(ModelError::RepeatedInput {
+                    group: self.name.clone(),
+                    element: at,
+                    index: i,
+                });
+            }
+        }
+        self.elements.push(element);
+        self.inputs.extend_from_slice(inputs);
+        self.targets.extend_from_slice(targets);
+        Ok(())
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// True when the group has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+}

@@ -1,0 +1,283 @@
+//! [`Nlp`]: a compiled model, evaluated through [`NlpEvaluator`].
+
+use super::derivatives::GroupKernels;
+use super::element::Target;
+use super::sparsity::Gather;
+use super::variables::{ConBlock, VarBlock};
+use colloc_solvers::{check_finite, EvalError, NlpDims, NlpEvaluator, NlpScaling};
+use sprs::CsMat;
+
+pub(crate) struct CompiledGroup {
+    pub val_offset: usize,
+    pub jac_offset: usize,
+    pub hess_offset: usize,
+    pub has_objective: bool,
+    pub has_constraints: bool,
+    pub kernels: Box<dyn GroupKernels>,
+}
+
+impl CompiledGroup {
+    fn val_range(&self) -> std::ops::Range<usize> {
+        self.val_offset..self.val_offset + self.kernels.len() * self.kernels.n_outputs()
+    }
+    fn jac_range(&self) -> std::ops::Range<usize> {
+        let k = &self.kernels;
+        self.jac_offset..self.jac_offset + k.len() * k.n_outputs() * k.n_inputs()
+    }
+    fn hess_range(&self) -> std::ops::Range<usize> {
+        let k = &self.kernels;
+        self.hess_offset..self.hess_offset + k.len() * super::derivatives::packed_len(k.n_inputs())
+    }
+}
+
+pub(crate) struct CompiledLeastSquares {
+    pub a: CsMat<f64>,
+    pub b: Vec<f64>,
+    pub weight: f64,
+    pub residual: Vec<f64>,
+}
+
+impl CompiledLeastSquares {
+    fn update_residual(&mut self, x: &[f64]) {
+        for ((r, row), b) in self
+            .residual
+            .iter_mut()
+            .zip(self.a.outer_iterator())
+            .zip(&self.b)
+        {
+            *r = row.iter().map(|(j, &a)| a * x[j]).sum::<f64>() - b;
+        }
+    }
+}
+
+/// A compiled NLP: fixed patterns, preallocated buffers. Built by [`super::Model::build`].
+pub struct Nlp {
+    pub(crate) dims: NlpDims,
+    pub(crate) x_lower: Vec<f64>,
+    pub(crate) x_upper: Vec<f64>,
+    pub(crate) x_start: Vec<f64>,
+    pub(crate) g_lower: Vec<f64>,
+    pub(crate) g_upper: Vec<f64>,
+    pub(crate) scaling: Option<NlpScaling>,
+    pub(crate) var_blocks: Vec<VarBlock>,
+    pub(crate) con_blocks: Vec<ConBlock>,
+    pub(crate) linear_matrix: CsMat<f64>,
+    pub(crate) linear_objective: Vec<f64>,
+    pub(crate) objective_constant: f64,
+    pub(crate) least_squares: Vec<CompiledLeastSquares>,
+    pub(crate) l2: Vec<(Vec<usize>, f64)>,
+    pub(crate) objective_values: Vec<usize>,
+    pub(crate) g_gather: Gather,
+    pub(crate) grad_gather: Gather,
+    pub(crate) jac_rows: Vec<usize>,
+    pub(crate) jac_cols: Vec<usize>,
+    pub(crate) jac_gather: Gather,
+    pub(crate) hess_rows: Vec<usize>,
+    pub(crate) hess_cols: Vec<usize>,
+    pub(crate) hess_gather: Gather,
+    pub(crate) weight_targets: Vec<Target>,
+    pub(crate) val_arena: Vec<f64>,
+    pub(crate) jac_arena: Vec<f64>,
+    pub(crate) hess_arena: Vec<f64>,
+    pub(crate) weight_arena: Vec<f64>,
+    pub(crate) groups: Vec<CompiledGroup>,
+}
+
+impl Nlp {
+    /// The variable blocks, in declaration order.
+    pub fn variable_blocks(&self) -> &[VarBlock] {
+        &self.var_blocks
+    }
+
+    /// The variable block with this name.
+    pub fn variable_block(&self, name: &str) -> Option<&VarBlock> {
+        self.var_blocks.iter().find(|b| b.name == name)
+    }
+
+    /// The constraint blocks, in declaration order.
+    pub fn constraint_blocks(&self) -> &[ConBlock] {
+        &self.con_blocks
+    }
+
+    /// The starting point.
+    pub fn start(&self) -> &[f64] {
+        &self.x_start
+    }
+
+    /// Replaces the starting point (e.g. with a previous solution).
+    pub fn set_start(&mut self, x: &[f64]) -> Result<(), EvalError> {
+        if x.len() != self.x_start.len() {
+            return Err(EvalError::Domain(format!(
+                "start has {} entries, the model has {} variables",
+                x.len(),
+                self.x_start.len()
+            )));
+        }
+        check_finite("start", x)?;
+        self.x_start.copy_from_slice(x);
+        Ok(())
+    }
+
+    fn eval_values(&mut self, x: &[f64], objective: bool, constraints: bool) {
+        for g in &self.groups {
+            if (objective && g.has_objective) || (constraints && g.has_constraints) {
+                g.kernels.values(x, &mut self.val_arena[g.val_range()]);
+            }
+        }
+    }
+}
+
+impl NlpEvaluator for Nlp {
+    fn dims(&self) -> NlpDims {
+        self.dims
+    }
+
+    fn bounds(
+        &self,
+        x_lower: &mut [f64],
+        x_upper: &mut [f64],
+        g_lower: &mut [f64],
+        g_upper: &mut [f64],
+    ) {
+        x_lower.copy_from_slice(&self.x_lower);
+        x_upper.copy_from_slice(&self.x_upper);
+        g_lower.copy_from_slice(&self.g_lower);
+        g_upper.copy_from_slice(&self.g_upper);
+    }
+
+    fn initial_point(&self, x: &mut [f64]) {
+        x.copy_from_slice(&self.x_start);
+    }
+
+    fn scaling(&self) -> Option<NlpScaling> {
+        self.scaling.clone()
+    }
+
+    fn jacobian_structure(&self, rows: &mut [usize], cols: &mut [usize]) {
+        rows.copy_from_slice(&self.jac_rows);
+        cols.copy_from_slice(&self.jac_cols);
+    }
+
+    fn hessian_structure(&self, rows: &mut [usize], cols: &mut [usize]) {
+        rows.copy_from_slice(&self.hess_rows);
+        cols.copy_from_slice(&self.hess_cols);
+    }
+
+    fn objective(&mut self, x: &[f64]) -> Result<f64, EvalError> {
+        self.eval_values(x, true, false);
+        let mut f: f64 = self.objective_constant;
+        f += self
+            .objective_values
+            .iter()
+            .map(|&p| self.val_arena[p])
+            .sum::<f64>();
+        f += self
+            .linear_objective
+            .iter()
+            .zip(x)
+            .map(|(c, xi)| c * xi)
+            .sum::<f64>();
+        for ls in &mut self.least_squares {
+            ls.update_residual(x);
+            f += ls.weight * ls.residual.iter().map(|r| r * r).sum::<f64>();
+        }
+        for (indices, w) in &self.l2 {
+            f += w * indices.iter().map(|&i| x[i] * x[i]).sum::<f64>();
+        }
+        check_finite("objective", &[f])?;
+        Ok(f)
+    }
+
+    fn gradient(&mut self, x: &[f64], grad: &mut [f64]) -> Result<(), EvalError> {
+        grad.copy_from_slice(&self.linear_objective);
+        for ls in &mut self.least_squares {
+            ls.update_residual(x);
+            let two_w = 2.0 * ls.weight;
+            for (row, r) in ls.a.outer_iterator().zip(&ls.residual) {
+                for (j, &a) in row.iter() {
+                    grad[j] += two_w * a * r;
+                }
+            }
+        }
+        for (indices, w) in &self.l2 {
+            for &i in indices {
+                grad[i] += 2.0 * w * x[i];
+            }
+        }
+        if self.grad_gather.reads_arena() {
+            for g in &self.groups {
+                if g.has_objective {
+                    g.kernels.jacobians(x, &mut self.jac_arena[g.jac_range()]);
+                }
+            }
+            self.grad_gather.add_arena(&self.jac_arena, grad);
+        }
+        check_finite("gradient", grad)
+    }
+
+    fn constraints(&mut self, x: &[f64], g: &mut [f64]) -> Result<(), EvalError> {
+        self.eval_values(x, false, true);
+        self.g_gather.assemble(&self.val_arena, 0.0, g);
+        for (gi, row) in g.iter_mut().zip(self.linear_matrix.outer_iterator()) {
+            *gi += row.iter().map(|(j, &a)| a * x[j]).sum::<f64>();
+        }
+        check_finite("constraints", g)
+    }
+
+    fn jacobian_values(&mut self, x: &[f64], values: &mut [f64]) -> Result<(), EvalError> {
+        for g in &self.groups {
+            if g.has_constraints {
+                g.kernels.jacobians(x, &mut self.jac_arena[g.jac_range()]);
+            }
+        }
+        self.jac_gather.assemble(&self.jac_arena, 1.0, values);
+        check_finite("jacobian", values)
+    }
+
+    fn hessian_values(
+        &mut self,
+        x: &[f64],
+        obj_factor: f64,
+        lambda: &[f64],
+        values: &mut [f64],
+    ) -> Result<(), EvalError> {
+        for (w, t) in self.weight_arena.iter_mut().zip(&self.weight_targets) {
+            *w = match *t {
+                Target::Objective => obj_factor,
+                Target::Constraint(r) => lambda[r],
+            };
+        }
+        for g in &self.groups {
+            let weights = &self.weight_arena[g.val_range()];
+            g.kernels
+                .hessians(x, weights, &mut self.hess_arena[g.hess_range()]);
+        }
+        self.hess_gather
+            .assemble(&self.hess_arena, obj_factor, values);
+        check_finite("hessian", values)
+    }
+}
+
+impl std::fmt::Debug for Nlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nlp")
+            .field("dims", &self.dims)
+            .field(
+                "variables",
+                &self.var_blocks.iter().map(|b| &b.name).collect::<Vec<_>>(),
+            )
+            .field(
+                "constraints",
+                &self.con_blocks.iter().map(|b| &b.name).collect::<Vec<_>>(),
+            )
+            .field(
+                "element_groups",
+                &self
+                    .groups
+                    .iter()
+                    .map(|g| g.kernels.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}

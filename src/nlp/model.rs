@@ -1,0 +1,404 @@
+//! [`Model`]: collects blocks and terms, then compiles them into an [`Nlp`].
+
+use super::derivatives::{packed_len, GroupKernels};
+use super::element::{Element, ElementGroup, Target};
+use super::evaluator::{CompiledGroup, CompiledLeastSquares, Nlp};
+use super::sparsity::{dense_gather, PatternBuilder, Source};
+use super::terms::{L2Regularization, LeastSquares};
+use super::variables::{check_finite, ConBlock, ConSpec, VarBlock, VarSpec};
+use super::ModelError;
+use colloc_solvers::{NlpDims, NlpScaling};
+use sprs::CsMat;
+use std::collections::HashSet;
+
+/// A model under construction. See the [module documentation](super).
+///
+/// ```
+/// use colloc::nlp::{ConSpec, L2Regularization, Model, VarSpec};
+/// use colloc::solvers::NlpEvaluator;
+/// // minimize x0² + x1²  subject to  x0 + x1 = 1
+/// let mut model = Model::new();
+/// let x = model.add_variables(VarSpec::new("x", &[2])).unwrap();
+/// let c = model.add_constraints(ConSpec::new("sum", 1, 1.0, 1.0)).unwrap();
+/// model.add_linear_triplets("sum", [(c.row(0), x.index(0), 1.0), (c.row(0), x.index(1), 1.0)]);
+/// model.add_l2(L2Regularization::new("norm", x.indices(), 1.0));
+/// let nlp = model.build().unwrap();
+/// assert_eq!(nlp.dims().nnz_jac, 2);
+/// ```
+#[derive(Default)]
+pub struct Model {
+    vars: Vec<VarSpec>,
+    var_blocks: Vec<VarBlock>,
+    n_vars: usize,
+    cons: Vec<ConSpec>,
+    con_blocks: Vec<ConBlock>,
+    n_cons: usize,
+    names: HashSet<String>,
+    linear_constraints: Vec<(String, usize, usize, f64)>,
+    linear_objective: Vec<(String, usize, f64)>,
+    objective_constant: f64,
+    least_squares: Vec<LeastSquares>,
+    l2: Vec<L2Regularization>,
+    groups: Vec<Box<dyn GroupKernels>>,
+}
+
+impl Model {
+    /// An empty model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of variables declared so far.
+    pub fn n_vars(&self) -> usize {
+        self.n_vars
+    }
+
+    /// Number of constraint rows declared so far.
+    pub fn n_cons(&self) -> usize {
+        self.n_cons
+    }
+
+    fn claim_name(&mut self, name: &str) -> Result<(), ModelError> {
+        if self.names.insert(name.to_string()) {
+            Ok(())
+        } else {
+            Err(ModelError::DuplicateName(name.to_string()))
+        }
+    }
+
+    /// Adds a block of variables; returns its handle.
+    pub fn add_variables(&mut self, spec: VarSpec) -> Result<VarBlock, ModelError> {
+        spec.validate()?;
+        self.claim_name(&spec.name)?;
+        let block = VarBlock {
+            name: spec.name.clone(),
+            offset: self.n_vars,
+            shape: spec.shape.clone(),
+        };
+        self.n_vars += spec.len();
+        self.vars.push(spec);
+        self.var_blocks.push(block.clone());
+        Ok(block)
+    }
+
+    /// Adds a block of constraint rows; returns its handle.
+    pub fn add_constraints(&mut self, spec: ConSpec) -> Result<ConBlock, ModelError> {
+        spec.validate()?;
+        self.claim_name(&spec.name)?;
+        let block = ConBlock {
+            name: spec.name.clone(),
+            offset: self.n_cons,
+            len: spec.len(),
+        };
+        self.n_cons += spec.len();
+        self.cons.push(spec);
+        self.con_blocks.push(block.clone());
+        Ok(block)
+    }
+
+    /// Adds `A x` to the rows of `block`: `A` has `block.len` rows and one column per global
+    /// variable.
+    pub fn add_linear(
+        &mut self,
+        name: &str,
+        block: &ConBlock,
+        matrix: &CsMat<f64>,
+    ) -> Result<(), ModelError> {
+        if matrix.rows() != block.len {
+            return Err(ModelError::ShapeMismatch {
+                term: name.to_string(),
+                got: matrix.rows(),
+                expected: block.len,
+            });
+        }
+        for (&v, (i, j)) in matrix.iter() {
+            self.linear_constraints
+                .push((name.to_string(), block.row(i), j, v));
+        }
+        Ok(())
+    }
+
+    /// Adds `coefficient · x[col]` to global constraint `row`, for each `(row, col, coefficient)`.
+    /// Indices are checked when the model is built.
+    pub fn add_linear_triplets(
+        &mut self,
+        name: &str,
+        triplets: impl IntoIterator<Item = (usize, usize, f64)>,
+    ) {
+        for (r, c, v) in triplets {
+            self.linear_constraints.push((name.to_string(), r, c, v));
+        }
+    }
+
+    /// Adds `Σ coefficient · x[index]` to the objective.
+    pub fn add_linear_objective(
+        &mut self,
+        name: &str,
+        terms: impl IntoIterator<Item = (usize, f64)>,
+    ) {
+        for (j, v) in terms {
+            self.linear_objective.push((name.to_string(), j, v));
+        }
+    }
+
+    /// Adds a constant to the objective (it changes reported values, not the optimum).
+    pub fn add_objective_constant(&mut self, value: f64) {
+        self.objective_constant += value;
+    }
+
+    /// Adds a least-squares objective term.
+    pub fn add_least_squares(&mut self, term: LeastSquares) {
+        self.least_squares.push(term);
+    }
+
+    /// Adds an L2-regularization objective term.
+    pub fn add_l2(&mut self, term: L2Regularization) {
+        self.l2.push(term);
+    }
+
+    /// Adds a group of nonlinear elements.
+    pub fn add_elements<E: Element + 'static>(
+        &mut self,
+        group: ElementGroup<E>,
+    ) -> Result<(), ModelError> {
+        self.claim_name(&group.name)?;
+        if group.n_inputs == 0 || group.n_outputs == 0 {
+            return Err(ModelError::EmptyBlock(group.name.clone()));
+        }
+        self.groups.push(Box::new(group));
+        Ok(())
+    }
+
+    /// Validates every term, fixes the sparsity patterns and precomputes the scatter/gather maps.
+    pub fn build(self) -> Result<Nlp, ModelError> {
+        let (n, m) = (self.n_vars, self.n_cons);
+        let check_var = |term: &str, index: usize| {
+            if index < n {
+                Ok(())
+            } else {
+                Err(ModelError::VariableOutOfRange {
+                    term: term.to_string(),
+                    index,
+                    n_vars: n,
+                })
+            }
+        };
+        let check_row = |term: &str, row: usize| {
+            if row < m {
+                Ok(())
+            } else {
+                Err(ModelError::RowOutOfRange {
+                    term: term.to_string(),
+                    row,
+                    n_cons: m,
+                })
+            }
+        };
+
+        // Bounds, start, scaling.
+        let mut x_lower = Vec::with_capacity(n);
+        let mut x_upper = Vec::with_capacity(n);
+        let mut x_start = Vec::with_capacity(n);
+        let mut g_lower = Vec::with_capacity(m);
+        let mut g_upper = Vec::with_capacity(m);
+        for v in &self.vars {
+            x_lower.extend_from_slice(&v.lower);
+            x_upper.extend_from_slice(&v.upper);
+            x_start.extend_from_slice(&v.start);
+        }
+        for c in &self.cons {
+            g_lower.extend_from_slice(&c.lower);
+            g_upper.extend_from_slice(&c.upper);
+        }
+        let scaled = self.vars.iter().any(|v| v.scaling.is_some())
+            || self.cons.iter().any(|c| c.scaling.is_some());
+        let scaling = scaled.then(|| NlpScaling {
+            objective: 1.0,
+            variables: self
+                .vars
+                .iter()
+                .flat_map(|v| v.scaling.clone().unwrap_or_else(|| vec![1.0; v.len()]))
+                .collect(),
+            constraints: self
+                .cons
+                .iter()
+                .flat_map(|c| c.scaling.clone().unwrap_or_else(|| vec![1.0; c.len()]))
+                .collect(),
+        });
+
+        // Linear constraint terms: constant Jacobian entries and the matrix for g(x).
+        let mut jac = PatternBuilder::default();
+        let mut lin_rows = Vec::with_capacity(self.linear_constraints.len());
+        for (name, r, c, v) in &self.linear_constraints {
+            check_row(name, *r)?;
+            check_var(name, *c)?;
+            check_finite(name, "coefficient", &[*v])?;
+            jac.push(*r, *c, Source::Const(*v));
+            lin_rows.push((*r, *c, *v));
+        }
+        let mut linear_matrix = sprs::TriMat::new((m, n));
+        for (r, c, v) in lin_rows {
+            linear_matrix.add_triplet(r, c, v);
+        }
+        let linear_matrix: CsMat<f64> = linear_matrix.to_csr();
+
+        check_finite("objective constant", "value", &[self.objective_constant])?;
+        let mut linear_objective = vec![0.0; n];
+        for (name, j, v) in &self.linear_objective {
+            check_var(name, *j)?;
+            check_finite(name, "coefficient", &[*v])?;
+            linear_objective[*j] += v;
+        }
+
+        // Objective terms with constant Hessians.
+        let mut hess = PatternBuilder::default();
+        let mut least_squares = Vec::with_capacity(self.least_squares.len());
+        for ls in self.least_squares {
+            ls.validate(n)?;
+            let a: CsMat<f64> = ls.matrix.to_csr();
+            let two_w = 2.0 * ls.weight;
+            for row in a.outer_iterator() {
+                for (i, &ai) in row.iter() {
+                    for (j, &aj) in row.iter() {
+                        if j <= i {
+                            hess.push(i, j, Source::Const(two_w * ai * aj));
+                        }
+                    }
+                }
+            }
+            let residual = vec![0.0; ls.target.len()];
+            least_squares.push(CompiledLeastSquares {
+                a,
+                b: ls.target,
+                weight: ls.weight,
+                residual,
+            });
+        }
+        let mut l2 = Vec::with_capacity(self.l2.len());
+        for term in self.l2 {
+            term.validate(n)?;
+            for &i in &term.indices {
+                hess.push(i, i, Source::Const(2.0 * term.weight));
+            }
+            l2.push((term.indices, term.weight));
+        }
+
+        // Element groups: arenas and their maps into global nonzeros.
+        let mut groups = Vec::with_capacity(self.groups.len());
+        let (mut val_len, mut jac_len, mut hess_len) = (0, 0, 0);
+        let mut g_sources = Vec::new();
+        let mut grad_sources = Vec::new();
+        let mut objective_values = Vec::new();
+        for kernels in self.groups {
+            let (ni, no, len) = (kernels.n_inputs(), kernels.n_outputs(), kernels.len());
+            let name = kernels.name().to_string();
+            for &i in kernels.inputs() {
+                check_var(&name, i)?;
+            }
+            let (mut has_objective, mut has_constraints) = (false, false);
+            for t in kernels.targets() {
+                match *t {
+                    Target::Objective => has_objective = true,
+                    Target::Constraint(r) => {
+                        check_row(&name, r)?;
+                        has_constraints = true;
+                    }
+                }
+            }
+            let np = packed_len(ni);
+            jac.reserve(len * ni * no);
+            hess.reserve(len * np);
+            for e in 0..len {
+                let inputs = &kernels.inputs()[e * ni..(e + 1) * ni];
+                for (k, t) in kernels.targets()[e * no..(e + 1) * no].iter().enumerate() {
+                    let vpos = val_len + e * no + k;
+                    let jpos = jac_len + (e * no + k) * ni;
+                    match *t {
+                        Target::Objective => {
+                            objective_values.push(vpos);
+                            for (a, &ga) in inputs.iter().enumerate() {
+                                grad_sources.push((ga, jpos + a));
+                            }
+                        }
+                        Target::Constraint(r) => {
+                            g_sources.push((r, vpos));
+                            for (a, &ga) in inputs.iter().enumerate() {
+                                jac.push(r, ga, Source::Arena(jpos + a));
+                            }
+                        }
+                    }
+                }
+                let hpos = hess_len + e * np;
+                let mut p = 0;
+                for a in 0..ni {
+                    for b in 0..=a {
+                        let (ga, gb) = (inputs[a], inputs[b]);
+                        hess.push(ga.max(gb), ga.min(gb), Source::Arena(hpos + p));
+                        p += 1;
+                    }
+                }
+            }
+            groups.push(CompiledGroup {
+                val_offset: val_len,
+                jac_offset: jac_len,
+                hess_offset: hess_len,
+                has_objective,
+                has_constraints,
+                kernels,
+            });
+            val_len += len * no;
+            jac_len += len * no * ni;
+            hess_len += len * np;
+        }
+
+        let jac = jac.finish();
+        let hess = hess.finish();
+        let dims = NlpDims {
+            n_vars: n,
+            n_cons: m,
+            nnz_jac: jac.rows.len(),
+            nnz_hess: hess.rows.len(),
+        };
+        let limit = i32::MAX as usize;
+        if n > limit || m > limit || dims.nnz_jac > limit || dims.nnz_hess > limit {
+            return Err(ModelError::TooLarge(format!(
+                "{dims:?} exceeds the 32-bit index range"
+            )));
+        }
+        let weight_targets = groups
+            .iter()
+            .flat_map(|g| g.kernels.targets().iter().copied())
+            .collect::<Vec<_>>();
+        Ok(Nlp {
+            dims,
+            x_lower,
+            x_upper,
+            x_start,
+            g_lower,
+            g_upper,
+            scaling,
+            var_blocks: self.var_blocks,
+            con_blocks: self.con_blocks,
+            linear_matrix,
+            linear_objective,
+            objective_constant: self.objective_constant,
+            least_squares,
+            l2,
+            objective_values,
+            g_gather: dense_gather(m, &g_sources),
+            grad_gather: dense_gather(n, &grad_sources),
+            jac_rows: jac.rows,
+            jac_cols: jac.cols,
+            jac_gather: jac.gather,
+            hess_rows: hess.rows,
+            hess_cols: hess.cols,
+            hess_gather: hess.gather,
+            weight_targets,
+            val_arena: vec![0.0; val_len],
+            jac_arena: vec![0.0; jac_len],
+            hess_arena: vec![0.0; hess_len],
+            weight_arena: vec![0.0; val_len],
+            groups,
+        })
+    }
+}

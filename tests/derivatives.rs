@@ -1,0 +1,305 @@
+//! Exact derivatives of every term kind against central finite differences at seeded random
+//! points, and completeness of the sparsity patterns.
+
+use colloc::nlp::{
+    ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, Nlp, Scalar, Target,
+    VarSpec,
+};
+use colloc::solvers::NlpEvaluator;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Four inputs, two outputs, transcendental and product terms (static kernel, exact size).
+struct Mixed {
+    c: f64,
+}
+impl Element for Mixed {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        out[0] = x[0].sin() * x[1] * x[1] + (x[2] * x[3]).exp() * self.c;
+        out[1] = (x[0] - x[3]).tanh() * x[2] + x[1].powi(3) / (x[2] * x[2] + 1.0);
+    }
+}
+
+/// Nine inputs (padded static kernel of size 10), one output.
+struct Chain;
+impl Element for Chain {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        let mut s = S::from(0.0);
+        for i in 0..x.len() - 1 {
+            s += (x[i] * x[i + 1]).tanh();
+        }
+        out[0] = s + x[0] * x[4] * x[8];
+    }
+}
+
+/// Twenty inputs (scalar fallback kernels), two outputs.
+struct Wide;
+impl Element for Wide {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        let mut s = S::from(0.0);
+        let mut p = S::from(1.0);
+        for (i, xi) in x.iter().enumerate() {
+            s += (*xi * (i as f64 + 1.0) * 0.1).sin() * x[(i + 7) % x.len()];
+            p *= (*xi * 0.05).exp();
+        }
+        out[0] = s;
+        out[1] = p + x[3] * x[11];
+    }
+}
+
+fn random_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// A model that uses every term kind, with overlapping variables so that duplicates must merge.
+fn build(rng: &mut ChaCha8Rng) -> Nlp {
+    let mut m = Model::new();
+    let n = 30;
+    let x = m.add_variables(VarSpec::new("x", &[n])).unwrap();
+    let c = m.add_constraints(ConSpec::equal_zero("c", 12)).unwrap();
+    let d = m.add_constraints(ConSpec::new("d", 3, -1.0, 1.0)).unwrap();
+
+    let mut mixed = ElementGroup::new("mixed", 4, 2);
+    for e in 0..6 {
+        let i = [e, (e + 5) % n, (e + 11) % n, (e + 2) % n];
+        // first output into a constraint, second into the objective or another row
+        let t2 = if e % 2 == 0 {
+            Target::Objective
+        } else {
+            Target::Constraint(c.row(e + 1))
+        };
+        mixed
+            .push(
+                Mixed { c: 0.3 + e as f64 },
+                &i.map(|k| x.index(k)),
+                &[Target::Constraint(c.row(e)), t2],
+            )
+            .unwrap();
+    }
+    m.add_elements(mixed).unwrap();
+
+    let mut chain = ElementGroup::new("chain", 9, 1);
+    for e in 0..3 {
+        let i: Vec<usize> = (0..9).map(|k| x.index((3 * e + 2 * k) % n)).collect();
+        let t = if e == 2 {
+            Target::Objective
+        } else {
+            Target::Constraint(c.row(6 + e))
+        };
+        chain.push(Chain, &i, &[t]).unwrap();
+    }
+    m.add_elements(chain).unwrap();
+
+    let mut wide = ElementGroup::new("wide", 20, 2);
+    let i: Vec<usize> = (0..20).map(|k| x.index(29 - k)).collect();
+    wide.push(Wide, &i, &[Target::Constraint(d.row(0)), Target::Objective])
+        .unwrap();
+    m.add_elements(wide).unwrap();
+
+    // Linear terms on constraint rows (a sprs matrix and triplets) and in the objective.
+    let mut tri = sprs::TriMat::new((3, n));
+    for r in 0..3 {
+        for _ in 0..4 {
+            tri.add_triplet(r, rng.gen_range(0..n), rng.gen_range(-2.0..2.0));
+        }
+    }
+    m.add_linear("lin", &d, &tri.to_csr()).unwrap();
+    m.add_linear_triplets("lin2", (0..12).map(|r| (c.row(r), x.index(r + 3), 1.5)));
+    m.add_linear_objective("lin_obj", (0..n).map(|j| (j, 0.1 * j as f64)));
+
+    // Least squares with a dense-ish random matrix, and L2.
+    let mut a = sprs::TriMat::new((5, n));
+    for r in 0..5 {
+        for _ in 0..6 {
+            a.add_triplet(r, rng.gen_range(0..n), rng.gen_range(-1.0..1.0));
+        }
+    }
+    m.add_least_squares(LeastSquares {
+        name: "ls".into(),
+        matrix: a.to_csr(),
+        target: random_vec(rng, 5),
+        weight: 0.7,
+    });
+    m.add_l2(L2Regularization::new(
+        "l2",
+        (10..25).map(|k| x.index(k)),
+        0.05,
+    ));
+    m.build().unwrap()
+}
+
+fn rel_err(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1.0)
+}
+
+fn lagrangian_gradient(nlp: &mut Nlp, x: &[f64], sigma: f64, lambda: &[f64]) -> Vec<f64> {
+    let d = nlp.dims();
+    let mut grad = vec![0.0; d.n_vars];
+    nlp.gradient(x, &mut grad).unwrap();
+    grad.iter_mut().for_each(|g| *g *= sigma);
+    let (mut rows, mut cols, mut vals) =
+        (vec![0; d.nnz_jac], vec![0; d.nnz_jac], vec![0.0; d.nnz_jac]);
+    nlp.jacobian_structure(&mut rows, &mut cols);
+    nlp.jacobian_values(x, &mut vals).unwrap();
+    for k in 0..d.nnz_jac {
+        grad[cols[k]] += lambda[rows[k]] * vals[k];
+    }
+    grad
+}
+
+#[test]
+fn gradient_jacobian_hessian_match_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut nlp = build(&mut rng);
+    let d = nlp.dims();
+    let h = 1e-6;
+    for _trial in 0..5 {
+        let x = random_vec(&mut rng, d.n_vars);
+        let sigma = rng.gen_range(0.5..2.0);
+        let lambda = random_vec(&mut rng, d.n_cons);
+
+        // Gradient.
+        let mut grad = vec![0.0; d.n_vars];
+        nlp.gradient(&x, &mut grad).unwrap();
+        for j in 0..d.n_vars {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[j] += h;
+            xm[j] -= h;
+            let fd = (nlp.objective(&xp).unwrap() - nlp.objective(&xm).unwrap()) / (2.0 * h);
+            assert!(
+                rel_err(grad[j], fd) < 1e-6,
+                "gradient[{j}]: {} vs FD {fd}",
+                grad[j]
+            );
+        }
+
+        // Jacobian: dense reconstruction vs FD of the constraints, zero outside the pattern.
+        let (mut rows, mut cols, mut vals) =
+            (vec![0; d.nnz_jac], vec![0; d.nnz_jac], vec![0.0; d.nnz_jac]);
+        nlp.jacobian_structure(&mut rows, &mut cols);
+        nlp.jacobian_values(&x, &mut vals).unwrap();
+        let mut dense = vec![vec![0.0; d.n_vars]; d.n_cons];
+        for k in 0..d.nnz_jac {
+            assert_eq!(
+                dense[rows[k]][cols[k]], 0.0,
+                "duplicate Jacobian entry ({}, {})",
+                rows[k], cols[k]
+            );
+            dense[rows[k]][cols[k]] = vals[k];
+        }
+        let (mut gp, mut gm) = (vec![0.0; d.n_cons], vec![0.0; d.n_cons]);
+        for j in 0..d.n_vars {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[j] += h;
+            xm[j] -= h;
+            nlp.constraints(&xp, &mut gp).unwrap();
+            nlp.constraints(&xm, &mut gm).unwrap();
+            for i in 0..d.n_cons {
+                let fd = (gp[i] - gm[i]) / (2.0 * h);
+                assert!(
+                    rel_err(dense[i][j], fd) < 1e-6,
+                    "jacobian[{i},{j}]: {} vs FD {fd}",
+                    dense[i][j]
+                );
+            }
+        }
+
+        // Hessian of the Lagrangian vs FD of its exact gradient; pattern is lower triangular,
+        // without duplicates, and covers every nonzero.
+        let (mut hr, mut hc, mut hv) = (
+            vec![0; d.nnz_hess],
+            vec![0; d.nnz_hess],
+            vec![0.0; d.nnz_hess],
+        );
+        nlp.hessian_structure(&mut hr, &mut hc);
+        nlp.hessian_values(&x, sigma, &lambda, &mut hv).unwrap();
+        let mut dense = vec![vec![f64::NAN; d.n_vars]; d.n_vars];
+        for k in 0..d.nnz_hess {
+            assert!(
+                hr[k] >= hc[k],
+                "Hessian entry ({}, {}) above the diagonal",
+                hr[k],
+                hc[k]
+            );
+            assert!(
+                dense[hr[k]][hc[k]].is_nan(),
+                "duplicate Hessian entry ({}, {})",
+                hr[k],
+                hc[k]
+            );
+            dense[hr[k]][hc[k]] = hv[k];
+        }
+        for j in 0..d.n_vars {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[j] += h;
+            xm[j] -= h;
+            let gp = lagrangian_gradient(&mut nlp, &xp, sigma, &lambda);
+            let gm = lagrangian_gradient(&mut nlp, &xm, sigma, &lambda);
+            for i in j..d.n_vars {
+                let fd = (gp[i] - gm[i]) / (2.0 * h);
+                let exact = dense[i][j];
+                if exact.is_nan() {
+                    assert!(
+                        fd.abs() < 1e-7,
+                        "Hessian ({i}, {j}) = {fd} by FD but not in the pattern"
+                    );
+                } else {
+                    assert!(
+                        rel_err(exact, fd) < 1e-6,
+                        "hessian[{i},{j}]: {exact} vs FD {fd}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn evaluation_is_deterministic_and_reentrant() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut a = build(&mut rng);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut b = build(&mut rng);
+    let d = a.dims();
+    let x = random_vec(&mut rng, d.n_vars);
+    let lambda = random_vec(&mut rng, d.n_cons);
+    let (mut ha, mut hb) = (vec![0.0; d.nnz_hess], vec![0.0; d.nnz_hess]);
+    a.hessian_values(&x, 1.3, &lambda, &mut ha).unwrap();
+    b.hessian_values(&x, 0.0, &lambda, &mut hb).unwrap(); // a different call in between
+    b.hessian_values(&x, 1.3, &lambda, &mut hb).unwrap();
+    assert_eq!(ha, hb);
+}
+
+#[test]
+fn bad_models_are_rejected_with_names() {
+    let mut m = Model::new();
+    let x = m.add_variables(VarSpec::new("x", &[2])).unwrap();
+    assert_eq!(
+        m.add_variables(VarSpec::new("x", &[1]))
+            .unwrap_err()
+            .to_string(),
+        "duplicate name `x`"
+    );
+    let err = m
+        .add_variables(VarSpec::new("y", &[2]).bounds(1.0, 0.0))
+        .unwrap_err();
+    assert!(err.to_string().contains("`y`[0]: invalid bounds"), "{err}");
+    let mut g = ElementGroup::new("prod", 2, 1);
+    let err = g
+        .push(
+            Mixed { c: 1.0 },
+            &[x.index(0), x.index(0)],
+            &[Target::Objective],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("appears twice"), "{err}");
+    g.push(Mixed { c: 1.0 }, &[x.index(0), 7], &[Target::Constraint(3)])
+        .unwrap();
+    m.add_elements(g).unwrap();
+    let err = m.build().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`prod`: variable index 7 out of range"),
+        "{err}"
+    );
+}
