@@ -16,8 +16,8 @@ struct Unit<const N: usize> {
 impl<const N: usize> Element for Unit<N> {
     fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
         let mut s = S::from(0.0);
-        for i in 0..N - 1 {
-            s += x[i] * self.c[i];
+        for (xi, ci) in x[..N - 1].iter().zip(&self.c) {
+            s += *xi * *ci;
         }
         out[0] = x[N - 1] * s.tanh() + (x[0] * x[1]).exp() * 0.01;
     }

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ipopt;
 pub mod nlp;
 
 pub use nlp::{check_finite, EvalError, NlpDims, NlpEvaluator, NlpScaling};

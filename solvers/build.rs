@@ -1,0 +1,25 @@
+//! Links the system Ipopt dynamically. pkg-config tells where `libipopt.so` is; only `-lipopt`
+//! is passed to the linker: the shared library carries its own MUMPS/BLAS/LAPACK dependencies,
+//! and Debian's `ipopt.pc` lists static archives that break a static link.
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    match pkg_config::Config::new()
+        .atleast_version("3.11")
+        .cargo_metadata(false)
+        .probe("ipopt")
+    {
+        Ok(lib) => {
+            for path in &lib.link_paths {
+                println!("cargo:rustc-link-search=native={}", path.display());
+            }
+            println!("cargo:rustc-link-lib=dylib=ipopt");
+            println!("cargo:version={}", lib.version);
+        }
+        Err(e) => {
+            eprintln!("colloc-solvers: Ipopt >= 3.11 not found through pkg-config: {e}");
+            eprintln!("colloc-solvers: run ./scripts/setup.sh (installs coinor-libipopt-dev and pkg-config)");
+            std::process::exit(1);
+        }
+    }
+}

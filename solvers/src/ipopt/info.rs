@@ -1,0 +1,65 @@
+//! What a solve reports besides its point: per-iteration information for callbacks, and
+//! statistics.
+
+use serde::{Deserialize, Serialize};
+
+/// One IPOPT iteration, as passed to the intermediate callback.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IterationInfo {
+    /// Iteration number (0 is the starting point).
+    pub iteration: usize,
+    /// True during the restoration phase.
+    pub restoration: bool,
+    /// Objective value (unscaled).
+    pub objective: f64,
+    /// Primal infeasibility (constraint violation).
+    pub inf_pr: f64,
+    /// Dual infeasibility.
+    pub inf_du: f64,
+    /// Barrier parameter μ.
+    pub mu: f64,
+    /// Norm of the primal step.
+    pub d_norm: f64,
+    /// Hessian regularization added for inertia correction.
+    pub regularization: f64,
+    /// Dual step size.
+    pub alpha_du: f64,
+    /// Primal step size.
+    pub alpha_pr: f64,
+    /// Number of line-search trials.
+    pub ls_trials: usize,
+}
+
+/// Calls and time of one callback kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// Number of calls.
+    pub calls: usize,
+    /// Seconds spent inside them.
+    pub seconds: f64,
+}
+
+/// Statistics of one solve.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SolveStats {
+    /// IPOPT iterations (the last iteration number reported).
+    pub iterations: usize,
+    /// Wall time of the whole solve, seconds.
+    pub wall_s: f64,
+    /// Wall time inside function and derivative evaluations, seconds.
+    pub eval_s: f64,
+    /// Objective evaluations.
+    pub objective: CallStats,
+    /// Gradient evaluations.
+    pub gradient: CallStats,
+    /// Constraint evaluations.
+    pub constraints: CallStats,
+    /// Jacobian evaluations (values only).
+    pub jacobian: CallStats,
+    /// Hessian evaluations (values only).
+    pub hessian: CallStats,
+    /// Evaluations that failed (NaN, domain error); IPOPT cut its step back.
+    pub eval_errors: usize,
+    /// The first evaluation error, if any.
+    pub first_eval_error: Option<String>,
+}

@@ -1,0 +1,391 @@
+//! A safe binding to the system IPOPT (3.11, C interface), laid out one concept per file:
+//! [`settings`](IpoptSettings), [`status`](SolveStatus), [`solution`](IpoptSolution),
+//! [`info`](IterationInfo); `ffi.rs` holds the only `unsafe` code of colloc.
+//!
+//! ```no_run
+//! # use colloc_solvers::ipopt::{IpoptSettings, IpoptSolver};
+//! # fn demo(nlp: &mut impl colloc_solvers::NlpEvaluator) -> Result<(), colloc_solvers::ipopt::IpoptError> {
+//! let solver = IpoptSolver::new(IpoptSettings::default())?;
+//! let solution = solver.solve(nlp)?;
+//! println!("{} after {} iterations", solution.status, solution.stats.iterations);
+//! # Ok(()) }
+//! ```
+
+mod ffi;
+mod info;
+mod settings;
+mod solution;
+mod status;
+
+pub use info::{CallStats, IterationInfo, SolveStats};
+pub use settings::{HessianMode, IpoptOption, IpoptSettings};
+pub use solution::{IpoptSolution, WarmStart};
+pub use status::{ResultStatus, SolveStatus, TerminationStatus};
+
+use crate::nlp::NlpEvaluator;
+use ffi::{RawError, RawIterate, RawProblem};
+use std::time::Instant;
+
+/// Why a solve could not be set up or carried out. Normal outcomes (solved, iteration limit,
+/// infeasible, stopped) are not errors: they are [`IpoptSolution::status`].
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum IpoptError {
+    /// A settings field is invalid.
+    #[error("invalid IPOPT setting `{field}`: {reason}")]
+    InvalidSettings {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// IPOPT rejected an option (unknown name or invalid value).
+    #[error("IPOPT rejected option `{name}` = {value}")]
+    InvalidOption {
+        /// Option name.
+        name: String,
+        /// Value as text.
+        value: String,
+    },
+    /// A vector has the wrong length.
+    #[error("{what} has length {got}, the problem needs {expected}")]
+    DimensionMismatch {
+        /// Which vector.
+        what: &'static str,
+        /// Length given.
+        got: usize,
+        /// Length needed.
+        expected: usize,
+    },
+    /// The problem is too large for IPOPT's 32-bit indices.
+    #[error("the problem is too large for IPOPT's 32-bit indices: {0}")]
+    TooLarge(String),
+    /// IPOPT refused to create the problem (e.g. no variables).
+    #[error("IPOPT could not create the problem: {0}")]
+    CreateFailed(String),
+    /// IPOPT could not open the output file.
+    #[error("IPOPT could not open output file {0}")]
+    OutputFile(String),
+    /// A callback (evaluator or iteration observer) panicked; the solve was stopped.
+    #[error("a callback panicked during the solve: {0}")]
+    CallbackPanicked(String),
+    /// A file for the derivative checker could not be read or written.
+    #[error("derivative checker log {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+}
+
+/// State shared with the FFI trampolines during one solve.
+pub(crate) struct CallbackState<'a, 'o, E> {
+    pub nlp: &'a mut E,
+    pub jac_rows: Vec<i32>,
+    pub jac_cols: Vec<i32>,
+    pub hess_rows: Vec<i32>,
+    pub hess_cols: Vec<i32>,
+    pub stats: SolveStats,
+    pub observer: Option<&'a mut (dyn FnMut(&IterationInfo) -> bool + 'o)>,
+    pub panic: Option<String>,
+}
+
+impl<E> CallbackState<'_, '_, E> {
+    /// Records the iteration and asks the observer whether to go on.
+    pub fn on_iteration(&mut self, info: &IterationInfo) -> bool {
+        self.stats.iterations = info.iteration;
+        match self.observer.as_mut() {
+            Some(f) => f(info),
+            None => true,
+        }
+    }
+}
+
+/// IPOPT with fixed settings; solves any number of problems, also concurrently from several
+/// threads (each solve creates its own IPOPT problem).
+#[derive(Clone, Debug)]
+pub struct IpoptSolver {
+    settings: IpoptSettings,
+}
+
+fn to_index(what: &str, v: usize) -> Result<i32, IpoptError> {
+    i32::try_from(v).map_err(|_| IpoptError::TooLarge(format!("{what} = {v}")))
+}
+
+fn to_indices(what: &str, v: &[usize]) -> Result<Vec<i32>, IpoptError> {
+    v.iter().map(|&i| to_index(what, i)).collect()
+}
+
+impl IpoptSolver {
+    /// A solver with validated settings.
+    pub fn new(settings: IpoptSettings) -> Result<Self, IpoptError> {
+        settings.validate()?;
+        Ok(Self { settings })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &IpoptSettings {
+        &self.settings
+    }
+
+    /// Solves from the evaluator's initial point.
+    pub fn solve<E: NlpEvaluator>(&self, nlp: &mut E) -> Result<IpoptSolution, IpoptError> {
+        self.solve_with(nlp, None, None)
+    }
+
+    /// Solves from a warm start (if given), calling `observer` after every iteration; the
+    /// observer returning `false` stops the solve with [`SolveStatus::UserRequestedStop`] and
+    /// the solution then holds the last iterate.
+    pub fn solve_with<E: NlpEvaluator>(
+        &self,
+        nlp: &mut E,
+        warm: Option<&WarmStart>,
+        observer: Option<&mut dyn FnMut(&IterationInfo) -> bool>,
+    ) -> Result<IpoptSolution, IpoptError> {
+        let started = Instant::now();
+        let d = nlp.dims();
+        let (n, m) = (d.n_vars, d.n_cons);
+        to_index("n_vars", n)?;
+        to_index("n_cons", m)?;
+        let hessian = self.settings.hessian == HessianMode::Exact;
+
+        let mut problem = RawProblem {
+            x_lower: vec![0.0; n],
+            x_upper: vec![0.0; n],
+            g_lower: vec![0.0; m],
+            g_upper: vec![0.0; m],
+            nnz_jac: to_index("nnz_jac", d.nnz_jac)?,
+            nnz_hess: if hessian {
+                to_index("nnz_hess", d.nnz_hess)?
+            } else {
+                0
+            },
+            options: self
+                .settings
+                .to_options(warm.is_some_and(WarmStart::has_multipliers)),
+            scaling: None,
+            output_file: self
+                .settings
+                .output_file
+                .as_ref()
+                .map(|p| (p.display().to_string(), self.settings.file_print_level)),
+        };
+        nlp.bounds(
+            &mut problem.x_lower,
+            &mut problem.x_upper,
+            &mut problem.g_lower,
+            &mut problem.g_upper,
+        );
+        // IPOPT's infinity is ±1e19 (nlp_lower/upper_bound_inf); map ±∞ onto it.
+        for v in problem.x_lower.iter_mut().chain(problem.g_lower.iter_mut()) {
+            *v = v.max(-1e19);
+        }
+        for v in problem.x_upper.iter_mut().chain(problem.g_upper.iter_mut()) {
+            *v = v.min(1e19);
+        }
+        if let Some(s) = nlp.scaling() {
+            check_len("variable scaling", s.variables.len(), n)?;
+            check_len("constraint scaling", s.constraints.len(), m)?;
+            problem.options.insert(
+                0,
+                (
+                    "nlp_scaling_method".into(),
+                    IpoptOption::Str("user-scaling".into()),
+                ),
+            );
+            problem.scaling = Some((s.objective, s.variables, s.constraints));
+        }
+
+        let mut iterate = RawIterate {
+            x: vec![0.0; n],
+            g: vec![0.0; m],
+            objective: f64::NAN,
+            mult_g: vec![0.0; m],
+            mult_x_lower: vec![0.0; n],
+            mult_x_upper: vec![0.0; n],
+        };
+        match warm {
+            Some(w) => {
+                check_len("warm start x", w.x.len(), n)?;
+                iterate.x.copy_from_slice(&w.x);
+                for (what, src, dst, len) in [
+                    ("warm start mult_g", &w.mult_g, &mut iterate.mult_g, m),
+                    (
+                        "warm start mult_x_lower",
+                        &w.mult_x_lower,
+                        &mut iterate.mult_x_lower,
+                        n,
+                    ),
+                    (
+                        "warm start mult_x_upper",
+                        &w.mult_x_upper,
+                        &mut iterate.mult_x_upper,
+                        n,
+                    ),
+                ] {
+                    if let Some(v) = src {
+                        check_len(what, v.len(), len)?;
+                        dst.copy_from_slice(v);
+                    }
+                }
+            }
+            None => nlp.initial_point(&mut iterate.x),
+        }
+
+        let (mut jr, mut jc) = (vec![0; d.nnz_jac], vec![0; d.nnz_jac]);
+        nlp.jacobian_structure(&mut jr, &mut jc);
+        let (mut hr, mut hc) = (Vec::new(), Vec::new());
+        if hessian {
+            hr = vec![0; d.nnz_hess];
+            hc = vec![0; d.nnz_hess];
+            nlp.hessian_structure(&mut hr, &mut hc);
+        }
+        let mut state = CallbackState {
+            jac_rows: to_indices("jacobian row", &jr)?,
+            jac_cols: to_indices("jacobian column", &jc)?,
+            hess_rows: to_indices("hessian row", &hr)?,
+            hess_cols: to_indices("hessian column", &hc)?,
+            nlp,
+            stats: SolveStats::default(),
+            observer,
+            panic: None,
+        };
+
+        let code = ffi::solve_raw(&mut problem, &mut iterate, &mut state).map_err(|e| match e {
+            RawError::Create => {
+                IpoptError::CreateFailed(format!("n = {n}, m = {m}, nnz_jac = {}", d.nnz_jac))
+            }
+            RawError::Option(name, value) => IpoptError::InvalidOption { name, value },
+            RawError::OutputFile(p) => IpoptError::OutputFile(p),
+            RawError::Nul(s) => IpoptError::InvalidOption {
+                name: s,
+                value: "contains a NUL byte".into(),
+            },
+        })?;
+        if let Some(msg) = state.panic {
+            return Err(IpoptError::CallbackPanicked(msg));
+        }
+        let status = SolveStatus::from_code(code).unwrap_or(SolveStatus::InternalError);
+        let mut stats = state.stats;
+        stats.wall_s = started.elapsed().as_secs_f64();
+        Ok(IpoptSolution {
+            status,
+            x: iterate.x,
+            objective: iterate.objective,
+            constraints: iterate.g,
+            mult_g: iterate.mult_g,
+            mult_x_lower: iterate.mult_x_lower,
+            mult_x_upper: iterate.mult_x_upper,
+            stats,
+        })
+    }
+}
+
+fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), IpoptError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(IpoptError::DimensionMismatch {
+            what,
+            got,
+            expected,
+        })
+    }
+}
+
+/// Which derivatives IPOPT's derivative checker compares with finite differences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DerivativeTestOrder {
+    /// Gradient and Jacobian.
+    First,
+    /// Gradient, Jacobian and Hessian of the Lagrangian.
+    Second,
+}
+
+/// What IPOPT's derivative checker found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DerivativeCheckReport {
+    /// Number of entries flagged as wrong.
+    pub errors: usize,
+    /// The checker's lines from IPOPT's log.
+    pub log: String,
+}
+
+static CHECK_COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs IPOPT's derivative checker (`derivative_test`) at the evaluator's initial point
+/// (IPOPT perturbs it slightly) and reports the number of flagged entries.
+pub fn derivative_check<E: NlpEvaluator>(
+    nlp: &mut E,
+    order: DerivativeTestOrder,
+    perturbation: Option<f64>,
+    tol: Option<f64>,
+) -> Result<DerivativeCheckReport, IpoptError> {
+    let k = CHECK_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "colloc-derivative-check-{}-{k}.log",
+        std::process::id()
+    ));
+    let mut settings = IpoptSettings {
+        max_iter: 0,
+        output_file: Some(path.clone()),
+        file_print_level: 5,
+        ..Default::default()
+    };
+    let test = match order {
+        DerivativeTestOrder::First => "first-order",
+        DerivativeTestOrder::Second => "second-order",
+    };
+    settings
+        .options
+        .insert("derivative_test".into(), IpoptOption::Str(test.into()));
+    settings.options.insert(
+        "derivative_test_print_all".into(),
+        IpoptOption::Str("no".into()),
+    );
+    if let Some(p) = perturbation {
+        settings
+            .options
+            .insert("derivative_test_perturbation".into(), IpoptOption::Num(p));
+    }
+    if let Some(t) = tol {
+        settings
+            .options
+            .insert("derivative_test_tol".into(), IpoptOption::Num(t));
+    }
+    let solve = IpoptSolver::new(settings).and_then(|s| s.solve(nlp));
+    let text = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    solve?;
+    let text = text.map_err(|e| IpoptError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let log: String = text
+        .lines()
+        .skip_while(|l| !l.contains("Starting derivative checker"))
+        .take_while(|l| {
+            !l.starts_with("Number of nonzeros") && !l.starts_with("Total number of variables")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let errors = if text.contains("No errors detected by derivative checker") {
+        0
+    } else if let Some(line) = text
+        .lines()
+        .find(|l| l.contains("Derivative checker detected"))
+    {
+        line.split_whitespace()
+            .find_map(|w| w.parse::<usize>().ok())
+            .ok_or_else(|| IpoptError::Io {
+                path: path.display().to_string(),
+                message: format!("cannot parse {line:?}"),
+            })?
+    } else {
+        return Err(IpoptError::Io {
+            path: path.display().to_string(),
+            message: "no derivative checker summary in the log".into(),
+        });
+    };
+    Ok(DerivativeCheckReport { errors, log })
+}
