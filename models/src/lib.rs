@@ -1,3 +1,12 @@
-//! Model families for colloc, generic over num-dual scalars.
+//! Model families for colloc, generic over num-dual scalars, so one implementation serves
+//! `f64` simulation and exact derivatives. This crate knows nothing about solvers.
+//!
+//! - [`Activation`]: smooth activations (and ReLU, refused where IPOPT needs C² functions).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+mod activation;
+mod error;
+
+pub use activation::Activation;
+pub use error::ModelError;

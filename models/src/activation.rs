@@ -1,0 +1,220 @@
+//! Activation functions, generic over num-dual scalars (one implementation serves `f64`
+//! simulation and dual-number derivatives).
+
+use crate::ModelError;
+use num_dual::{Dual2_64, DualNum};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A hidden-layer activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `tanh(x)`.
+    Tanh,
+    /// `1 / (1 + e^(−x))`, evaluated without overflow for large |x|.
+    Sigmoid,
+    /// `ln(1 + e^x)`, evaluated without overflow for large |x|.
+    Softplus,
+    /// GELU in its tanh form, `x/2 · (1 + tanh(√(2/π)(x + 0.044715 x³)))` — the form JAX uses by
+    /// default (`jax.nn.gelu(approximate=True)`); num-dual has no `erf`.
+    Gelu,
+    /// `max(0, x)`: not twice differentiable, refused for IPOPT.
+    Relu,
+    /// `x`.
+    Identity,
+}
+
+impl Activation {
+    /// Every activation, in documentation order.
+    pub const ALL: [Activation; 6] = [
+        Self::Tanh,
+        Self::Sigmoid,
+        Self::Softplus,
+        Self::Gelu,
+        Self::Relu,
+        Self::Identity,
+    ];
+
+    /// The name used in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tanh => "tanh",
+            Self::Sigmoid => "sigmoid",
+            Self::Softplus => "softplus",
+            Self::Gelu => "gelu",
+            Self::Relu => "relu",
+            Self::Identity => "identity",
+        }
+    }
+
+    /// True when the function is twice continuously differentiable.
+    pub fn is_smooth(self) -> bool {
+        self != Self::Relu
+    }
+
+    /// `Ok` for smooth activations; an error naming the smooth alternatives otherwise.
+    pub fn require_smooth(self) -> Result<(), ModelError> {
+        if self.is_smooth() {
+            Ok(())
+        } else {
+            Err(ModelError::NonSmoothActivation {
+                name: self.name().to_string(),
+                smooth: names(Self::ALL.iter().filter(|a| a.is_smooth())),
+            })
+        }
+    }
+
+    /// The activation applied to any num-dual scalar (or `f64`).
+    pub fn apply<D: DualNum<Primitive = f64> + Copy>(self, x: D) -> D {
+        match self {
+            Self::Tanh => stable_tanh(x),
+            Self::Sigmoid => sigmoid(x),
+            Self::Softplus => {
+                if x.re() > 0.0 {
+                    x + (-x).exp().ln_1p()
+                } else {
+                    x.exp().ln_1p()
+                }
+            }
+            Self::Gelu => {
+                const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+                // x/2 · (1 + tanh(z)) = x · σ(2z), which stays finite for large |x|.
+                let z = (x + x.powi(3) * 0.044_715) * SQRT_2_OVER_PI;
+                x * sigmoid(z * 2.0)
+            }
+            Self::Relu => {
+                if x.re() > 0.0 {
+                    x
+                } else {
+                    x * 0.0
+                }
+            }
+            Self::Identity => x,
+        }
+    }
+
+    /// Value, first and second derivative at `x` (exact, through a second-order dual).
+    pub fn value_and_derivatives(self, x: f64) -> (f64, f64, f64) {
+        let y = self.apply(Dual2_64::from_re(x).derivative());
+        (y.re, y.v1, y.v2)
+    }
+}
+
+/// `1 / (1 + e^(−x))` without overflow.
+fn sigmoid<D: DualNum<Primitive = f64> + Copy>(x: D) -> D {
+    if x.re() >= 0.0 {
+        ((-x).exp() + 1.0).recip()
+    } else {
+        let e = x.exp();
+        e / (e + 1.0)
+    }
+}
+
+/// `tanh(x)`; num-dual's dual tanh is sinh/cosh, which overflows to NaN for |x| ≳ 710, so
+/// large arguments go through `2σ(2x) − 1` (no cancellation there: |tanh| ≈ 1).
+fn stable_tanh<D: DualNum<Primitive = f64> + Copy>(x: D) -> D {
+    if x.re().abs() < 20.0 {
+        x.tanh()
+    } else {
+        sigmoid(x * 2.0) * 2.0 - 1.0
+    }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a Activation>) -> String {
+    it.map(|a| a.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Activation {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| ModelError::UnknownActivation {
+                name: s.to_string(),
+                valid: names(Self::ALL.iter()),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use num_dual::Dual64;
+
+    #[test]
+    fn values_match_closed_forms() {
+        let x = 0.7f64;
+        assert!((Activation::Tanh.apply(x) - x.tanh()).abs() < 1e-15);
+        assert!((Activation::Sigmoid.apply(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-15);
+        assert!((Activation::Softplus.apply(x) - (1.0 + x.exp()).ln()).abs() < 1e-15);
+        // GELU tanh form at x = 1: 0.8411919906082768 (JAX's jax.nn.gelu(1.0)).
+        assert!((Activation::Gelu.apply(1.0f64) - 0.841_191_990_608_276_8).abs() < 1e-12);
+        assert_eq!(Activation::Relu.apply(-2.0f64), 0.0);
+        assert_eq!(Activation::Identity.apply(-2.0f64), -2.0);
+    }
+
+    #[test]
+    fn stable_for_large_arguments() {
+        for x in [-800.0, -40.0, 40.0, 800.0] {
+            for a in [
+                Activation::Sigmoid,
+                Activation::Softplus,
+                Activation::Gelu,
+                Activation::Tanh,
+            ] {
+                let (v, d1, d2) = a.value_and_derivatives(x);
+                assert!(
+                    v.is_finite() && d1.is_finite() && d2.is_finite(),
+                    "{a} at {x}: {v} {d1} {d2}"
+                );
+            }
+        }
+        assert!((Activation::Softplus.apply(800.0f64) - 800.0).abs() < 1e-12);
+        assert_eq!(Activation::Sigmoid.apply(-800.0f64), 0.0);
+    }
+
+    #[test]
+    fn derivatives_match_finite_differences() {
+        let h = 1e-5;
+        for a in Activation::ALL.into_iter().filter(|a| a.is_smooth()) {
+            for x in [-3.0, -0.4, 0.0, 0.3, 2.5] {
+                let (_, d1, d2) = a.value_and_derivatives(x);
+                let fd1 = (a.apply(x + h) - a.apply(x - h)) / (2.0 * h);
+                let fd2 = (a.apply(x + h) - 2.0 * a.apply(x) + a.apply(x - h)) / (h * h);
+                assert!((d1 - fd1).abs() < 1e-8, "{a}' at {x}: {d1} vs {fd1}");
+                assert!((d2 - fd2).abs() < 1e-4, "{a}'' at {x}: {d2} vs {fd2}");
+                // First-order duals agree with the second-order ones.
+                let y = a.apply(Dual64::from_re(x).derivative());
+                assert!((y.eps - d1).abs() < 1e-14);
+            }
+        }
+    }
+
+    #[test]
+    fn names_parse_and_errors_list_the_valid_ones() {
+        for a in Activation::ALL {
+            assert_eq!(a.name().parse::<Activation>(), Ok(a));
+        }
+        let err = "swish".parse::<Activation>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown activation `swish` (valid: tanh, sigmoid, softplus, gelu, relu, identity)"
+        );
+        let err = Activation::Relu.require_smooth().unwrap_err().to_string();
+        assert!(
+            err.contains("not twice differentiable")
+                && err.contains("tanh, sigmoid, softplus, gelu, identity"),
+            "{err}"
+        );
+        assert!(Activation::Gelu.require_smooth().is_ok());
+    }
+}
