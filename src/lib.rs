@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod collocation;
 pub mod nlp;
 
 pub use colloc_models as models;

@@ -1,0 +1,111 @@
+//! The collocation differentiation matrix.
+
+use super::{DenseMatrix, Nodes};
+
+/// `D` with `(D·y)_i = p'(t_i)` for the interpolating polynomial `p` of the values `y` at the
+/// nodes: off-diagonal `D_ij = (w_j/w_i)/(t_i − t_j)`, diagonal by negative row sums (exact on
+/// constants and more accurate than the closed form), computed on `[-1, 1]` and scaled by
+/// `2/(T − t0)`.
+pub fn differentiation_matrix(nodes: &Nodes) -> DenseMatrix {
+    let (x, w) = (&nodes.reference, &nodes.weights);
+    let n = x.len();
+    let scale = 2.0 / (nodes.t1 - nodes.t0);
+    let mut data = vec![0.0; n * n];
+    for i in 0..n {
+        let mut diag = 0.0;
+        for j in 0..n {
+            if i != j {
+                let d = (w[j] / w[i]) / (x[i] - x[j]);
+                data[i * n + j] = d * scale;
+                diag -= d;
+            }
+        }
+        data[i * n + i] = diag * scale;
+    }
+    DenseMatrix {
+        rows: n,
+        cols: n,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{NodeKind, Nodes};
+    use super::*;
+
+    fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
+        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+            / scale
+    }
+
+    #[test]
+    fn exact_on_polynomials_of_degree_below_n() {
+        for kind in NodeKind::ALL {
+            for n in [5, 20, 60] {
+                let nodes = Nodes::new(kind, n, 2.0, 17.0).unwrap();
+                let d = differentiation_matrix(&nodes);
+                // p(t) = ((t − 9.5)/7.5)^k, degree k < n, plus lower terms.
+                for k in [0, 1, n / 2, n - 1] {
+                    let s = |t: f64| (t - 9.5) / 7.5;
+                    let y: Vec<f64> = nodes
+                        .times
+                        .iter()
+                        .map(|&t| s(t).powi(k as i32) + 0.3 * s(t))
+                        .collect();
+                    let dy: Vec<f64> = nodes
+                        .times
+                        .iter()
+                        .map(|&t| {
+                            (k as f64 * s(t).powi(k as i32 - 1) * if k == 0 { 0.0 } else { 1.0 }
+                                + 0.3)
+                                / 7.5
+                        })
+                        .collect();
+                    let err = max_rel_err(&d.mul_vec(&y), &dy);
+                    assert!(
+                        err < 1e-10,
+                        "{kind}, n = {n}, degree {k}: relative error {err:e}"
+                    );
+                }
+            }
+        }
+        // The paper's size: 200 Chebyshev points.
+        let nodes = Nodes::new(NodeKind::Chebyshev, 200, 0.0, 15.0).unwrap();
+        let d = differentiation_matrix(&nodes);
+        let y: Vec<f64> = nodes.times.iter().map(|t| (t / 15.0).powi(7)).collect();
+        let dy: Vec<f64> = nodes
+            .times
+            .iter()
+            .map(|t| 7.0 * (t / 15.0).powi(6) / 15.0)
+            .collect();
+        assert!(max_rel_err(&d.mul_vec(&y), &dy) < 1e-10);
+    }
+
+    #[test]
+    fn spectral_convergence_on_a_smooth_function() {
+        // y = exp(sin t) on [0, 15]: the error falls geometrically with n.
+        let err = |n: usize| {
+            let nodes = Nodes::new(NodeKind::Chebyshev, n, 0.0, 15.0).unwrap();
+            let d = differentiation_matrix(&nodes);
+            let y: Vec<f64> = nodes.times.iter().map(|t| t.sin().exp()).collect();
+            let dy: Vec<f64> = nodes
+                .times
+                .iter()
+                .map(|t| t.cos() * t.sin().exp())
+                .collect();
+            max_rel_err(&d.mul_vec(&y), &dy)
+        };
+        let e: Vec<f64> = [20, 40, 60, 80].into_iter().map(err).collect();
+        eprintln!("spectral convergence, max relative error of D·y for n = 20, 40, 60, 80: {e:?}");
+        // Measured: 1.6e-1, 6.6e-4, 1.5e-6, 1.0e-9 — each 20 more points gain 2.4 to 3.2 digits.
+        for w in e.windows(2) {
+            assert!(w[1] < 1e-2 * w[0], "no geometric decrease: {e:?}");
+        }
+        assert!(e[3] < 1e-8, "n = 80: {:e}", e[3]);
+    }
+}
