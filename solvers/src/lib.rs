@@ -8,5 +8,6 @@
 
 pub mod ipopt;
 pub mod nlp;
+pub mod ode;
 
 pub use nlp::{check_finite, EvalError, NlpDims, NlpEvaluator, NlpScaling};
