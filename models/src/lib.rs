@@ -2,11 +2,14 @@
 //! `f64` simulation and exact derivatives. This crate knows nothing about solvers.
 //!
 //! - [`Activation`]: smooth activations (and ReLU, refused where IPOPT needs C² functions).
+//! - [`Mlp`]: multilayer perceptron, Xavier initialization from a seed, JSON save/load.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod activation;
 mod error;
+mod mlp;
 
 pub use activation::Activation;
 pub use error::ModelError;
+pub use mlp::{parameter_count, write_atomic, Mlp, MODEL_FORMAT_VERSION};
