@@ -4,6 +4,9 @@
 
 pub mod collocation;
 pub mod nlp;
+pub mod problem;
+pub mod report;
+pub mod training;
 
 pub use colloc_models as models;
 pub use colloc_solvers as solvers;

@@ -1,26 +1,72 @@
 //! The `colloc` command line. Parses arguments, calls the library, turns errors into messages
-//! and exit codes (0 success, 1 failed run, 2 bad input or usage).
+//! and exit codes: 0 success, 1 a run that did not converge or failed, 2 bad input or usage.
 
-use clap::Parser;
+mod commands;
+
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Neural ODE training by simultaneous collocation, solved with IPOPT.
 #[derive(Parser, Debug)]
 #[command(name = "colloc", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a neural ODE by simultaneous collocation (one IPOPT solve).
+    Solve(commands::solve::SolveArgs),
+}
+
+/// An error with the exit code it deserves.
+pub struct Failure {
+    /// 1: the run failed; 2: bad input.
+    pub code: u8,
+    /// The message.
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input (exit 2).
+    pub fn input(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: 2,
+            message: message.to_string(),
+        }
+    }
+    /// A failed run (exit 1).
+    pub fn run(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: 1,
+            message: message.to_string(),
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    match Cli::try_parse() {
-        Ok(Cli {}) => {
-            // No subcommand yet: show the help, as `git` does.
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            let _ = cmd.print_help();
-            ExitCode::SUCCESS
-        }
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            ExitCode::from(code)
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Some(Command::Solve(args)) => commands::solve::run(args),
+        None => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let _ = cmd.print_help();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }

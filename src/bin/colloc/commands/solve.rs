@@ -1,0 +1,164 @@
+//! `colloc solve FILE`: simultaneous collocation training.
+
+use crate::Failure;
+use colloc::problem::{self, Formulation};
+use colloc::report::{self, Summary};
+use colloc::training::collocation::{self, TrainError};
+use colloc_models::Mlp;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `colloc solve`.
+#[derive(clap::Args, Debug)]
+pub struct SolveArgs {
+    /// Problem file (TOML).
+    pub file: PathBuf,
+    /// Output folder (default: runs/<problem name>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Network formulation, overriding the problem file: reduced or full.
+    #[arg(long)]
+    pub formulation: Option<Formulation>,
+    /// Start θ from a saved model instead of a Xavier draw.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs the command.
+pub fn run(args: SolveArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let problem = problem::load(&args.file).map_err(Failure::input)?;
+    let formulation = args.formulation.unwrap_or(problem.formulation);
+    let init = args
+        .init
+        .as_deref()
+        .map(Mlp::load)
+        .transpose()
+        .map_err(Failure::input)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&problem.name));
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second handler cannot be installed (tests run several commands in one process
+        // only through the binary, so this succeeds once per process).
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    if !args.quiet {
+        eprintln!(
+            "colloc solve {}: {} states, {} collocation points, model {:?} {}, {:?} formulation",
+            problem.name,
+            problem.data.dim(),
+            problem.nodes.len(),
+            problem.model.layers,
+            problem.model.activation,
+            formulation
+        );
+        eprintln!(
+            "{:>5} {:>14} {:>10} {:>10} {:>9}",
+            "iter", "objective", "inf_pr", "inf_du", "lg(mu)"
+        );
+    }
+    let quiet = args.quiet;
+    let flag = interrupted.clone();
+    let mut observer = move |it: &colloc_solvers::ipopt::IterationInfo| {
+        if !quiet {
+            eprintln!(
+                "{:>5}{} {:>14.7e} {:>10.3e} {:>10.3e} {:>9.2}",
+                it.iteration,
+                if it.restoration { "r" } else { " " },
+                it.objective,
+                it.inf_pr,
+                it.inf_du,
+                it.mu.log10()
+            );
+        }
+        !flag.load(Ordering::SeqCst)
+    };
+    let run = collocation::train(&problem, formulation, init.as_ref(), &mut observer).map_err(
+        |e| match e {
+            TrainError::Network(_) | TrainError::Unsupported(_) => Failure::input(e),
+            other => Failure::run(other),
+        },
+    )?;
+    let ev = &run.evaluation;
+    let stats = &run.solution.stats;
+    let summary = Summary {
+        problem: &problem.name,
+        method: "collocation",
+        formulation,
+        status: run.solution.status.to_string(),
+        success: run.solution.is_success(),
+        iterations: stats.iterations,
+        wall_s: started.elapsed().as_secs_f64(),
+        build_s: run.build_s,
+        solve_s: stats.wall_s,
+        eval_s: stats.eval_s,
+        objective: run.solution.objective,
+        fit_mse: ev.fit_mse,
+        train_mse: ev.train_mse,
+        test_mse: ev.test_mse,
+        train_mse_clean: ev.train_mse_clean,
+        test_mse_clean: ev.test_mse_clean,
+        n_vars: run.dims.n_vars,
+        n_cons: run.dims.n_cons,
+        nnz_jac: run.dims.nnz_jac,
+        nnz_hess: run.dims.nnz_hess,
+        seed: problem.seed,
+        simulation_error: ev.simulation_error.clone(),
+        ipopt_stats: stats,
+    };
+    report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
+
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
+    println!("{:<18} {}", "status", summary.status);
+    println!("{:<18} {}", "iterations", summary.iterations);
+    println!(
+        "{:<18} {:.3} s (build {:.3} s, IPOPT {:.3} s of which evaluations {:.3} s)",
+        "wall time", summary.wall_s, summary.build_s, summary.solve_s, summary.eval_s
+    );
+    println!("{:<18} {:.6e}", "objective", summary.objective);
+    println!("{:<18} {}", "fit_mse", f(ev.fit_mse));
+    println!(
+        "{:<18} {}   test_mse {}",
+        "train_mse",
+        f(ev.train_mse),
+        f(ev.test_mse)
+    );
+    println!(
+        "{:<18} {}   test_mse_clean {}",
+        "train_mse_clean",
+        f(ev.train_mse_clean),
+        f(ev.test_mse_clean)
+    );
+    println!(
+        "{:<18} {} vars, {} cons, {} jac nnz, {} hess nnz",
+        "size", summary.n_vars, summary.n_cons, summary.nnz_jac, summary.nnz_hess
+    );
+    println!("{:<18} {}", "results", out.display());
+    if let Some(e) = &ev.simulation_error {
+        eprintln!("warning: {e}");
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Failure::run(format!(
+            "interrupted; results of the last iterate written to {}",
+            out.display()
+        )));
+    }
+    if !summary.success {
+        return Err(Failure::run(format!(
+            "IPOPT did not converge: {} ({})",
+            run.solution.status,
+            run.solution.status.message()
+        )));
+    }
+    Ok(())
+}

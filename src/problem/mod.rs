@@ -1,0 +1,402 @@
+//! Problem files: one TOML file describes data, windows, collocation grid, model, loss,
+//! bounds and solver settings, shared by every training method. [`load`] reads the raw schema
+//! ([`schema`]) and validates it into a [`Problem`] (the data generated or read).
+
+mod data;
+pub mod schema;
+mod systems;
+
+pub use data::{normal_draws, read_csv, Dataset, Split};
+pub use schema::{Formulation, Sampling};
+pub use systems::{BuiltinSystem, SYSTEMS};
+
+use crate::collocation::{NodeKind, Nodes};
+use colloc_models::Activation;
+use colloc_solvers::ipopt::IpoptSettings;
+use colloc_solvers::ode::Dopri5;
+use std::path::{Path, PathBuf};
+
+/// A problem file that cannot be used. Every variant names the file, and the line or field.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ProblemError {
+    /// The file cannot be read.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// Malformed TOML, a wrong type, an unknown field or an unknown name.
+    #[error("{path}: {message}")]
+    Toml {
+        /// The file.
+        path: String,
+        /// The parser's message (with line, column and the offending field).
+        message: String,
+    },
+    /// A field with an invalid value.
+    #[error("{path}: field `{field}`: {message}")]
+    Field {
+        /// The file.
+        path: String,
+        /// Dotted field name, e.g. `train.t1`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A data file with a bad line.
+    #[error("{path}: line {line}: {message}")]
+    Data {
+        /// The data file.
+        path: String,
+        /// Line (1-based).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The network described by `[model]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// Layer sizes.
+    pub layers: Vec<usize>,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Time as an extra input.
+    pub time_input: bool,
+}
+
+/// A validated problem with its data.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// Name (output folder).
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Seed.
+    pub seed: u64,
+    /// The built-in system that generated the data, if any.
+    pub system: Option<BuiltinSystem>,
+    /// Observations.
+    pub data: Dataset,
+    /// Training window start.
+    pub t0: f64,
+    /// Training window end.
+    pub t1: f64,
+    /// Collocation nodes on the training window.
+    pub nodes: Nodes,
+    /// The network.
+    pub model: ModelSpec,
+    /// λ.
+    pub lambda: f64,
+    /// Pin the first state to the first observation.
+    pub fix_initial_state: bool,
+    /// Bound on |θ_i|.
+    pub parameter_bound: Option<f64>,
+    /// Bound on |y_i| at collocation points.
+    pub state_bound: Option<f64>,
+    /// Network formulation.
+    pub formulation: Formulation,
+    /// IPOPT settings.
+    pub ipopt: IpoptSettings,
+}
+
+impl Problem {
+    /// Seed of the network initialization (the noise uses another stream of the same seed).
+    pub fn init_seed(&self) -> u64 {
+        self.seed.wrapping_mul(2)
+    }
+}
+
+/// Reads and validates a problem file.
+pub fn load(path: &Path) -> Result<Problem, ProblemError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ProblemError::Io {
+        path: file.clone(),
+        message: e.to_string(),
+    })?;
+    let raw: schema::RawProblem = toml::from_str(&text).map_err(|e| ProblemError::Toml {
+        path: file.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    validate(raw, path)
+}
+
+fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemError> {
+    let file = path.display().to_string();
+    let field = |field: &str, message: String| ProblemError::Field {
+        path: file.clone(),
+        field: field.to_string(),
+        message,
+    };
+    let positive = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(field(name, format!("must be a positive number, got {v}")))
+        }
+    };
+
+    let name = raw.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map_or("problem".into(), |s| s.to_string_lossy().into_owned())
+    });
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(field(
+            "name",
+            format!("`{name}` cannot be used as a folder name"),
+        ));
+    }
+
+    // Data.
+    let d = &raw.data;
+    let (system, data, t0) = match (&d.system, &d.csv) {
+        (Some(_), Some(_)) => {
+            return Err(field(
+                "data",
+                "give either `system` or `csv`, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(field(
+                "data",
+                "give a built-in `system` or a `csv` file".into(),
+            ))
+        }
+        (Some(sys_name), None) => {
+            let system = BuiltinSystem::from_name(sys_name, &d.parameters)
+                .map_err(|m| field("data.system", m))?;
+            let y0 = d.initial_state.clone().ok_or_else(|| {
+                field(
+                    "data.initial_state",
+                    "required for a built-in system".into(),
+                )
+            })?;
+            use colloc_solvers::ode::OdeSystem;
+            if y0.len() != system.dim() || y0.iter().any(|v| !v.is_finite()) {
+                return Err(field(
+                    "data.initial_state",
+                    format!("need {} finite numbers, got {y0:?}", system.dim()),
+                ));
+            }
+            let t0 = raw.train.t0.unwrap_or(0.0);
+            let data = generate(&raw, &system, &y0, t0, &field)?;
+            (Some(system), data, t0)
+        }
+        (None, Some(csv)) => {
+            if d.initial_state.is_some()
+                || !d.parameters.is_empty()
+                || d.noise != 0.0
+                || d.noise_relative.is_some()
+            {
+                return Err(field("data", "`initial_state`, `parameters` and noise apply to built-in systems, not to CSV data".into()));
+            }
+            let csv_path = path.parent().unwrap_or(Path::new(".")).join(csv);
+            let (t, y) = read_csv(&csv_path)?;
+            let t0 = raw.train.t0.unwrap_or(t.first().copied().unwrap_or(0.0));
+            let t_end = raw.test.as_ref().map_or(raw.train.t1, |t| t.t1);
+            let keep: Vec<usize> = (0..t.len())
+                .filter(|&k| t[k] >= t0 && t[k] <= t_end)
+                .collect();
+            let split = keep
+                .iter()
+                .map(|&k| {
+                    if t[k] <= raw.train.t1 {
+                        Split::Train
+                    } else {
+                        Split::Test
+                    }
+                })
+                .collect();
+            let data = Dataset {
+                t: keep.iter().map(|&k| t[k]).collect(),
+                y: keep.iter().map(|&k| y[k].clone()).collect(),
+                clean: None,
+                split,
+            };
+            (None, data, t0)
+        }
+    };
+    let t1 = raw.train.t1;
+    if !(t0.is_finite() && t1.is_finite() && t0 < t1) {
+        return Err(field(
+            "train.t1",
+            format!("the training window [{t0}, {t1}] is empty"),
+        ));
+    }
+    let n_train = data.indices(Split::Train).len();
+    if n_train < 3 {
+        return Err(field(
+            "train",
+            format!("the training window holds {n_train} observation(s); at least 3 are needed"),
+        ));
+    }
+
+    // Collocation grid and model.
+    let nodes = Nodes::new(raw.collocation.nodes, raw.collocation.points, t0, t1)
+        .map_err(|e| field("collocation.points", e.to_string()))?;
+    if raw.collocation.points > 5000 {
+        return Err(field(
+            "collocation.points",
+            format!(
+                "{} points is too many for global collocation (at most 5000)",
+                raw.collocation.points
+            ),
+        ));
+    }
+    let activation: Activation = raw
+        .model
+        .activation
+        .parse()
+        .map_err(|e: colloc_models::ModelError| field("model.activation", e.to_string()))?;
+    activation
+        .require_smooth()
+        .map_err(|e| field("model.activation", e.to_string()))?;
+    let dim = data.dim();
+    let layers = raw.model.layers.clone();
+    let expect_in = dim + usize::from(raw.model.time_input);
+    if layers.len() < 3 || layers.contains(&0) {
+        return Err(field(
+            "model.layers",
+            format!(
+                "need [inputs, hidden…, outputs] with at least one hidden layer, got {layers:?}"
+            ),
+        ));
+    }
+    if layers[0] != expect_in || layers[layers.len() - 1] != dim {
+        return Err(field(
+            "model.layers",
+            format!("the data have {dim} states{}, so layers must start with {expect_in} and end with {dim}; got {layers:?}", if raw.model.time_input { " plus time" } else { "" }),
+        ));
+    }
+    let lambda = raw.loss.lambda;
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(field(
+            "loss.lambda",
+            format!("must be a non-negative number, got {lambda}"),
+        ));
+    }
+    let parameter_bound = raw
+        .bounds
+        .parameters
+        .map(|b| positive("bounds.parameters", b))
+        .transpose()?;
+    let state_bound = raw
+        .bounds
+        .states
+        .map(|b| positive("bounds.states", b))
+        .transpose()?;
+    raw.solver
+        .ipopt
+        .validate()
+        .map_err(|e| field("solver.ipopt", e.to_string()))?;
+
+    Ok(Problem {
+        name,
+        path: path.to_path_buf(),
+        seed: raw.seed,
+        system,
+        data,
+        t0,
+        t1,
+        nodes,
+        model: ModelSpec {
+            layers,
+            activation,
+            time_input: raw.model.time_input,
+        },
+        lambda,
+        fix_initial_state: raw.loss.fix_initial_state,
+        parameter_bound,
+        state_bound,
+        formulation: raw.solver.formulation,
+        ipopt: raw.solver.ipopt,
+    })
+}
+
+fn generate(
+    raw: &schema::RawProblem,
+    system: &BuiltinSystem,
+    y0: &[f64],
+    t0: f64,
+    field: &dyn Fn(&str, String) -> ProblemError,
+) -> Result<Dataset, ProblemError> {
+    let train_points = raw
+        .train
+        .points
+        .ok_or_else(|| field("train.points", "required for a built-in system".into()))?;
+    if train_points < 3 {
+        return Err(field(
+            "train.points",
+            format!("need at least 3, got {train_points}"),
+        ));
+    }
+    let t1 = raw.train.t1;
+    if !(t1.is_finite() && t1 > t0) {
+        return Err(field(
+            "train.t1",
+            format!("must be after train.t0 = {t0}, got {t1}"),
+        ));
+    }
+    let mut t: Vec<f64> = match raw.train.sampling {
+        Sampling::Uniform => (0..train_points)
+            .map(|k| t0 + (t1 - t0) * k as f64 / (train_points - 1) as f64)
+            .collect(),
+        Sampling::Chebyshev => {
+            Nodes::new(NodeKind::Chebyshev, train_points, t0, t1)
+                .map_err(|e| field("train.points", e.to_string()))?
+                .times
+        }
+    };
+    let mut split = vec![Split::Train; t.len()];
+    if let Some(test) = &raw.test {
+        let n = test
+            .points
+            .ok_or_else(|| field("test.points", "required for a built-in system".into()))?;
+        if !(test.t1.is_finite() && test.t1 > t1) {
+            return Err(field(
+                "test.t1",
+                format!("must be after train.t1 = {t1}, got {}", test.t1),
+            ));
+        }
+        t.extend((1..=n).map(|k| t1 + (test.t1 - t1) * k as f64 / n as f64));
+        split.extend(std::iter::repeat_n(Split::Test, n));
+    }
+    let sol = Dopri5::with_tolerances(1e-11, 1e-13)
+        .solve(system, t0, y0, &t)
+        .map_err(|e| field("data", format!("simulating the system failed: {e}")))?;
+    let clean = sol.y;
+    let d = y0.len();
+    let sigma: Vec<f64> = match raw.data.noise_relative {
+        Some(r) if r.is_finite() && r >= 0.0 => (0..d)
+            .map(|i| r * clean.iter().map(|y| y[i].abs()).sum::<f64>() / clean.len() as f64)
+            .collect(),
+        Some(r) => {
+            return Err(field(
+                "data.noise_relative",
+                format!("must be a non-negative number, got {r}"),
+            ))
+        }
+        None if raw.data.noise.is_finite() && raw.data.noise >= 0.0 => vec![raw.data.noise; d],
+        None => {
+            return Err(field(
+                "data.noise",
+                format!("must be a non-negative number, got {}", raw.data.noise),
+            ))
+        }
+    };
+    let z = normal_draws(raw.seed.wrapping_mul(2).wrapping_add(1), t.len() * d);
+    let y = clean
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (0..d).map(|i| c[i] + sigma[i] * z[k * d + i]).collect())
+        .collect();
+    Ok(Dataset {
+        t,
+        y,
+        clean: Some(clean),
+        split,
+    })
+}

@@ -1,0 +1,196 @@
+//! The problem-file schema as read from TOML (raw; validated into [`super::Problem`]).
+
+use crate::collocation::NodeKind;
+use colloc_solvers::ipopt::IpoptSettings;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A whole problem file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProblem {
+    /// Name used for the output folder (default: the file name without `.toml`).
+    pub name: Option<String>,
+    /// Seed of noise and initialization (default: 0).
+    #[serde(default)]
+    pub seed: u64,
+    /// Where the data come from.
+    pub data: RawData,
+    /// Training window.
+    pub train: RawTrain,
+    /// Test window after the training window (optional).
+    pub test: Option<RawTest>,
+    /// Collocation grid.
+    pub collocation: RawCollocation,
+    /// The network.
+    pub model: RawModel,
+    /// Loss weights.
+    #[serde(default)]
+    pub loss: RawLoss,
+    /// Variable bounds.
+    #[serde(default)]
+    pub bounds: RawBounds,
+    /// Solver choices.
+    #[serde(default)]
+    pub solver: RawSolver,
+}
+
+/// `[data]`: a built-in system or a CSV file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    /// Built-in system name (`vanderpol`, `lotka-volterra`, `lorenz`).
+    pub system: Option<String>,
+    /// System parameters (defaults per system).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, f64>,
+    /// Initial state of the simulation.
+    pub initial_state: Option<Vec<f64>>,
+    /// Standard deviation of additive Gaussian noise (default: 0).
+    #[serde(default)]
+    pub noise: f64,
+    /// Noise as a fraction of each state's mean absolute value (instead of `noise`).
+    pub noise_relative: Option<f64>,
+    /// CSV file with rows `t, y1, …, yd` (relative to the problem file).
+    pub csv: Option<PathBuf>,
+}
+
+/// `[train]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrain {
+    /// Window start (default: 0, or the first CSV time).
+    pub t0: Option<f64>,
+    /// Window end.
+    pub t1: f64,
+    /// Number of generated observations (built-in systems).
+    pub points: Option<usize>,
+    /// Observation times of generated data: `chebyshev` (the collocation nodes' kind) or
+    /// `uniform` (default: uniform).
+    #[serde(default)]
+    pub sampling: Sampling,
+}
+
+/// How generated observations are spaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampling {
+    /// Equally spaced, both ends included.
+    #[default]
+    Uniform,
+    /// At Chebyshev points of the second kind.
+    Chebyshev,
+}
+
+/// `[test]`: the window `(train.t1, t1]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTest {
+    /// Window end.
+    pub t1: f64,
+    /// Number of generated observations (equally spaced, `train.t1` excluded).
+    pub points: Option<usize>,
+}
+
+/// `[collocation]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollocation {
+    /// Number of collocation points.
+    pub points: usize,
+    /// Kind of points (default: chebyshev).
+    #[serde(default = "default_nodes")]
+    pub nodes: NodeKind,
+}
+
+fn default_nodes() -> NodeKind {
+    NodeKind::Chebyshev
+}
+
+/// `[model]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Layer sizes `[inputs, hidden…, outputs]`.
+    pub layers: Vec<usize>,
+    /// Hidden activation (default: tanh).
+    #[serde(default = "default_activation")]
+    pub activation: String,
+    /// Time as an extra input (default: false).
+    #[serde(default)]
+    pub time_input: bool,
+}
+
+fn default_activation() -> String {
+    "tanh".into()
+}
+
+/// `[loss]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoss {
+    /// Weight λ of `λ‖θ‖²` (default: 1e-3).
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    /// Pin the first collocation state to the first observation (default: false).
+    #[serde(default)]
+    pub fix_initial_state: bool,
+}
+
+fn default_lambda() -> f64 {
+    1e-3
+}
+
+impl Default for RawLoss {
+    fn default() -> Self {
+        Self {
+            lambda: default_lambda(),
+            fix_initial_state: false,
+        }
+    }
+}
+
+/// `[bounds]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBounds {
+    /// `|θ_i| ≤ parameters` (default: unbounded).
+    pub parameters: Option<f64>,
+    /// `|y_i| ≤ states` at the collocation points (default: unbounded).
+    pub states: Option<f64>,
+}
+
+/// Network formulation inside the NLP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Formulation {
+    /// The network substituted into the collocation constraints.
+    #[default]
+    Reduced,
+    /// Pre-activations and activations as extra variables at each point.
+    Full,
+}
+
+impl std::str::FromStr for Formulation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reduced" => Ok(Self::Reduced),
+            "full" => Ok(Self::Full),
+            _ => Err(format!("unknown formulation `{s}` (valid: reduced, full)")),
+        }
+    }
+}
+
+/// `[solver]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSolver {
+    /// Network formulation (default: reduced).
+    #[serde(default)]
+    pub formulation: Formulation,
+    /// IPOPT settings (`[solver.ipopt]`, with raw options in `[solver.ipopt.options]`).
+    #[serde(default)]
+    pub ipopt: IpoptSettings,
+}

@@ -1,0 +1,173 @@
+//! A dependency-free SVG plot: one panel per state with the observations (train and test),
+//! the fitted collocation states, the simulated trajectory and the train/test boundary.
+
+use crate::problem::{Problem, Split};
+use crate::training::collocation::CollocationRun;
+use std::fmt::Write as _;
+
+const W: f64 = 900.0;
+const PANEL_H: f64 = 240.0;
+const LEFT: f64 = 60.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 30.0;
+
+/// The plot as SVG text.
+pub fn fit_plot(problem: &Problem, run: &CollocationRun) -> String {
+    let data = &problem.data;
+    let d = data.dim();
+    let (t_min, t_max) = (
+        data.t.first().copied().unwrap_or(0.0).min(problem.t0),
+        data.t.last().copied().unwrap_or(1.0).max(problem.t1),
+    );
+    let height = TOP + d as f64 * (PANEL_H + 30.0) + 20.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="18" font-size="14">{} — dots: observations (grey: test), orange: collocation states, blue: simulated learned ODE</text>"#,
+        escape(&problem.name)
+    );
+    for i in 0..d {
+        let y0 = TOP + i as f64 * (PANEL_H + 30.0);
+        let values = data
+            .y
+            .iter()
+            .map(|y| y[i])
+            .chain(run.evaluation.prediction.iter().map(|y| y[i]))
+            .chain(run.states.iter().map(|y| y[i]))
+            .filter(|v| v.is_finite());
+        let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        if !(lo.is_finite() && hi.is_finite()) || hi - lo < 1e-12 {
+            lo = -1.0;
+            hi = 1.0;
+        }
+        // Keep a runaway simulation from squashing the panel: clip to 3× the data's range.
+        let (dlo, dhi) = data
+            .y
+            .iter()
+            .map(|y| y[i])
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        let pad = dhi - dlo;
+        lo = lo.max(dlo - pad);
+        hi = hi.min(dhi + pad);
+        let x = |t: f64| LEFT + (t - t_min) / (t_max - t_min) * (W - LEFT - RIGHT);
+        let y = |v: f64| y0 + PANEL_H - (v.clamp(lo, hi) - lo) / (hi - lo) * PANEL_H;
+        let _ = writeln!(
+            s,
+            r##"<rect x="{LEFT}" y="{y0}" width="{}" height="{PANEL_H}" fill="none" stroke="#888"/>"##,
+            W - LEFT - RIGHT
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="8" y="{}">y{}</text>"#,
+            y0 + PANEL_H / 2.0,
+            i + 1
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{LEFT}" y="{}" text-anchor="start">{:.3}</text>"#,
+            y0 + PANEL_H + 14.0,
+            t_min
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{:.3}</text>"#,
+            W - RIGHT,
+            y0 + PANEL_H + 14.0,
+            t_max
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{hi:.3}</text>"#,
+            LEFT - 4.0,
+            y0 + 10.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{lo:.3}</text>"#,
+            LEFT - 4.0,
+            y0 + PANEL_H
+        );
+        if data.split.contains(&Split::Test) {
+            let xb = x(problem.t1);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{xb}" y1="{y0}" x2="{xb}" y2="{}" stroke="#c00" stroke-dasharray="4 3"/>"##,
+                y0 + PANEL_H
+            );
+            let _ = writeln!(
+                s,
+                r##"<text x="{}" y="{}" fill="#c00">train | test</text>"##,
+                xb + 4.0,
+                y0 + 12.0
+            );
+        }
+        for (k, obs) in data.y.iter().enumerate() {
+            let color = if data.split[k] == Split::Train {
+                "#222"
+            } else {
+                "#aaa"
+            };
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.2}" cy="{:.2}" r="1.8" fill="{color}"/>"#,
+                x(data.t[k]),
+                y(obs[i])
+            );
+        }
+        let fit: Vec<(f64, f64)> = problem
+            .nodes
+            .times
+            .iter()
+            .zip(&run.states)
+            .map(|(&t, v)| (t, v[i]))
+            .collect();
+        polyline(&mut s, &fit, &x, &y, "#e07000", 4.0);
+        let sim: Vec<(f64, f64)> = data
+            .t
+            .iter()
+            .zip(&run.evaluation.prediction)
+            .map(|(&t, v)| (t, v[i]))
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        polyline(&mut s, &sim, &x, &y, "#1060d0", 1.5);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn polyline(
+    s: &mut String,
+    pts: &[(f64, f64)],
+    x: &dyn Fn(f64) -> f64,
+    y: &dyn Fn(f64) -> f64,
+    color: &str,
+    width: f64,
+) {
+    if pts.is_empty() {
+        return;
+    }
+    let points: Vec<String> = pts
+        .iter()
+        .map(|&(t, v)| format!("{:.2},{:.2}", x(t), y(v)))
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="{width}" stroke-opacity="0.8"/>"#,
+        points.join(" ")
+    );
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,592 @@
+//! Simultaneous collocation training (the method of the simultaneous-collocation paper):
+//!
+//! ```text
+//!   minimize_{Y, θ}   (1/N) Σ_k ‖L_k·Y − y_obs,k‖²  +  λ ‖θ‖²
+//!   subject to        D·Y = F_θ(Y, t)        at every collocation point
+//!                     |θ_i| ≤ θ_max,  |Y| ≤ y_max (optional),  Y(t0) = y_obs,0 (optional)
+//! ```
+//!
+//! `Y` holds the states at the collocation points, `D` is the differentiation matrix and `L`
+//! interpolates from the points to the observation times (the identity when they coincide).
+//! Two formulations of the network inside the NLP:
+//! - **reduced** (one hidden layer): `F_θ` substituted into the constraints, one element per
+//!   point and hidden unit (inputs: the point's states, the unit's incoming weights and bias
+//!   and its outgoing weights), so the Hessian holds only each unit's own block;
+//! - **full** (any depth): pre-activations `z` and activations `h` are variables at every
+//!   point, tied by `z = W x + b` (bilinear elements of two variables) and `h = σ(z)`
+//!   (elements of one variable), as OMLT does.
+
+use super::metrics::mse;
+use super::smoothing::{bandwidth_from_spacing, local_linear};
+use crate::collocation::{
+    differentiation_matrix, interpolation_matrix, CollocationError, DenseMatrix,
+};
+use crate::nlp::{
+    ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, ModelError, Nlp, Scalar,
+    Target, VarBlock, VarSpec,
+};
+use crate::problem::{Formulation, Problem, Split};
+use colloc_models::{Activation, Mlp};
+use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo};
+use colloc_solvers::ode::{Dopri5, OdeError, OdeSystem};
+use colloc_solvers::{NlpDims, NlpEvaluator};
+use std::time::Instant;
+
+/// Why collocation training could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The NLP could not be built.
+    #[error("building the NLP: {0}")]
+    Model(#[from] ModelError),
+    /// Collocation matrices could not be built.
+    #[error("collocation: {0}")]
+    Collocation(#[from] CollocationError),
+    /// The network could not be created or does not fit.
+    #[error("model: {0}")]
+    Network(#[from] colloc_models::ModelError),
+    /// IPOPT could not run.
+    #[error("IPOPT: {0}")]
+    Ipopt(#[from] IpoptError),
+    /// The formulation does not support this network.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// `−Σ_o v_o σ(w·y [+ w_t t] + b)` for one hidden unit at one point (reduced formulation).
+struct ReducedUnit {
+    states: usize,
+    time: Option<f64>,
+    activation: Activation,
+}
+
+impl Element for ReducedUnit {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        let d = self.states;
+        let (y, rest) = x.split_at(d);
+        let mut z = S::from(0.0);
+        for (yi, wi) in y.iter().zip(&rest[..d]) {
+            z += *yi * *wi;
+        }
+        let mut next = d;
+        if let Some(t) = self.time {
+            z += rest[next] * t;
+            next += 1;
+        }
+        z += rest[next];
+        let s = self.activation.apply(z);
+        for (o, v) in out.iter_mut().zip(&rest[next + 1..]) {
+            *o = -(*v * s);
+        }
+    }
+}
+
+/// `c · x₀ · x₁` (full formulation: weight × input).
+struct Product {
+    c: f64,
+}
+impl Element for Product {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        out[0] = x[0] * x[1] * self.c;
+    }
+}
+
+/// `−σ(z)` (full formulation: activation).
+struct Activated {
+    activation: Activation,
+}
+impl Element for Activated {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        out[0] = -self.activation.apply(x[0]);
+    }
+}
+
+/// The built NLP with its variable layout.
+pub struct CollocationNlp {
+    /// The NLP.
+    pub nlp: Nlp,
+    /// States at the collocation points, `[points, states]`.
+    pub states: VarBlock,
+    /// Network parameters.
+    pub theta: VarBlock,
+    /// The network whose parameters start θ (and define the layout).
+    pub init: Mlp,
+    /// Starting states at the collocation points (smoothed observations).
+    pub start_states: Vec<Vec<f64>>,
+    /// Seconds to build.
+    pub build_s: f64,
+}
+
+/// Builds the collocation NLP for a problem, starting θ from `init` (Xavier from the
+/// problem's seed when `None`).
+pub fn build(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+) -> Result<CollocationNlp, TrainError> {
+    let started = Instant::now();
+    let spec = &problem.model;
+    let init = match init {
+        Some(m) => {
+            m.check_fits(problem.data.dim(), spec.time_input)?;
+            m.clone()
+        }
+        None => Mlp::xavier(
+            &spec.layers,
+            spec.activation,
+            spec.time_input,
+            problem.init_seed(),
+        )?,
+    };
+    init.activation.require_smooth()?;
+    let nodes = &problem.nodes;
+    let (n, d) = (nodes.len(), problem.data.dim());
+    let train = problem.data.indices(Split::Train);
+    let t_obs: Vec<f64> = train.iter().map(|&k| problem.data.t[k]).collect();
+
+    // Start: local linear smoothing of the training observations at the nodes.
+    let bw = bandwidth_from_spacing(&t_obs, 3.0);
+    let per_state: Vec<Vec<f64>> = (0..d)
+        .map(|i| {
+            let y: Vec<f64> = train.iter().map(|&k| problem.data.y[k][i]).collect();
+            local_linear(&t_obs, &y, &nodes.times, bw)
+        })
+        .collect();
+    let start_states: Vec<Vec<f64>> = (0..n)
+        .map(|k| (0..d).map(|i| per_state[i][k]).collect())
+        .collect();
+
+    let mut m = Model::new();
+    let state_bound = problem.state_bound.unwrap_or(f64::INFINITY);
+    let states = m.add_variables(
+        VarSpec::new("states", &[n, d])
+            .bounds(-state_bound, state_bound)
+            .start_each(start_states.concat()),
+    )?;
+    let pb = problem.parameter_bound.unwrap_or(f64::INFINITY);
+    let theta = m.add_variables(
+        VarSpec::new("theta", &[init.n_params()])
+            .bounds(-pb, pb)
+            .start_each(init.params.clone()),
+    )?;
+    let colloc = m.add_constraints(ConSpec::equal_zero("collocation", n * d))?;
+    let row = |k: usize, i: usize| colloc.row(k * d + i);
+
+    // D·Y.
+    let dm = differentiation_matrix(nodes);
+    m.add_linear_triplets(
+        "differentiation",
+        (0..n)
+            .flat_map(|k| (0..d).flat_map(move |i| (0..n).map(move |j| (k, i, j))))
+            .map(|(k, i, j)| (row(k, i), states.at(&[j, i]), dm.get(k, j))),
+    );
+
+    // Data fit at the observation times.
+    let l = interpolation_matrix(nodes, &t_obs)?;
+    add_fit(&mut m, &l, &states, &train, problem, d)?;
+    m.add_l2(L2Regularization::new(
+        "regularization",
+        theta.indices(),
+        problem.lambda,
+    ));
+
+    if problem.fix_initial_state {
+        let first = train[0];
+        let c = m.add_constraints(ConSpec::with_bounds(
+            "initial_state",
+            problem.data.y[first].clone(),
+            problem.data.y[first].clone(),
+        ))?;
+        let l0 = interpolation_matrix(nodes, &[problem.data.t[first]])?;
+        m.add_linear_triplets(
+            "initial_state",
+            (0..d)
+                .flat_map(|i| (0..n).map(move |j| (i, j)))
+                .filter(|&(_, j)| l0.get(0, j) != 0.0)
+                .map(|(i, j)| (c.row(i), states.at(&[j, i]), l0.get(0, j))),
+        );
+    }
+
+    let time = |k: usize| spec.time_input.then_some(nodes.times[k]);
+    match formulation {
+        Formulation::Reduced => {
+            if init.layers.len() != 3 {
+                return Err(TrainError::Unsupported(format!(
+                    "the reduced formulation supports networks with one hidden layer; {:?} has {} — use formulation = \"full\"",
+                    init.layers,
+                    init.layers.len() - 2
+                )));
+            }
+            let hidden = init.layers[1];
+            let n_in = 2 * d + 1 + d + usize::from(spec.time_input);
+            let mut units = ElementGroup::new("network", n_in, d);
+            units.reserve(n * hidden);
+            let mut inputs = Vec::with_capacity(n_in);
+            let targets: Vec<Vec<Target>> = (0..n)
+                .map(|k| (0..d).map(|o| Target::Constraint(row(k, o))).collect())
+                .collect();
+            for (k, target) in targets.iter().enumerate() {
+                for j in 0..hidden {
+                    inputs.clear();
+                    inputs.extend((0..d).map(|i| states.at(&[k, i])));
+                    inputs.extend((0..d).map(|i| theta.index(init.weight_index(0, j, i))));
+                    if spec.time_input {
+                        inputs.push(theta.index(init.weight_index(0, j, d)));
+                    }
+                    inputs.push(theta.index(init.bias_index(0, j)));
+                    inputs.extend((0..d).map(|o| theta.index(init.weight_index(1, o, j))));
+                    units.push(
+                        ReducedUnit {
+                            states: d,
+                            time: time(k),
+                            activation: init.activation,
+                        },
+                        &inputs,
+                        target,
+                    )?;
+                }
+            }
+            m.add_elements(units)?;
+            m.add_linear_triplets(
+                "output_bias",
+                (0..n)
+                    .flat_map(|k| (0..d).map(move |o| (k, o)))
+                    .map(|(k, o)| (row(k, o), theta.index(init.bias_index(1, o)), -1.0)),
+            );
+        }
+        Formulation::Full => {
+            add_full_network(&mut m, &init, &states, &theta, &start_states, problem, &row)?
+        }
+    }
+
+    let nlp = m.build()?;
+    Ok(CollocationNlp {
+        nlp,
+        states,
+        theta,
+        init,
+        start_states,
+        build_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn add_fit(
+    m: &mut Model,
+    l: &DenseMatrix,
+    states: &VarBlock,
+    train: &[usize],
+    problem: &Problem,
+    d: usize,
+) -> Result<(), TrainError> {
+    let n = l.cols;
+    let mut a = sprs::TriMat::new((train.len() * d, states.offset + states.len()));
+    let mut target = Vec::with_capacity(train.len() * d);
+    for (r, &k) in train.iter().enumerate() {
+        for i in 0..d {
+            for j in 0..n {
+                let v = l.get(r, j);
+                if v != 0.0 {
+                    a.add_triplet(r * d + i, states.at(&[j, i]), v);
+                }
+            }
+            target.push(problem.data.y[k][i]);
+        }
+    }
+    m.add_least_squares(LeastSquares {
+        name: "data_fit".into(),
+        matrix: a.to_csr(),
+        target,
+        weight: 1.0 / train.len() as f64,
+    });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_full_network(
+    m: &mut Model,
+    init: &Mlp,
+    states: &VarBlock,
+    theta: &VarBlock,
+    start_states: &[Vec<f64>],
+    problem: &Problem,
+    row: &dyn Fn(usize, usize) -> usize,
+) -> Result<(), TrainError> {
+    let nodes = &problem.nodes;
+    let (n, d) = (nodes.len(), problem.data.dim());
+    let time_input = problem.model.time_input;
+    let n_layers = init.layers.len() - 1;
+    // Forward pass at the start to start z and h consistently.
+    let mut z_start: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(n); n_layers - 1];
+    let mut h_start: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(n); n_layers - 1];
+    for (k, y) in start_states.iter().enumerate() {
+        let mut x = y.clone();
+        if time_input {
+            x.push(nodes.times[k]);
+        }
+        for l in 0..n_layers - 1 {
+            let (n_in, n_out) = (init.layers[l], init.layers[l + 1]);
+            let z: Vec<f64> = (0..n_out)
+                .map(|j| {
+                    (0..n_in)
+                        .map(|i| init.params[init.weight_index(l, j, i)] * x[i])
+                        .sum::<f64>()
+                        + init.params[init.bias_index(l, j)]
+                })
+                .collect();
+            let h: Vec<f64> = z.iter().map(|&v| init.activation.apply(v)).collect();
+            z_start[l].push(z);
+            h_start[l].push(h.clone());
+            x = h;
+        }
+    }
+    let mut products = ElementGroup::new("products", 2, 1);
+    let mut activations = ElementGroup::new("activations", 1, 1);
+    let mut prev: Option<VarBlock> = None;
+    for l in 0..n_layers - 1 {
+        let (n_in, width) = (init.layers[l], init.layers[l + 1]);
+        let z = m.add_variables(
+            VarSpec::new(format!("z{}", l + 1), &[n, width]).start_each(z_start[l].concat()),
+        )?;
+        let h = m.add_variables(
+            VarSpec::new(format!("h{}", l + 1), &[n, width]).start_each(h_start[l].concat()),
+        )?;
+        let pre = m.add_constraints(ConSpec::equal_zero(format!("pre{}", l + 1), n * width))?;
+        let act = m.add_constraints(ConSpec::equal_zero(format!("act{}", l + 1), n * width))?;
+        let mut lin = Vec::new();
+        for k in 0..n {
+            for j in 0..width {
+                let r = pre.row(k * width + j);
+                lin.push((r, z.at(&[k, j]), 1.0));
+                lin.push((r, theta.index(init.bias_index(l, j)), -1.0));
+                for i in 0..n_in {
+                    let w = theta.index(init.weight_index(l, j, i));
+                    match (&prev, l == 0 && time_input && i == d) {
+                        (_, true) => lin.push((r, w, -nodes.times[k])),
+                        (None, false) => products.push(
+                            Product { c: -1.0 },
+                            &[w, states.at(&[k, i])],
+                            &[Target::Constraint(r)],
+                        )?,
+                        (Some(p), false) => products.push(
+                            Product { c: -1.0 },
+                            &[w, p.at(&[k, i])],
+                            &[Target::Constraint(r)],
+                        )?,
+                    }
+                }
+                let ra = act.row(k * width + j);
+                lin.push((ra, h.at(&[k, j]), 1.0));
+                activations.push(
+                    Activated {
+                        activation: init.activation,
+                    },
+                    &[z.at(&[k, j])],
+                    &[Target::Constraint(ra)],
+                )?;
+            }
+        }
+        m.add_linear_triplets(&format!("layer{}", l + 1), lin);
+        prev = Some(h);
+    }
+    let last =
+        prev.ok_or_else(|| TrainError::Unsupported("the network needs a hidden layer".into()))?;
+    let l = n_layers - 1;
+    let width = init.layers[l];
+    let mut lin = Vec::new();
+    for k in 0..n {
+        for o in 0..d {
+            lin.push((row(k, o), theta.index(init.bias_index(l, o)), -1.0));
+            for j in 0..width {
+                products.push(
+                    Product { c: -1.0 },
+                    &[theta.index(init.weight_index(l, o, j)), last.at(&[k, j])],
+                    &[Target::Constraint(row(k, o))],
+                )?;
+            }
+        }
+    }
+    m.add_linear_triplets("output", lin);
+    m.add_elements(products)?;
+    m.add_elements(activations)?;
+    Ok(())
+}
+
+/// The learned ODE `y' = f_θ(y[, t])`.
+pub struct LearnedOde<'a> {
+    /// The network.
+    pub model: &'a Mlp,
+}
+
+impl OdeSystem for LearnedOde<'_> {
+    fn dim(&self) -> usize {
+        self.model.n_outputs()
+    }
+    fn rhs(&self, t: f64, y: &[f64], dy: &mut [f64]) {
+        let mut input = [0.0; 16];
+        let k = y.len();
+        if k < 16 {
+            input[..k].copy_from_slice(y);
+            let n = if self.model.time_input {
+                input[k] = t;
+                k + 1
+            } else {
+                k
+            };
+            let mut scratch = vec![0.0; 2 * self.model.max_width()];
+            self.model
+                .forward_with(&self.model.params, &input[..n], dy, &mut scratch);
+        } else {
+            let mut input = y.to_vec();
+            if self.model.time_input {
+                input.push(t);
+            }
+            dy.copy_from_slice(&self.model.forward(&input));
+        }
+    }
+}
+
+/// Everything a collocation run produced.
+pub struct CollocationRun {
+    /// The trained network.
+    pub model: Mlp,
+    /// States at the collocation points.
+    pub states: Vec<Vec<f64>>,
+    /// IPOPT's outcome.
+    pub solution: IpoptSolution,
+    /// Iteration history.
+    pub history: Vec<IterationInfo>,
+    /// NLP sizes.
+    pub dims: NlpDims,
+    /// Seconds to build the NLP.
+    pub build_s: f64,
+    /// Evaluation of the result.
+    pub evaluation: Evaluation,
+}
+
+/// Figures of a trained model on the problem's data.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Evaluation {
+    /// Collocation states (interpolated to the training times) vs training observations.
+    pub fit_mse: Option<f64>,
+    /// Simulation vs training observations.
+    pub train_mse: Option<f64>,
+    /// Simulation vs test observations.
+    pub test_mse: Option<f64>,
+    /// Simulation vs noise-free training states.
+    pub train_mse_clean: Option<f64>,
+    /// Simulation vs noise-free test states.
+    pub test_mse_clean: Option<f64>,
+    /// Simulated states at every data time (NaN where the simulation failed).
+    #[serde(skip)]
+    pub prediction: Vec<Vec<f64>>,
+    /// Fitted collocation states at the training times.
+    #[serde(skip)]
+    pub fitted: Vec<Option<Vec<f64>>>,
+    /// Why the simulation failed, if it did.
+    pub simulation_error: Option<String>,
+    /// Right-hand-side evaluations of the simulation.
+    pub simulation_nfe: usize,
+}
+
+/// Simulates the learned ODE from the fitted state at `t0` over all data times, and compares.
+pub fn evaluate(
+    problem: &Problem,
+    model: &Mlp,
+    states: &[Vec<f64>],
+) -> Result<Evaluation, TrainError> {
+    let nodes = &problem.nodes;
+    let d = problem.data.dim();
+    let data = &problem.data;
+    let train = data.indices(Split::Train);
+    let test = data.indices(Split::Test);
+    let column = |i: usize| states.iter().map(|y| y[i]).collect::<Vec<f64>>();
+    let l0 = interpolation_matrix(nodes, &[problem.t0])?;
+    let y0: Vec<f64> = (0..d).map(|i| l0.mul_vec(&column(i))[0]).collect();
+    let t_train: Vec<f64> = train.iter().map(|&k| data.t[k]).collect();
+    let l = interpolation_matrix(nodes, &t_train)?;
+    let fitted_cols: Vec<Vec<f64>> = (0..d).map(|i| l.mul_vec(&column(i))).collect();
+    let mut fitted = vec![None; data.t.len()];
+    for (r, &k) in train.iter().enumerate() {
+        fitted[k] = Some((0..d).map(|i| fitted_cols[i][r]).collect());
+    }
+    let fit_pred: Vec<Vec<f64>> = fitted
+        .iter()
+        .map(|f| f.clone().unwrap_or_else(|| vec![f64::NAN; d]))
+        .collect();
+    let mut ev = Evaluation {
+        fit_mse: mse(&fit_pred, &data.y, &train),
+        fitted,
+        ..Default::default()
+    };
+
+    let times: Vec<f64> = data
+        .t
+        .iter()
+        .copied()
+        .filter(|&t| t >= problem.t0)
+        .collect();
+    let offset = data.t.len() - times.len();
+    let sim =
+        Dopri5::with_tolerances(1e-7, 1e-9).solve(&LearnedOde { model }, problem.t0, &y0, &times);
+    let mut prediction = vec![vec![f64::NAN; d]; data.t.len()];
+    match sim {
+        Ok(s) => {
+            ev.simulation_nfe = s.stats.nfe;
+            for (k, y) in s.y.into_iter().enumerate() {
+                prediction[offset + k] = y;
+            }
+            ev.train_mse = mse(&prediction, &data.y, &train);
+            ev.test_mse = mse(&prediction, &data.y, &test);
+            if let Some(clean) = &data.clean {
+                ev.train_mse_clean = mse(&prediction, clean, &train);
+                ev.test_mse_clean = mse(&prediction, clean, &test);
+            }
+        }
+        Err(e) => {
+            ev.simulation_error = Some(match e {
+                OdeError::StepSizeTooSmall { t, .. }
+                | OdeError::NonFinite { t }
+                | OdeError::TooManySteps { t, .. } => {
+                    format!("the learned ODE could not be integrated past t = {t:.4}: {e}")
+                }
+                other => other.to_string(),
+            })
+        }
+    }
+    ev.prediction = prediction;
+    Ok(ev)
+}
+
+/// Builds, solves and evaluates. `observer` sees every IPOPT iteration and can stop the solve
+/// (the results of the last iterate are still returned).
+pub fn train(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    observer: &mut dyn FnMut(&IterationInfo) -> bool,
+) -> Result<CollocationRun, TrainError> {
+    let mut built = build(problem, formulation, init)?;
+    let solver = IpoptSolver::new(problem.ipopt.clone())?;
+    let mut history = Vec::new();
+    let mut watch = |it: &IterationInfo| {
+        history.push(*it);
+        observer(it)
+    };
+    let solution = solver.solve_with(&mut built.nlp, None, Some(&mut watch))?;
+    let x = &solution.x;
+    let (n, d) = (problem.nodes.len(), problem.data.dim());
+    let states: Vec<Vec<f64>> = (0..n)
+        .map(|k| (0..d).map(|i| x[built.states.at(&[k, i])]).collect())
+        .collect();
+    let mut model = built.init.clone();
+    model.params = built.theta.slice(x).to_vec();
+    let evaluation = evaluate(problem, &model, &states)?;
+    Ok(CollocationRun {
+        model,
+        states,
+        solution,
+        history,
+        dims: built.nlp.dims(),
+        build_s: built.build_s,
+        evaluation,
+    })
+}

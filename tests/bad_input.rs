@@ -1,0 +1,345 @@
+//! Bad input to `colloc solve`: every case exits 2 with a message naming the file and the
+//! line or field, and never panics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GOOD: &str = r#"
+name = "tiny"
+seed = 3
+
+[data]
+system = "vanderpol"
+initial_state = [0.0, 1.0]
+noise = 0.05
+
+[train]
+t1 = 4.0
+points = 24
+sampling = "chebyshev"
+
+[test]
+t1 = 6.0
+points = 10
+
+[collocation]
+points = 24
+
+[model]
+layers = [2, 4, 2]
+activation = "tanh"
+
+[bounds]
+parameters = 100.0
+
+[solver.ipopt]
+tol = 1e-6
+"#;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("colloc-bad-input-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn solve(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .arg("solve")
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn solve_text(name: &str, toml: &str) -> (Option<i32>, String) {
+    let d = dir(name);
+    let path = d.join("problem.toml");
+    std::fs::write(&path, toml).unwrap();
+    let (code, _, err) = solve(&[
+        path.to_str().unwrap(),
+        "--out",
+        d.join("out").to_str().unwrap(),
+    ]);
+    (code, err)
+}
+
+fn expect_input_error(name: &str, toml: &str, needles: &[&str]) {
+    let (code, err) = solve_text(name, toml);
+    assert_eq!(code, Some(2), "{name}: exit code, stderr: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    assert!(
+        err.contains("problem.toml"),
+        "{name}: message does not name the file: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{name}: `{n}` missing from: {err}");
+    }
+}
+
+#[test]
+fn malformed_toml_names_file_and_line() {
+    expect_input_error(
+        "syntax",
+        &GOOD.replace("noise = 0.05", "noise = = 0.05"),
+        &["line 8"],
+    );
+    expect_input_error(
+        "type",
+        &GOOD.replace("points = 24\nsampling", "points = \"many\"\nsampling"),
+        &["line 12", "invalid type"],
+    );
+    expect_input_error(
+        "unknown-field",
+        &GOOD.replace("noise = 0.05", "noise = 0.05\nnoize = 1.0"),
+        &["unknown field `noize`"],
+    );
+}
+
+#[test]
+fn unknown_names_list_the_valid_ones() {
+    expect_input_error(
+        "system",
+        &GOOD.replace("\"vanderpol\"", "\"duffing\""),
+        &["data.system", "valid: vanderpol, lotka-volterra, lorenz"],
+    );
+    expect_input_error(
+        "activation",
+        &GOOD.replace("\"tanh\"", "\"swish\""),
+        &[
+            "model.activation",
+            "valid: tanh, sigmoid, softplus, gelu, relu, identity",
+        ],
+    );
+    expect_input_error(
+        "relu",
+        &GOOD.replace("\"tanh\"", "\"relu\""),
+        &["not twice differentiable"],
+    );
+    expect_input_error(
+        "nodes",
+        &GOOD.replace(
+            "[collocation]\npoints = 24",
+            "[collocation]\npoints = 24\nnodes = \"gauss\"",
+        ),
+        &["unknown variant `gauss`", "chebyshev", "radau"],
+    );
+    expect_input_error(
+        "parameter",
+        &GOOD.replace(
+            "initial_state",
+            "parameters = { mu = 1.0, nu = 2.0 }\ninitial_state",
+        ),
+        &["unknown parameter `nu`", "valid: mu, a, omega"],
+    );
+}
+
+#[test]
+fn invalid_values_name_the_field() {
+    expect_input_error(
+        "layers",
+        &GOOD.replace("[2, 4, 2]", "[3, 4, 2]"),
+        &["model.layers", "must start with 2"],
+    );
+    expect_input_error(
+        "window",
+        &GOOD.replace("t1 = 4.0", "t1 = -1.0"),
+        &["train.t1"],
+    );
+    expect_input_error(
+        "lambda",
+        &GOOD.replace("[bounds]", "[loss]\nlambda = -1.0\n[bounds]"),
+        &["loss.lambda"],
+    );
+    expect_input_error(
+        "ipopt",
+        &GOOD.replace("tol = 1e-6", "tol = 0.0"),
+        &["solver.ipopt", "tol"],
+    );
+    expect_input_error(
+        "both-sources",
+        &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),
+        &["either `system` or `csv`"],
+    );
+}
+
+fn csv_problem(name: &str, csv: &str) -> (Option<i32>, String) {
+    let d = dir(name);
+    std::fs::write(d.join("data.csv"), csv).unwrap();
+    let toml = GOOD
+        .replace(
+            "system = \"vanderpol\"\ninitial_state = [0.0, 1.0]\nnoise = 0.05",
+            "csv = \"data.csv\"",
+        )
+        .replace("points = 24\nsampling = \"chebyshev\"", "")
+        .replace("t1 = 6.0\npoints = 10", "t1 = 6.0");
+    let path = d.join("problem.toml");
+    std::fs::write(&path, toml).unwrap();
+    let (code, _, err) = solve(&[
+        path.to_str().unwrap(),
+        "--out",
+        d.join("out").to_str().unwrap(),
+    ]);
+    (code, err)
+}
+
+#[test]
+fn bad_csv_rows_name_the_line() {
+    let good_rows: String = (0..30)
+        .map(|k| {
+            format!(
+                "{},{},{}\n",
+                k as f64 * 0.2,
+                (k as f64 * 0.2).sin(),
+                (k as f64 * 0.2).cos()
+            )
+        })
+        .collect();
+    for (name, csv, needles) in [
+        (
+            "nan",
+            format!("t,u,v\n{good_rows}6.2,NaN,1.0\n"),
+            vec!["data.csv: line 32", "NaN"],
+        ),
+        (
+            "order",
+            "t,u,v\n0.0,1,2\n0.5,1,2\n0.4,1,2\n".to_string(),
+            vec!["line 4", "does not increase"],
+        ),
+        (
+            "ragged",
+            "t,u,v\n0.0,1,2\n0.5,1\n".to_string(),
+            vec!["line 3", "2 fields, but earlier rows have 3"],
+        ),
+        (
+            "text",
+            "t,u,v\n0.0,1,2\n0.5,one,2\n".to_string(),
+            vec!["line 3", "`one` is not a number"],
+        ),
+        (
+            "few",
+            "t,u,v\n0.0,1,2\n0.5,1,2\n".to_string(),
+            vec!["training window holds 2 observation(s)"],
+        ),
+    ] {
+        let (code, err) = csv_problem(name, &csv);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{name}: `{n}` missing from: {err}");
+        }
+    }
+    // The good file works.
+    let (code, err) = csv_problem("good", &format!("t,u,v\n{good_rows}"));
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn model_json_that_does_not_fit_is_refused() {
+    let d = dir("init");
+    let model =
+        colloc_models::Mlp::xavier(&[3, 4, 2], colloc_models::Activation::Tanh, true, 0).unwrap();
+    let mpath = d.join("model.json");
+    model.save(&mpath).unwrap();
+    std::fs::write(d.join("problem.toml"), GOOD).unwrap();
+    let (code, _, err) = solve(&[
+        d.join("problem.toml").to_str().unwrap(),
+        "--init",
+        mpath.to_str().unwrap(),
+        "--out",
+        d.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("model takes 3 inputs (2 states + time)")
+            && err.contains("2 states without time"),
+        "{err}"
+    );
+    std::fs::write(&mpath, "{ not json").unwrap();
+    let (code, _, err) = solve(&[
+        d.join("problem.toml").to_str().unwrap(),
+        "--init",
+        mpath.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("model.json: line 1"), "{err}");
+}
+
+#[test]
+fn missing_files_and_bad_flags() {
+    let (code, _, err) = solve(&["/nonexistent/problem.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("/nonexistent/problem.toml"), "{err}");
+    let (code, _, err) = solve(&["problems/vanderpol.toml", "--formulation", "sideways"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("unknown formulation `sideways` (valid: reduced, full)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_small_solve_writes_every_result_file() {
+    let d = dir("solve");
+    let path = d.join("tiny.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = d.join("out");
+    for formulation in ["reduced", "full"] {
+        let (code, stdout, err) = solve(&[
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--formulation",
+            formulation,
+        ]);
+        assert_eq!(code, Some(0), "{formulation}: {stdout}\n{err}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        for key in [
+            "status",
+            "iterations",
+            "wall_s",
+            "solve_s",
+            "eval_s",
+            "objective",
+            "fit_mse",
+            "train_mse",
+            "test_mse",
+            "train_mse_clean",
+            "test_mse_clean",
+            "n_vars",
+            "n_cons",
+            "nnz_jac",
+            "nnz_hess",
+        ] {
+            assert!(summary.get(key).is_some(), "summary.json lacks {key}");
+        }
+        assert_eq!(summary["status"], "solve_succeeded");
+        assert!(summary["fit_mse"].as_f64().unwrap() < 0.01, "{summary}");
+        let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
+        assert_eq!(model.layers, vec![2, 4, 2]);
+        let data = std::fs::read_to_string(out.join("data.csv")).unwrap();
+        assert_eq!(data.lines().count(), 1 + 24 + 10);
+        assert!(
+            data.lines().nth(1).unwrap().ends_with(",train") && data.trim_end().ends_with(",test")
+        );
+        assert!(std::fs::read_to_string(out.join("prediction.csv"))
+            .unwrap()
+            .starts_with("t,split,sim1,sim2,fit1,fit2,clean1,clean2"));
+        assert!(
+            std::fs::read_to_string(out.join("history.csv"))
+                .unwrap()
+                .lines()
+                .count()
+                > 2
+        );
+        assert!(std::fs::read_to_string(out.join("fit.svg"))
+            .unwrap()
+            .starts_with("<svg"));
+    }
+    assert!(!Path::new(&out).join(".summary.json.tmp").exists());
+}
