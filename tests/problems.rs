@@ -10,7 +10,11 @@ fn every_problem_file_loads() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let p = problem::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!p.data.indices(Split::Train).is_empty(), "{}", path.display());
+            assert!(
+                !p.data.indices(Split::Train).is_empty(),
+                "{}",
+                path.display()
+            );
             n += 1;
         }
     }
@@ -32,7 +36,13 @@ fn the_paper_case_is_reproduced_and_deterministic() {
     }
     // Noise σ = 0.1: the residuals against the clean trajectory have about that spread.
     let clean = a.data.clean.as_ref().unwrap();
-    let r: Vec<f64> = a.data.y.iter().zip(clean).flat_map(|(y, c)| y.iter().zip(c).map(|(a, b)| a - b)).collect();
+    let r: Vec<f64> = a
+        .data
+        .y
+        .iter()
+        .zip(clean)
+        .flat_map(|(y, c)| y.iter().zip(c).map(|(a, b)| a - b))
+        .collect();
     let sd = (r.iter().map(|v| v * v).sum::<f64>() / r.len() as f64).sqrt();
     assert!((sd - 0.1).abs() < 0.01, "noise sd {sd}");
     assert_eq!(a.data.y[0][0], b.data.y[0][0]);

@@ -99,6 +99,8 @@ pub struct Problem {
     pub state_bound: Option<f64>,
     /// Network formulation.
     pub formulation: Formulation,
+    /// Pre-fit θ to derivative estimates before the solve.
+    pub prefit: bool,
     /// IPOPT settings.
     pub ipopt: IpoptSettings,
 }
@@ -312,6 +314,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         parameter_bound,
         state_bound,
         formulation: raw.solver.formulation,
+        prefit: raw.solver.prefit,
         ipopt: raw.solver.ipopt,
     })
 }

@@ -190,6 +190,10 @@ pub struct RawSolver {
     /// Network formulation (default: reduced).
     #[serde(default)]
     pub formulation: Formulation,
+    /// Fit θ to derivative estimates of the smoothed states before the solve (one hidden
+    /// layer; default: false).
+    #[serde(default)]
+    pub prefit: bool,
     /// IPOPT settings (`[solver.ipopt]`, with raw options in `[solver.ipopt.options]`).
     #[serde(default)]
     pub ipopt: IpoptSettings,

@@ -49,6 +49,8 @@ pub struct Summary<'a> {
     pub wall_s: f64,
     /// Building the NLP, seconds.
     pub build_s: f64,
+    /// The derivative pre-fit of θ, seconds (0 when not used).
+    pub prefit_s: f64,
     /// The IPOPT solve, seconds.
     pub solve_s: f64,
     /// Function and derivative evaluations inside the solve, seconds.

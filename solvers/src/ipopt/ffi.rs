@@ -554,3 +554,26 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
         f(id)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// BLAS threads. OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded, before `main`; to choose
+// from inside the process we call its `openblas_set_num_threads` if that symbol is present
+// (it is absent with the reference BLAS, where there is nothing to set).
+
+/// glibc's `RTLD_DEFAULT`: search the global scope.
+const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
+
+/// Sets the number of OpenBLAS threads; returns false when the BLAS is not OpenBLAS.
+pub(crate) fn set_openblas_threads(n: usize) -> bool {
+    // SAFETY: a valid NUL-terminated symbol name.
+    let f = unsafe { dlsym(RTLD_DEFAULT, c"openblas_set_num_threads".as_ptr()) };
+    if f.is_null() {
+        return false;
+    }
+    // SAFETY: OpenBLAS exports `void openblas_set_num_threads(int)`.
+    unsafe {
+        let f = std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int)>(f);
+        f(n.clamp(1, c_int::MAX as usize) as c_int);
+    }
+    true
+}

@@ -293,6 +293,13 @@ fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), Ipop
     }
 }
 
+/// Sets the number of threads of the BLAS behind IPOPT/MUMPS when it is OpenBLAS (returns
+/// false otherwise). One thread was as fast as two on this project's 2-core machines and
+/// leaves the second core to concurrent solves and evaluations (README, "BLAS").
+pub fn set_blas_threads(n: usize) -> bool {
+    ffi::set_openblas_threads(n)
+}
+
 /// Which derivatives IPOPT's derivative checker compares with finite differences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DerivativeTestOrder {

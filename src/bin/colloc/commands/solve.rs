@@ -32,6 +32,9 @@ pub struct SolveArgs {
 /// Runs the command.
 pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let started = Instant::now();
+    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
+        colloc_solvers::ipopt::set_blas_threads(1);
+    }
     let problem = problem::load(&args.file).map_err(Failure::input)?;
     let formulation = args.formulation.unwrap_or(problem.formulation);
     let init = args
@@ -100,6 +103,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         iterations: stats.iterations,
         wall_s: started.elapsed().as_secs_f64(),
         build_s: run.build_s,
+        prefit_s: run.prefit_s,
         solve_s: stats.wall_s,
         eval_s: stats.eval_s,
         objective: run.solution.objective,
@@ -122,8 +126,8 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     println!("{:<18} {}", "status", summary.status);
     println!("{:<18} {}", "iterations", summary.iterations);
     println!(
-        "{:<18} {:.3} s (build {:.3} s, IPOPT {:.3} s of which evaluations {:.3} s)",
-        "wall time", summary.wall_s, summary.build_s, summary.solve_s, summary.eval_s
+        "{:<18} {:.3} s (build {:.3} s, pre-fit {:.3} s, IPOPT {:.3} s of which evaluations {:.3} s)",
+        "wall time", summary.wall_s, summary.build_s, summary.prefit_s, summary.solve_s, summary.eval_s
     );
     println!("{:<18} {:.6e}", "objective", summary.objective);
     println!("{:<18} {}", "fit_mse", f(ev.fit_mse));
