@@ -256,14 +256,13 @@ impl Model {
         for ls in self.least_squares {
             ls.validate(n)?;
             let a: CsMat<f64> = ls.matrix.to_csr();
+            // 2w·AᵀA through one sparse product (entries merged), lower triangle only.
             let two_w = 2.0 * ls.weight;
-            for row in a.outer_iterator() {
-                for (i, &ai) in row.iter() {
-                    for (j, &aj) in row.iter() {
-                        if j <= i {
-                            hess.push(i, j, Source::Const(two_w * ai * aj));
-                        }
-                    }
+            let at: CsMat<f64> = a.transpose_view().to_csr();
+            let ata: CsMat<f64> = &at * &a;
+            for (&v, (i, j)) in ata.iter() {
+                if j <= i {
+                    hess.push(i, j, Source::Const(two_w * v));
                 }
             }
             let residual = vec![0.0; ls.target.len()];

@@ -157,43 +157,21 @@ pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Resul
         })
         .collect();
     let rows = m.add_constraints(ConSpec::with_bounds("derivatives", rhs.clone(), rhs))?;
-    let hidden = init.layers[1];
-    let n_in = 2 * d + 1 + d + usize::from(time_input);
-    let mut units = ElementGroup::new("network", n_in, d);
-    let mut inputs = Vec::with_capacity(n_in);
-    for k in 0..n {
-        let targets: Vec<Target> = (0..d)
-            .map(|o| Target::Constraint(rows.row(k * d + o)))
-            .collect();
-        for j in 0..hidden {
-            inputs.clear();
-            inputs.extend((0..d).map(|i| states.at(&[k, i])));
-            inputs.extend((0..d).map(|i| theta.index(init.weight_index(0, j, i))));
-            if time_input {
-                inputs.push(theta.index(init.weight_index(0, j, d)));
-            }
-            inputs.push(theta.index(init.bias_index(0, j)));
-            inputs.extend((0..d).map(|o| theta.index(init.weight_index(1, o, j))));
-            let unit = ReducedUnit {
-                states: d,
-                time: time_input.then_some(nodes.times[k]),
-                activation: init.activation,
-            };
-            units.push(unit, &inputs, &targets)?;
-        }
-    }
-    m.add_elements(units)?;
+    let row = |k: usize, o: usize| rows.row(k * d + o);
+    add_reduced_network(
+        &mut m,
+        init,
+        &states,
+        &theta,
+        &nodes.times,
+        time_input,
+        &row,
+    )?;
     m.add_linear_triplets(
-        "output_bias_and_residual",
+        "residual",
         (0..n)
             .flat_map(|k| (0..d).map(move |o| (k, o)))
-            .flat_map(|(k, o)| {
-                let r = rows.row(k * d + o);
-                [
-                    (r, theta.index(init.bias_index(1, o)), -1.0),
-                    (r, residual.at(&[k, o]), -1.0),
-                ]
-            }),
+            .map(|(k, o)| (row(k, o), residual.at(&[k, o]), -1.0)),
     );
     let all: Vec<usize> = residual.indices().collect();
     m.add_least_squares(LeastSquares::on_variables(
@@ -321,53 +299,16 @@ pub fn build(
         );
     }
 
-    let time = |k: usize| spec.time_input.then_some(nodes.times[k]);
     match formulation {
-        Formulation::Reduced => {
-            if init.layers.len() != 3 {
-                return Err(TrainError::Unsupported(format!(
-                    "the reduced formulation supports networks with one hidden layer; {:?} has {} — use formulation = \"full\"",
-                    init.layers,
-                    init.layers.len() - 2
-                )));
-            }
-            let hidden = init.layers[1];
-            let n_in = 2 * d + 1 + d + usize::from(spec.time_input);
-            let mut units = ElementGroup::new("network", n_in, d);
-            units.reserve(n * hidden);
-            let mut inputs = Vec::with_capacity(n_in);
-            let targets: Vec<Vec<Target>> = (0..n)
-                .map(|k| (0..d).map(|o| Target::Constraint(row(k, o))).collect())
-                .collect();
-            for (k, target) in targets.iter().enumerate() {
-                for j in 0..hidden {
-                    inputs.clear();
-                    inputs.extend((0..d).map(|i| states.at(&[k, i])));
-                    inputs.extend((0..d).map(|i| theta.index(init.weight_index(0, j, i))));
-                    if spec.time_input {
-                        inputs.push(theta.index(init.weight_index(0, j, d)));
-                    }
-                    inputs.push(theta.index(init.bias_index(0, j)));
-                    inputs.extend((0..d).map(|o| theta.index(init.weight_index(1, o, j))));
-                    units.push(
-                        ReducedUnit {
-                            states: d,
-                            time: time(k),
-                            activation: init.activation,
-                        },
-                        &inputs,
-                        target,
-                    )?;
-                }
-            }
-            m.add_elements(units)?;
-            m.add_linear_triplets(
-                "output_bias",
-                (0..n)
-                    .flat_map(|k| (0..d).map(move |o| (k, o)))
-                    .map(|(k, o)| (row(k, o), theta.index(init.bias_index(1, o)), -1.0)),
-            );
-        }
+        Formulation::Reduced => add_reduced_network(
+            &mut m,
+            &init,
+            &states,
+            &theta,
+            &nodes.times,
+            spec.time_input,
+            &row,
+        )?,
         Formulation::Full => {
             add_full_network(&mut m, &init, &states, &theta, &start_states, problem, &row)?
         }
@@ -383,6 +324,59 @@ pub fn build(
         build_s: started.elapsed().as_secs_f64() - prefit_s,
         prefit_s,
     })
+}
+
+/// Adds `−F_θ(Y_k, t_k)` to the rows `row(k, o)` in the reduced form: one element per point
+/// `k` and hidden unit (the point's states, the unit's incoming weights and bias, its outgoing
+/// weights), and the output biases as linear terms. One hidden layer only.
+fn add_reduced_network(
+    m: &mut Model,
+    init: &Mlp,
+    states: &VarBlock,
+    theta: &VarBlock,
+    times: &[f64],
+    time_input: bool,
+    row: &dyn Fn(usize, usize) -> usize,
+) -> Result<(), TrainError> {
+    if init.layers.len() != 3 {
+        return Err(TrainError::Unsupported(format!(
+            "the reduced formulation supports networks with one hidden layer; {:?} has {} — use formulation = \"full\"",
+            init.layers,
+            init.layers.len() - 2
+        )));
+    }
+    let (n, d, hidden) = (times.len(), init.n_outputs(), init.layers[1]);
+    let n_in = 2 * d + 1 + d + usize::from(time_input);
+    let mut units = ElementGroup::new("network", n_in, d);
+    units.reserve(n * hidden);
+    let mut inputs = Vec::with_capacity(n_in);
+    for (k, &t) in times.iter().enumerate() {
+        let targets: Vec<Target> = (0..d).map(|o| Target::Constraint(row(k, o))).collect();
+        for j in 0..hidden {
+            inputs.clear();
+            inputs.extend((0..d).map(|i| states.at(&[k, i])));
+            inputs.extend((0..d).map(|i| theta.index(init.weight_index(0, j, i))));
+            if time_input {
+                inputs.push(theta.index(init.weight_index(0, j, d)));
+            }
+            inputs.push(theta.index(init.bias_index(0, j)));
+            inputs.extend((0..d).map(|o| theta.index(init.weight_index(1, o, j))));
+            let unit = ReducedUnit {
+                states: d,
+                time: time_input.then_some(t),
+                activation: init.activation,
+            };
+            units.push(unit, &inputs, &targets)?;
+        }
+    }
+    m.add_elements(units)?;
+    m.add_linear_triplets(
+        "output_bias",
+        (0..n)
+            .flat_map(|k| (0..d).map(move |o| (k, o)))
+            .map(|(k, o)| (row(k, o), theta.index(init.bias_index(1, o)), -1.0)),
+    );
+    Ok(())
 }
 
 fn add_fit(
