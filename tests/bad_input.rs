@@ -343,3 +343,55 @@ fn a_small_solve_writes_every_result_file() {
     }
     assert!(!Path::new(&out).join(".summary.json.tmp").exists());
 }
+
+#[test]
+fn ctrl_c_stops_the_solve_and_still_writes_results() {
+    let d = dir("ctrl-c");
+    let out = d.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .args([
+            "solve",
+            "problems/vanderpol.toml",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until IPOPT reports its first iterations, then interrupt.
+    let start = std::time::Instant::now();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert!(
+        start.elapsed().as_secs() < 60,
+        "the interrupt did not stop the solve"
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "user_requested_stop", "{summary}");
+    for f in [
+        "model.json",
+        "data.csv",
+        "prediction.csv",
+        "history.csv",
+        "fit.svg",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+}
