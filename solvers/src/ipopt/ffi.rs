@@ -577,3 +577,18 @@ pub(crate) fn set_openblas_threads(n: usize) -> bool {
     }
     true
 }
+
+/// The core OpenBLAS selected for its kernels (`openblas_get_corename`), if OpenBLAS is loaded.
+pub(crate) fn openblas_core_name() -> Option<String> {
+    // SAFETY: a valid NUL-terminated symbol name.
+    let f = unsafe { dlsym(RTLD_DEFAULT, c"openblas_get_corename".as_ptr()) };
+    if f.is_null() {
+        return None;
+    }
+    // SAFETY: OpenBLAS exports `char* openblas_get_corename(void)` returning a static string.
+    unsafe {
+        let f = std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> *const c_char>(f);
+        let p = f();
+        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}

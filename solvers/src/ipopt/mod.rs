@@ -300,6 +300,12 @@ pub fn set_blas_threads(n: usize) -> bool {
     ffi::set_openblas_threads(n)
 }
 
+/// The kernel family OpenBLAS chose for this CPU (e.g. "SkylakeX", "Haswell", "Prescott"), or
+/// `None` when the BLAS is not OpenBLAS.
+pub fn blas_core_name() -> Option<String> {
+    ffi::openblas_core_name()
+}
+
 /// Which derivatives IPOPT's derivative checker compares with finite differences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DerivativeTestOrder {
