@@ -206,6 +206,8 @@ pub fn build(
 ) -> Result<CollocationNlp, TrainError> {
     let started = Instant::now();
     let spec = &problem.model;
+    // The pre-fit improves a random start; a given model is used as it is.
+    let do_prefit = problem.prefit && init.is_none();
     let init = match init {
         Some(m) => {
             m.check_fits(problem.data.dim(), spec.time_input)?;
@@ -237,12 +239,12 @@ pub fn build(
         .collect();
 
     let prefit_started = Instant::now();
-    let init = if problem.prefit && init.layers.len() == 3 {
+    let init = if do_prefit && init.layers.len() == 3 {
         prefit(problem, &init, &start_states)?
     } else {
         init
     };
-    let prefit_s = if problem.prefit {
+    let prefit_s = if do_prefit {
         prefit_started.elapsed().as_secs_f64()
     } else {
         0.0
