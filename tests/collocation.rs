@@ -29,17 +29,17 @@ prefit = true
 tol = 1e-9
 "#;
 
-fn load() -> problem::Problem {
+fn load(name: &str) -> problem::Problem {
     let dir = std::env::temp_dir().join(format!("colloc-collocation-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("small.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, SMALL).unwrap();
     problem::load(&path).unwrap()
 }
 
 #[test]
 fn reduced_and_full_formulations_reach_the_same_optimum() {
-    let p = load();
+    let p = load("formulations");
     let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     // The problem is nonconvex and the two formulations take different paths from a cold start
     // (here 0.0521 vs 0.0511); the property to check is that an optimum of one is an optimum of
@@ -70,7 +70,7 @@ fn reduced_and_full_formulations_reach_the_same_optimum() {
 
 #[test]
 fn same_problem_same_seed_same_numbers() {
-    let p = load();
+    let p = load("determinism");
     let a = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     let b = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert_eq!(a.model.params, b.model.params);
