@@ -140,12 +140,7 @@ pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Resul
             .bounds_each(flat.clone(), flat.clone())
             .start_each(flat),
     )?;
-    let pb = problem.parameter_bound.unwrap_or(f64::INFINITY);
-    let theta = m.add_variables(
-        VarSpec::new("theta", &[init.n_params()])
-            .bounds(-pb, pb)
-            .start_each(init.params.clone()),
-    )?;
+    let theta = add_theta(&mut m, problem, init)?;
     let residual = m.add_variables(VarSpec::new("residual", &[n, d]))?;
     // Row (k, o): −F_o(Y_s,k) − r_ko = −(D·Y_s)_ko.
     let rhs: Vec<f64> = (0..n)
@@ -257,12 +252,7 @@ pub fn build(
             .bounds(-state_bound, state_bound)
             .start_each(start_states.concat()),
     )?;
-    let pb = problem.parameter_bound.unwrap_or(f64::INFINITY);
-    let theta = m.add_variables(
-        VarSpec::new("theta", &[init.n_params()])
-            .bounds(-pb, pb)
-            .start_each(init.params.clone()),
-    )?;
+    let theta = add_theta(&mut m, problem, &init)?;
     let colloc = m.add_constraints(ConSpec::equal_zero("collocation", n * d))?;
     let row = |k: usize, i: usize| colloc.row(k * d + i);
 
@@ -326,6 +316,17 @@ pub fn build(
         build_s: started.elapsed().as_secs_f64() - prefit_s,
         prefit_s,
     })
+}
+
+/// The network parameters θ as a variable block, bounded by `[bounds] parameters`, starting
+/// at `init`'s parameters.
+fn add_theta(m: &mut Model, problem: &Problem, init: &Mlp) -> Result<VarBlock, TrainError> {
+    let pb = problem.parameter_bound.unwrap_or(f64::INFINITY);
+    Ok(m.add_variables(
+        VarSpec::new("theta", &[init.n_params()])
+            .bounds(-pb, pb)
+            .start_each(init.params.clone()),
+    )?)
 }
 
 /// Adds `−F_θ(Y_k, t_k)` to the rows `row(k, o)` in the reduced form: one element per point
