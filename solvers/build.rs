@@ -1,5 +1,5 @@
 //! Links the system Ipopt dynamically. pkg-config tells where `libipopt.so` is; only `-lipopt`
-//! is passed to the linker: the shared library carries its own MUMPS/BLAS/LAPACK dependencies,
+//! (and `-llapack -lblas`, for the dense kernels of `linalg` and the dense KKT solver) is passed to the linker: the shared library carries its own MUMPS/BLAS/LAPACK dependencies,
 //! and Debian's `ipopt.pc` lists static archives that break a static link.
 
 fn main() {
@@ -14,6 +14,9 @@ fn main() {
                 println!("cargo:rustc-link-search=native={}", path.display());
             }
             println!("cargo:rustc-link-lib=dylib=ipopt");
+            // The dense KKT solver calls LAPACK's dsytrf/dsytrs directly.
+            println!("cargo:rustc-link-lib=dylib=lapack");
+            println!("cargo:rustc-link-lib=dylib=blas");
             println!("cargo:version={}", lib.version);
         }
         Err(e) => {

@@ -3,7 +3,8 @@
 
 use colloc::nlp::hock_schittkowski::{self, ReferenceProblem};
 use colloc::solvers::ipopt::{
-    derivative_check, DerivativeTestOrder, IpoptSettings, IpoptSolver, SolveStatus, WarmStart,
+    derivative_check, kkt_factorization_counts, DerivativeTestOrder, IpoptSettings, IpoptSolver,
+    SolveStatus, WarmStart,
 };
 use colloc::solvers::NlpEvaluator;
 use rayon::prelude::*;
@@ -27,21 +28,59 @@ fn check_optimum(p: &ReferenceProblem, x: &[f64], f: f64) {
 
 #[test]
 fn every_problem_reaches_its_published_optimum() {
-    let solver = IpoptSolver::new(IpoptSettings::default()).unwrap();
+    // With MUMPS, with the dense LAPACK KKT solver, and with the automatic choice (default).
+    for linear_solver in ["mumps", "dense", "auto"] {
+        let settings = IpoptSettings {
+            linear_solver: linear_solver.into(),
+            ..Default::default()
+        };
+        let solver = IpoptSolver::new(settings).unwrap();
+        for mut p in hock_schittkowski::all().unwrap() {
+            let (dense_before, _) = kkt_factorization_counts();
+            let sol = solver.solve(&mut p.nlp).unwrap();
+            assert_eq!(
+                sol.status,
+                SolveStatus::SolveSucceeded,
+                "{} ({linear_solver}): {}",
+                p.name,
+                sol.status
+            );
+            eprintln!(
+                "{} ({linear_solver}): f = {:.10}, {} iterations",
+                p.name, sol.objective, sol.stats.iterations
+            );
+            check_optimum(&p, &sol.x, sol.objective);
+            if linear_solver == "dense" {
+                assert!(kkt_factorization_counts().0 > dense_before, "{}", p.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_and_mumps_kkt_solvers_take_the_same_path() {
+    // Same matrices, same inertia: IPOPT should take the same steps up to rounding.
+    let solve = |linear_solver: &str, p: &mut ReferenceProblem| {
+        let settings = IpoptSettings {
+            linear_solver: linear_solver.into(),
+            ..Default::default()
+        };
+        IpoptSolver::new(settings)
+            .unwrap()
+            .solve(&mut p.nlp)
+            .unwrap()
+    };
     for mut p in hock_schittkowski::all().unwrap() {
-        let sol = solver.solve(&mut p.nlp).unwrap();
-        assert_eq!(
-            sol.status,
-            SolveStatus::SolveSucceeded,
-            "{}: {}",
-            p.name,
-            sol.status
-        );
-        eprintln!(
-            "{}: f = {:.10}, {} iterations",
-            p.name, sol.objective, sol.stats.iterations
-        );
-        check_optimum(&p, &sol.x, sol.objective);
+        let mumps = solve("mumps", &mut p);
+        let dense = solve("dense", &mut p);
+        assert_eq!(mumps.stats.iterations, dense.stats.iterations, "{}", p.name);
+        for (a, b) in mumps.x.iter().zip(&dense.x) {
+            assert!(
+                (a - b).abs() <= 1e-7 * a.abs().max(1.0),
+                "{}: {a} vs {b}",
+                p.name
+            );
+        }
     }
 }
 
@@ -78,7 +117,17 @@ fn warm_start_from_the_optimum_takes_at_most_three_iterations() {
 
 #[test]
 fn concurrent_solves_match_sequential_solves() {
-    let solver = IpoptSolver::new(IpoptSettings::default()).unwrap();
+    for linear_solver in ["mumps", "dense"] {
+        concurrent_matches_sequential(linear_solver);
+    }
+}
+
+fn concurrent_matches_sequential(linear_solver: &str) {
+    let settings = IpoptSettings {
+        linear_solver: linear_solver.into(),
+        ..Default::default()
+    };
+    let solver = IpoptSolver::new(settings).unwrap();
     let solve_all = |parallel: bool| -> Vec<(Vec<f64>, f64, usize)> {
         let mut problems: Vec<_> = (0..3)
             .flat_map(|_| hock_schittkowski::all().unwrap())

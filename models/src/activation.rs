@@ -2,7 +2,7 @@
 //! simulation and dual-number derivatives).
 
 use crate::ModelError;
-use num_dual::{Dual2_64, DualNum};
+use num_dual::{Dual2_64, Dual64, DualNum};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -93,6 +93,12 @@ impl Activation {
             }
             Self::Identity => x,
         }
+    }
+
+    /// Value and first derivative at `x` (exact, through a first-order dual).
+    pub fn value_and_derivative(self, x: f64) -> (f64, f64) {
+        let y = self.apply(Dual64::from_re(x).derivative());
+        (y.re, y.eps)
     }
 
     /// Value, first and second derivative at `x` (exact, through a second-order dual).

@@ -3,13 +3,16 @@
 //!
 //! - [`Activation`]: smooth activations (and ReLU, refused where IPOPT needs C² functions).
 //! - [`Mlp`]: multilayer perceptron, Xavier initialization from a seed, JSON save/load.
+//! - [`MlpTape`]: reverse mode (hand-written vector–Jacobian products) for the MLP.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod activation;
+mod backprop;
 mod error;
 mod mlp;
 
 pub use activation::Activation;
+pub use backprop::MlpTape;
 pub use error::ModelError;
 pub use mlp::{parameter_count, write_atomic, Mlp, MODEL_FORMAT_VERSION};

@@ -1,5 +1,6 @@
 //! Solver back-ends for colloc.
 //!
+//! - [`linalg`]: dense Gram matrix and Cholesky through the system BLAS/LAPACK.
 //! - [`nlp`]: the [`NlpEvaluator`] contract every NLP back-end consumes.
 //! - [`ipopt`]: a safe binding to the system IPOPT library (the only `unsafe` code of colloc
 //!   lives in `ipopt/ffi.rs`).
@@ -7,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod ipopt;
+pub mod linalg;
 pub mod nlp;
 pub mod ode;
 

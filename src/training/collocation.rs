@@ -17,6 +17,7 @@
 //!   (elements of one variable), as OMLT does.
 
 use super::metrics::mse;
+use super::prefit::{levenberg_marquardt, PrefitReport, PrefitSettings};
 use super::smoothing::{bandwidth_from_spacing, local_linear};
 use crate::collocation::{
     differentiation_matrix, interpolation_matrix, CollocationError, DenseMatrix,
@@ -119,77 +120,34 @@ pub struct CollocationNlp {
 }
 
 /// Fits θ to derivative estimates of the smoothed states: with `Y_s` fixed,
-/// `min_θ (1/N) Σ_k ‖(D·Y_s)_k − F_θ(Y_s,k, t_k)‖² + λ‖θ‖²` (one IPOPT solve over θ; networks
-/// with one hidden layer). Used to start θ of the collocation NLP in a better basin than a
-/// bare Xavier draw.
-pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Result<Mlp, TrainError> {
-    if init.layers.len() != 3 {
-        return Err(TrainError::Unsupported(format!(
-            "the derivative pre-fit supports one hidden layer, not {:?}",
-            init.layers
-        )));
-    }
+/// `min_θ (1/N) Σ_k ‖(D·Y_s)_k − F_θ(Y_s,k, t_k)‖² + λ‖θ‖²` by Levenberg–Marquardt (see
+/// [`super::prefit`]). Used to start θ of the collocation NLP in a better basin than a bare
+/// Xavier draw.
+pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> PrefitReport {
     let nodes = &problem.nodes;
     let (n, d) = (nodes.len(), problem.data.dim());
-    let time_input = problem.model.time_input;
     let dm = differentiation_matrix(nodes);
-    let mut m = Model::new();
-    let flat = start_states.concat();
-    let states = m.add_variables(
-        VarSpec::new("states", &[n, d])
-            .bounds_each(flat.clone(), flat.clone())
-            .start_each(flat),
-    )?;
-    let theta = add_theta(&mut m, problem, init)?;
-    let residual = m.add_variables(VarSpec::new("residual", &[n, d]))?;
-    // Row (k, o): −F_o(Y_s,k) − r_ko = −(D·Y_s)_ko.
-    let rhs: Vec<f64> = (0..n)
-        .flat_map(|k| (0..d).map(move |o| (k, o)))
-        .map(|(k, o)| {
-            -(0..n)
-                .map(|j| dm.get(k, j) * start_states[j][o])
-                .sum::<f64>()
+    let inputs: Vec<Vec<f64>> = (0..n)
+        .map(|k| {
+            let mut x = start_states[k].clone();
+            if problem.model.time_input {
+                x.push(nodes.times[k]);
+            }
+            x
         })
         .collect();
-    let rows = m.add_constraints(ConSpec::with_bounds("derivatives", rhs.clone(), rhs))?;
-    let row = |k: usize, o: usize| rows.row(k * d + o);
-    add_reduced_network(
-        &mut m,
-        init,
-        &states,
-        &theta,
-        &nodes.times,
-        time_input,
-        &row,
-    )?;
-    m.add_linear_triplets(
-        "residual",
-        (0..n)
-            .flat_map(|k| (0..d).map(move |o| (k, o)))
-            .map(|(k, o)| (row(k, o), residual.at(&[k, o]), -1.0)),
-    );
-    let all: Vec<usize> = residual.indices().collect();
-    m.add_least_squares(LeastSquares::on_variables(
-        "derivative_fit",
-        &all,
-        vec![0.0; all.len()],
-        1.0 / n as f64,
-    ));
-    m.add_l2(L2Regularization::new(
-        "regularization",
-        theta.indices(),
-        problem.lambda,
-    ));
-    let mut nlp = m.build()?;
-    let settings = colloc_solvers::ipopt::IpoptSettings {
-        tol: 1e-6,
-        max_iter: 200,
-        ..Default::default()
+    let targets: Vec<Vec<f64>> = (0..n)
+        .map(|k| {
+            (0..d)
+                .map(|o| (0..n).map(|j| dm.get(k, j) * start_states[j][o]).sum())
+                .collect()
+        })
+        .collect();
+    let settings = PrefitSettings {
+        parameter_bound: problem.parameter_bound.unwrap_or(f64::INFINITY),
+        ..PrefitSettings::default()
     };
-    let sol = IpoptSolver::new(settings)?.solve(&mut nlp)?;
-    let mut fitted = init.clone();
-    fitted.params = theta.slice(&sol.x).to_vec();
-    Ok(fitted)
+    levenberg_marquardt(init, &inputs, &targets, problem.lambda, &settings)
 }
 
 /// Builds the collocation NLP for a problem, starting θ from `init` (Xavier from the
@@ -234,8 +192,8 @@ pub fn build(
         .collect();
 
     let prefit_started = Instant::now();
-    let init = if do_prefit && init.layers.len() == 3 {
-        prefit(problem, &init, &start_states)?
+    let init = if do_prefit {
+        prefit(problem, &init, &start_states).model
     } else {
         init
     };

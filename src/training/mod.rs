@@ -3,4 +3,5 @@
 
 pub mod collocation;
 pub mod metrics;
+pub mod prefit;
 pub mod smoothing;

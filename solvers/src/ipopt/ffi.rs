@@ -6,6 +6,7 @@
 //! every path. Trampolines never unwind into C: panics are caught and recorded.
 #![allow(unsafe_code)]
 
+use super::dense_kkt::{DenseLdlt, KktPolicy};
 use super::info::IterationInfo;
 use super::settings::IpoptOption;
 use super::CallbackState;
@@ -129,6 +130,8 @@ pub(crate) struct RawProblem {
     pub options: Vec<(String, IpoptOption)>,
     pub scaling: Option<(f64, Vec<f64>, Vec<f64>)>,
     pub output_file: Option<(String, i32)>,
+    /// Which factorization the KKT systems get (see `dense_kkt`).
+    pub kkt_policy: KktPolicy,
 }
 
 /// In/out arrays of `IpoptSolve`: the start on entry, the solution on return.
@@ -190,6 +193,7 @@ pub(crate) fn solve_raw<E: NlpEvaluator>(
         return Err(RawError::Create);
     }
     let guard = ProblemGuard(raw);
+    let _policy = KktPolicyGuard::set(problem.kkt_policy);
     let result = configure::<E>(guard.0, problem).map(|()| {
         // SAFETY: all arrays have the sizes IPOPT expects (x, mult_x_*: n; g, mult_g: m);
         // `state` outlives the call and is only accessed through the user-data pointer
@@ -530,12 +534,8 @@ static REAL_DMUMPS_C: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 pub(crate) static MUMPS_CALLS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
-/// Interposed MUMPS entry point: serializes the call, then forwards it.
-///
-/// # Safety
-/// Called by libipopt with a valid `DMUMPS_STRUC_C` pointer, which is forwarded unchanged.
-#[no_mangle]
-pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
+/// The real `dmumps_c`, found once.
+fn real_dmumps_c() -> DmumpsC {
     let real = *REAL_DMUMPS_C.get_or_init(|| {
         // SAFETY: a valid NUL-terminated symbol name; RTLD_NEXT skips this definition.
         unsafe { dlsym(RTLD_NEXT, c"dmumps_c".as_ptr()) as usize }
@@ -545,14 +545,405 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
         // it was linked against MUMPS, so this cannot happen with a working installation.
         std::process::abort();
     }
+    // SAFETY: `real` is the address of the real `dmumps_c`, which has this signature.
+    unsafe { std::mem::transmute::<usize, DmumpsC>(real) }
+}
+
+/// The leading fields of MUMPS 5.5's `DMUMPS_STRUC_C` (`dmumps_c.h`), up to `infog`: the
+/// ones IPOPT 3.11 sets or reads. Only ever accessed through a pointer to the full struct.
+#[repr(C)]
+pub(crate) struct DmumpsStrucPrefix {
+    sym: c_int,
+    par: c_int,
+    job: c_int,
+    comm_fortran: c_int,
+    icntl: [c_int; 60],
+    keep: [c_int; 500],
+    cntl: [f64; 15],
+    dkeep: [f64; 230],
+    keep8: [i64; 150],
+    n: c_int,
+    nblk: c_int,
+    nz_alloc: c_int,
+    nz: c_int,
+    nnz: i64,
+    irn: *mut c_int,
+    jcn: *mut c_int,
+    a: *mut f64,
+    nz_loc: c_int,
+    nnz_loc: i64,
+    irn_loc: *mut c_int,
+    jcn_loc: *mut c_int,
+    a_loc: *mut f64,
+    nelt: c_int,
+    eltptr: *mut c_int,
+    eltvar: *mut c_int,
+    a_elt: *mut f64,
+    blkptr: *mut c_int,
+    blkvar: *mut c_int,
+    perm_in: *mut c_int,
+    sym_perm: *mut c_int,
+    uns_perm: *mut c_int,
+    colsca: *mut f64,
+    rowsca: *mut f64,
+    colsca_from_mumps: c_int,
+    rowsca_from_mumps: c_int,
+    rhs: *mut f64,
+    redrhs: *mut f64,
+    rhs_sparse: *mut f64,
+    sol_loc: *mut f64,
+    rhs_loc: *mut f64,
+    irhs_sparse: *mut c_int,
+    irhs_ptr: *mut c_int,
+    isol_loc: *mut c_int,
+    irhs_loc: *mut c_int,
+    nrhs: c_int,
+    lrhs: c_int,
+    lredrhs: c_int,
+    nz_rhs: c_int,
+    lsol_loc: c_int,
+    nloc_rhs: c_int,
+    lrhs_loc: c_int,
+    schur_mloc: c_int,
+    schur_nloc: c_int,
+    schur_lld: c_int,
+    mblock: c_int,
+    nblock: c_int,
+    nprow: c_int,
+    npcol: c_int,
+    info: [c_int; 80],
+    infog: [c_int; 80],
+}
+
+thread_local! {
+    /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
+    static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
+}
+
+/// MUMPS instances (by struct address) whose systems are solved densely.
+static DENSE_INSTANCES: std::sync::Mutex<Vec<(usize, Option<Box<DenseLdlt>>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Number of dense KKT factorizations carried out (for tests).
+pub(crate) static DENSE_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets this thread's KKT policy for the lifetime of the guard.
+pub(crate) struct KktPolicyGuard(KktPolicy);
+
+impl KktPolicyGuard {
+    pub(crate) fn set(policy: KktPolicy) -> Self {
+        Self(KKT_POLICY.with(|p| p.replace(policy)))
+    }
+}
+
+impl Drop for KktPolicyGuard {
+    fn drop(&mut self) {
+        KKT_POLICY.with(|p| p.set(self.0));
+    }
+}
+
+/// Takes the dense solver of instance `key` out of the registry (None: not a dense instance).
+fn take_dense(key: usize) -> Option<Box<DenseLdlt>> {
+    let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+    reg.iter_mut()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, d)| d.take())
+}
+
+fn put_dense(key: usize, dense: Option<Box<DenseLdlt>>) {
+    let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+    match reg.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = dense,
+        None => reg.push((key, dense)),
+    }
+}
+
+fn forget_dense(key: usize) -> bool {
+    let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+    let before = reg.len();
+    reg.retain(|(k, _)| *k != key);
+    reg.len() != before
+}
+
+/// Interposed MUMPS entry point. Calls of an instance whose analysis (JOB = 1) the solve's
+/// [`KktPolicy`] sends to the dense solver are answered here (analysis, factorization with
+/// INFOG(12) = number of negative pivots, INFO(1) = −10 when singular, solve); all other calls
+/// are serialized and forwarded to the real MUMPS.
+///
+/// # Safety
+/// Called by libipopt with a valid `DMUMPS_STRUC_C` pointer.
+#[no_mangle]
+pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
+    let key = id as usize;
+    let s = id as *mut DmumpsStrucPrefix;
+    // SAFETY: `id` points to a DMUMPS_STRUC_C, whose prefix has this layout.
+    let job = unsafe { (*s).job };
+    match job {
+        1 => {
+            // SAFETY: IPOPT set n, nz, irn, jcn before the analysis.
+            let (n, nz) = unsafe { ((*s).n, (*s).nz) };
+            let policy = KKT_POLICY.with(std::cell::Cell::get);
+            if n > 0 && nz >= 0 && policy.use_dense(n as usize, nz as usize) {
+                put_dense(key, Some(Box::new(DenseLdlt::new(n as usize))));
+                // SAFETY: as above; INFO/INFOG are plain arrays in the struct.
+                unsafe { set_info(s, 0) };
+                return;
+            }
+            forget_dense(key);
+        }
+        2 | 3 => {
+            if let Some(mut dense) = take_dense(key) {
+                // SAFETY: for JOB = 2 IPOPT has filled `a` (nz values) for the pattern
+                // irn/jcn given at the analysis; for JOB = 3 `rhs` holds n values.
+                unsafe {
+                    let n = dense.order();
+                    let code = if job == 2 {
+                        let nz = (*s).nz.max(0) as usize;
+                        let rows = slice_raw((*s).irn, nz);
+                        let cols = slice_raw((*s).jcn, nz);
+                        let vals = slice_raw((*s).a, nz);
+                        DENSE_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match dense.factorize(rows, cols, vals) {
+                            Ok(inertia) => {
+                                (*s).infog[11] = inertia.negative as c_int;
+                                0
+                            }
+                            Err(_) => -10,
+                        }
+                    } else {
+                        let rhs = std::slice::from_raw_parts_mut((*s).rhs, n);
+                        if dense.solve(rhs) {
+                            0
+                        } else {
+                            -1
+                        }
+                    };
+                    set_info(s, code);
+                }
+                put_dense(key, Some(dense));
+                return;
+            }
+        }
+        -2 => {
+            forget_dense(key);
+        }
+        _ => {}
+    }
+    let real = real_dmumps_c();
     // A panic cannot happen while the lock is held (the callee is C), so poisoning is moot.
     let _guard = MUMPS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     MUMPS_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: `real` is the address of the real `dmumps_c`, which has this signature.
+    // SAFETY: forwarding the caller's valid pointer to the real `dmumps_c`.
+    unsafe { real(id) }
+}
+
+/// Sets INFO(1) and INFOG(1).
+///
+/// # Safety
+/// `s` points to a valid `DMUMPS_STRUC_C`.
+unsafe fn set_info(s: *mut DmumpsStrucPrefix, code: c_int) {
+    // SAFETY: see the function's contract.
     unsafe {
-        let f: DmumpsC = std::mem::transmute::<usize, DmumpsC>(real);
-        f(id)
+        (*s).info[0] = code;
+        (*s).infog[0] = code;
     }
+}
+
+/// A slice over `len` elements at `ptr` (empty for a null pointer or zero length).
+///
+/// # Safety
+/// A non-null `ptr` points to `len` initialized elements that outlive the slice.
+unsafe fn slice_raw<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: see the function's contract.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LAPACK (Bunch–Kaufman LDLᵀ), for the dense KKT solver.
+
+extern "C" {
+    fn dsytrf_(
+        uplo: *const c_char,
+        n: *const c_int,
+        a: *mut f64,
+        lda: *const c_int,
+        ipiv: *mut c_int,
+        work: *mut f64,
+        lwork: *const c_int,
+        info: *mut c_int,
+    );
+    fn dsytrs_(
+        uplo: *const c_char,
+        n: *const c_int,
+        nrhs: *const c_int,
+        a: *const f64,
+        lda: *const c_int,
+        ipiv: *const c_int,
+        b: *mut f64,
+        ldb: *const c_int,
+        info: *mut c_int,
+    );
+}
+
+extern "C" {
+    fn dsyrk_(
+        uplo: *const c_char,
+        trans: *const c_char,
+        n: *const c_int,
+        k: *const c_int,
+        alpha: *const f64,
+        a: *const f64,
+        lda: *const c_int,
+        beta: *const f64,
+        c: *mut f64,
+        ldc: *const c_int,
+    );
+    fn dpotrf_(
+        uplo: *const c_char,
+        n: *const c_int,
+        a: *mut f64,
+        lda: *const c_int,
+        info: *mut c_int,
+    );
+    fn dpotrs_(
+        uplo: *const c_char,
+        n: *const c_int,
+        nrhs: *const c_int,
+        a: *const f64,
+        lda: *const c_int,
+        b: *mut f64,
+        ldb: *const c_int,
+        info: *mut c_int,
+    );
+}
+
+/// BLAS `dsyrk('L', 'T')`: the lower triangle of `c` (n×n, column-major) becomes
+/// `alpha·aᵀ·a + beta·c` for the column-major k×n matrix `a`.
+pub(crate) fn blas_dsyrk_lower_t(
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &[f64],
+    beta: f64,
+    c: &mut [f64],
+) {
+    assert!(a.len() >= n * k && c.len() >= n * n);
+    if n == 0 {
+        return;
+    }
+    let (ni, ki, lda) = (n as c_int, k as c_int, k.max(1) as c_int);
+    // SAFETY: the slices have the sizes BLAS reads and writes (checked above).
+    unsafe {
+        dsyrk_(
+            c"L".as_ptr(),
+            c"T".as_ptr(),
+            &ni,
+            &ki,
+            &alpha,
+            a.as_ptr(),
+            &lda,
+            &beta,
+            c.as_mut_ptr(),
+            &ni,
+        );
+    }
+}
+
+/// LAPACK `dpotrf('L')` on the column-major n×n `a`; returns INFO (> 0: not positive definite).
+pub(crate) fn lapack_dpotrf(n: usize, a: &mut [f64]) -> c_int {
+    assert!(a.len() >= n * n);
+    let (ni, lda) = (n as c_int, n.max(1) as c_int);
+    let mut info: c_int = 0;
+    // SAFETY: the slice has the size LAPACK reads and writes (checked above).
+    unsafe { dpotrf_(c"L".as_ptr(), &ni, a.as_mut_ptr(), &lda, &mut info) };
+    info
+}
+
+/// LAPACK `dpotrs('L')` for one right-hand side with the output of [`lapack_dpotrf`].
+pub(crate) fn lapack_dpotrs(n: usize, a: &[f64], b: &mut [f64]) -> c_int {
+    assert!(a.len() >= n * n && b.len() >= n);
+    let (ni, lda, one) = (n as c_int, n.max(1) as c_int, 1 as c_int);
+    let mut info: c_int = 0;
+    // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
+    unsafe {
+        dpotrs_(
+            c"L".as_ptr(),
+            &ni,
+            &one,
+            a.as_ptr(),
+            &lda,
+            b.as_mut_ptr(),
+            &lda,
+            &mut info,
+        )
+    };
+    info
+}
+
+/// Result of [`lapack_dsytrf`].
+pub(crate) struct DsytrfOutput {
+    /// LAPACK's INFO.
+    pub info: c_int,
+    /// WORK(1): the optimal workspace size (after a query).
+    pub work_size: f64,
+}
+
+/// `dsytrf('U')` on the column-major n×n `a`; `query` asks for the workspace size only.
+pub(crate) fn lapack_dsytrf(
+    n: usize,
+    a: &mut [f64],
+    ipiv: &mut [c_int],
+    work: &mut [f64],
+    query: bool,
+) -> DsytrfOutput {
+    assert!(a.len() >= n * n && ipiv.len() >= n && !work.is_empty());
+    let (ni, lda) = (n as c_int, n.max(1) as c_int);
+    let lwork: c_int = if query { -1 } else { work.len() as c_int };
+    let mut info: c_int = 0;
+    // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
+    unsafe {
+        dsytrf_(
+            c"U".as_ptr(),
+            &ni,
+            a.as_mut_ptr(),
+            &lda,
+            ipiv.as_mut_ptr(),
+            work.as_mut_ptr(),
+            &lwork,
+            &mut info,
+        );
+    }
+    DsytrfOutput {
+        info,
+        work_size: work[0],
+    }
+}
+
+/// `dsytrs('U')` for one right-hand side with the output of [`lapack_dsytrf`]; returns INFO.
+pub(crate) fn lapack_dsytrs(n: usize, a: &[f64], ipiv: &[c_int], b: &mut [f64]) -> c_int {
+    assert!(a.len() >= n * n && ipiv.len() >= n && b.len() >= n);
+    let (ni, lda, one) = (n as c_int, n.max(1) as c_int, 1 as c_int);
+    let mut info: c_int = 0;
+    // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
+    unsafe {
+        dsytrs_(
+            c"U".as_ptr(),
+            &ni,
+            &one,
+            a.as_ptr(),
+            &lda,
+            ipiv.as_ptr(),
+            b.as_mut_ptr(),
+            &lda,
+            &mut info,
+        );
+    }
+    info
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,5 +981,26 @@ pub(crate) fn openblas_core_name() -> Option<String> {
         let f = std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> *const c_char>(f);
         let p = f();
         (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DmumpsStrucPrefix;
+    use std::mem::offset_of;
+
+    #[test]
+    fn mumps_struct_prefix_matches_the_c_header() {
+        // Offsets printed by a C program with offsetof() on MUMPS 5.5.1's dmumps_c.h (x86-64).
+        assert_eq!(offset_of!(DmumpsStrucPrefix, job), 8);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, n), 5416);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, nz), 5428);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, nnz), 5432);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, irn), 5440);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, a), 5456);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, rhs), 5600);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, nrhs), 5672);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, info), 5728);
+        assert_eq!(offset_of!(DmumpsStrucPrefix, infog), 6048);
     }
 }

@@ -11,7 +11,12 @@
 //! # Ok(()) }
 //! ```
 
+mod dense_kkt;
 mod ffi;
+/// Safe BLAS/LAPACK wrappers for [`crate::linalg`].
+pub(crate) mod ffi_linalg {
+    pub(crate) use super::ffi::{blas_dsyrk_lower_t, lapack_dpotrf, lapack_dpotrs};
+}
 mod info;
 mod settings;
 mod solution;
@@ -164,6 +169,7 @@ impl IpoptSolver {
                 .settings
                 .to_options(warm.is_some_and(WarmStart::has_multipliers)),
             scaling: None,
+            kkt_policy: self.settings.kkt_policy(),
             output_file: self
                 .settings
                 .output_file
@@ -304,6 +310,16 @@ pub fn set_blas_threads(n: usize) -> bool {
 /// `None` when the BLAS is not OpenBLAS.
 pub fn blas_core_name() -> Option<String> {
     ffi::openblas_core_name()
+}
+
+/// Process-wide counts of KKT factorizations by the dense solver and of calls into MUMPS
+/// (diagnostics: which linear solver the solves of this process used).
+pub fn kkt_factorization_counts() -> (usize, usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        ffi::DENSE_FACTORIZATIONS.load(Relaxed),
+        ffi::MUMPS_CALLS.load(Relaxed),
+    )
 }
 
 /// Which derivatives IPOPT's derivative checker compares with finite differences.
