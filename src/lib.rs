@@ -6,6 +6,7 @@ pub mod collocation;
 pub mod nlp;
 pub mod problem;
 pub mod report;
+pub mod sequential;
 pub mod training;
 
 pub use colloc_models as models;

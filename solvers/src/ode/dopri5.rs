@@ -40,10 +40,10 @@ pub struct Dopri5 {
     pub settings: Dopri5Settings,
 }
 
-const SAFETY: f64 = 0.9;
-const BETA: f64 = 0.04;
-const FAC_MIN: f64 = 0.2; // step may shrink to 1/5 ... (Hairer's fac1)
-const FAC_MAX: f64 = 10.0; // ... or grow 10× at most (fac2)
+pub(super) const SAFETY: f64 = 0.9;
+pub(super) const BETA: f64 = 0.04;
+pub(super) const FAC_MIN: f64 = 0.2; // step may shrink to 1/5 ... (Hairer's fac1)
+pub(super) const FAC_MAX: f64 = 10.0; // ... or grow 10× at most (fac2)
 
 impl Dopri5 {
     /// Dopri5 with given tolerances and the other settings at their defaults.
@@ -225,7 +225,7 @@ impl Dopri5 {
 }
 
 /// Hairer's starting-step heuristic (`hinit`).
-fn initial_step(
+pub(super) fn initial_step(
     sys: &impl OdeSystem,
     t: f64,
     y: &[f64],

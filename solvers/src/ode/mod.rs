@@ -1,7 +1,9 @@
 //! Explicit Runge–Kutta integrators for `y' = f(t, y)`: fixed-step RK4 and adaptive Dopri5
 //! (Dormand–Prince 5(4), PI step-size control, 4th-order dense output), both counting
-//! right-hand-side evaluations (NFE). Butcher tableaus are data ([`tableau`]).
+//! right-hand-side evaluations (NFE). Butcher tableaus are data ([`tableau`]). [`adjoint`]:
+//! exact gradients of a loss on the discrete solution by a reverse sweep over the steps.
 
+pub mod adjoint;
 mod dopri5;
 mod rk4;
 pub mod tableau;
