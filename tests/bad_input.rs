@@ -359,15 +359,25 @@ fn ctrl_c_stops_the_solve_and_still_writes_results() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until IPOPT reports its first iterations, then interrupt.
+    // Wait until IPOPT reports its third iteration, then interrupt (not a fixed delay: the
+    // whole solve takes only a few seconds).
     let start = std::time::Instant::now();
-    let mut stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap();
+            if line.trim_start().starts_with("3 ") {
+                let _ = tx.send(());
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
         s
     });
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("IPOPT iterations are reported");
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])

@@ -103,6 +103,8 @@ pub struct Problem {
     pub prefit: bool,
     /// IPOPT settings.
     pub ipopt: IpoptSettings,
+    /// Sequential-trainer settings (`colloc train`).
+    pub sequential: crate::sequential::SequentialSettings,
 }
 
 impl Problem {
@@ -294,6 +296,9 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         .ipopt
         .validate()
         .map_err(|e| field("solver.ipopt", e.to_string()))?;
+    raw.sequential
+        .validate()
+        .map_err(|(name, why)| field(&name, why))?;
 
     Ok(Problem {
         name,
@@ -316,6 +321,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         formulation: raw.solver.formulation,
         prefit: raw.solver.prefit,
         ipopt: raw.solver.ipopt,
+        sequential: raw.sequential,
     })
 }
 

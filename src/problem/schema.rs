@@ -34,6 +34,9 @@ pub struct RawProblem {
     /// Solver choices.
     #[serde(default)]
     pub solver: RawSolver,
+    /// Sequential trainers (`colloc train`).
+    #[serde(default)]
+    pub sequential: crate::sequential::SequentialSettings,
 }
 
 /// `[data]`: a built-in system or a CSV file.

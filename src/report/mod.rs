@@ -3,10 +3,11 @@
 
 mod svg;
 
-pub use svg::fit_plot;
+pub use svg::{curve_plot, fit_plot, trajectory_plot};
 
 use crate::problem::Problem;
-use crate::training::collocation::CollocationRun;
+use crate::sequential::TrainReport;
+use crate::training::collocation::{CollocationRun, Evaluation};
 use colloc_models::write_atomic;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -91,66 +92,10 @@ pub fn write_collocation(
     run: &CollocationRun,
     summary: &Summary<'_>,
 ) -> Result<(), ReportError> {
-    std::fs::create_dir_all(dir).map_err(|e| ReportError {
-        path: dir.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let json = serde_json::to_string_pretty(summary).map_err(|e| ReportError {
-        path: "summary.json".into(),
-        message: e.to_string(),
-    })?;
-    write(dir, "summary.json", &(json + "\n"))?;
+    let json = prepare(dir, summary)?;
+    write(dir, "summary.json", &json)?;
     write(dir, "model.json", &(run.model.to_json() + "\n"))?;
-    let data = &problem.data;
-    let d = data.dim();
-    let header = |prefix: &str| {
-        (1..=d)
-            .map(|i| format!("{prefix}{i}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-
-    let mut s = format!("t,{},split\n", header("y"));
-    for k in 0..data.t.len() {
-        let _ = writeln!(
-            s,
-            "{},{},{}",
-            data.t[k],
-            join(&data.y[k]),
-            data.split[k].name()
-        );
-    }
-    write(dir, "data.csv", &s)?;
-
-    let ev = &run.evaluation;
-    let mut s = format!(
-        "t,split,{},{}{}\n",
-        header("sim"),
-        header("fit"),
-        if data.clean.is_some() {
-            format!(",{}", header("clean"))
-        } else {
-            String::new()
-        }
-    );
-    for k in 0..data.t.len() {
-        let fit = ev.fitted[k]
-            .as_ref()
-            .map_or_else(|| vec![String::new(); d].join(","), |f| join(f));
-        let _ = write!(
-            s,
-            "{},{},{},{}",
-            data.t[k],
-            data.split[k].name(),
-            join(&ev.prediction[k]),
-            fit
-        );
-        if let Some(c) = &data.clean {
-            let _ = write!(s, ",{}", join(&c[k]));
-        }
-        s.push('\n');
-    }
-    write(dir, "prediction.csv", &s)?;
+    write_data_and_prediction(dir, problem, &run.evaluation)?;
 
     let mut s = String::from("iteration,restoration,objective,inf_pr,inf_du,mu,d_norm,regularization,alpha_du,alpha_pr,ls_trials\n");
     for h in &run.history {
@@ -172,6 +117,174 @@ pub fn write_collocation(
     }
     write(dir, "history.csv", &s)?;
     write(dir, "fit.svg", &fit_plot(problem, run))?;
+    Ok(())
+}
+
+/// Creates `dir` and renders the summary as pretty JSON.
+fn prepare(dir: &Path, summary: &impl Serialize) -> Result<String, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ReportError {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    serde_json::to_string_pretty(summary)
+        .map(|j| j + "\n")
+        .map_err(|e| ReportError {
+            path: "summary.json".into(),
+            message: e.to_string(),
+        })
+}
+
+/// `data.csv` (the exact data used) and `prediction.csv` (simulation, fitted states where
+/// there are any, noise-free states for generated data).
+fn write_data_and_prediction(
+    dir: &Path,
+    problem: &Problem,
+    ev: &Evaluation,
+) -> Result<(), ReportError> {
+    let data = &problem.data;
+    let d = data.dim();
+    let header = |prefix: &str| {
+        (1..=d)
+            .map(|i| format!("{prefix}{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+
+    let mut s = format!("t,{},split\n", header("y"));
+    for k in 0..data.t.len() {
+        let _ = writeln!(
+            s,
+            "{},{},{}",
+            data.t[k],
+            join(&data.y[k]),
+            data.split[k].name()
+        );
+    }
+    write(dir, "data.csv", &s)?;
+
+    let mut s = format!(
+        "t,split,{},{}{}\n",
+        header("sim"),
+        header("fit"),
+        if data.clean.is_some() {
+            format!(",{}", header("clean"))
+        } else {
+            String::new()
+        }
+    );
+    for k in 0..data.t.len() {
+        let fit = ev
+            .fitted
+            .get(k)
+            .and_then(Option::as_ref)
+            .map_or_else(|| vec![String::new(); d].join(","), |f| join(f));
+        let _ = write!(
+            s,
+            "{},{},{},{}",
+            data.t[k],
+            data.split[k].name(),
+            join(&ev.prediction[k]),
+            fit
+        );
+        if let Some(c) = &data.clean {
+            let _ = write!(s, ",{}", join(&c[k]));
+        }
+        s.push('\n');
+    }
+    write(dir, "prediction.csv", &s)
+}
+
+/// `summary.json` of a sequential training run: the keys of [`Summary`] (no NLP: `n_cons`,
+/// `nnz_jac`, `nnz_hess` are 0 and `n_vars` counts the network parameters; `iterations` =
+/// `epochs`) plus `epochs`, `best_epoch`, `nfe`.
+#[derive(Serialize)]
+pub struct SequentialSummary<'a> {
+    /// Problem name.
+    pub problem: &'a str,
+    /// Method (`vanilla`, `homotopy`, `shooting`).
+    pub method: &'a str,
+    /// `completed`, or why training stopped early.
+    pub status: String,
+    /// True when every epoch ran.
+    pub success: bool,
+    /// Epochs run (same as `epochs`).
+    pub iterations: usize,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Epoch of the best training MSE (the returned model).
+    pub best_epoch: usize,
+    /// Right-hand-side evaluations of the training solves.
+    pub nfe: usize,
+    /// Whole run, seconds.
+    pub wall_s: f64,
+    /// Training, seconds.
+    pub solve_s: f64,
+    /// Loss and gradient evaluations (all of training), seconds.
+    pub eval_s: f64,
+    /// Mean time per epoch, milliseconds.
+    pub epoch_ms: f64,
+    /// The method's loss at the best epoch.
+    pub objective: f64,
+    /// Not defined for sequential training (null).
+    pub fit_mse: Option<f64>,
+    /// Simulation vs training observations.
+    pub train_mse: Option<f64>,
+    /// Simulation vs test observations.
+    pub test_mse: Option<f64>,
+    /// Simulation vs noise-free training states.
+    pub train_mse_clean: Option<f64>,
+    /// Simulation vs noise-free test states.
+    pub test_mse_clean: Option<f64>,
+    /// Network parameters.
+    pub n_vars: usize,
+    /// 0 (no constraints).
+    pub n_cons: usize,
+    /// 0.
+    pub nnz_jac: usize,
+    /// 0.
+    pub nnz_hess: usize,
+    /// Seed.
+    pub seed: u64,
+    /// The model training started from (`--init`), if any.
+    pub init: Option<String>,
+    /// Why the simulation of the learned ODE failed, if it did.
+    pub simulation_error: Option<String>,
+}
+
+/// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `curve.csv`,
+/// `curve.svg` and `fit.svg` of a sequential run into `dir` (created if needed).
+pub fn write_sequential(
+    dir: &Path,
+    problem: &Problem,
+    report: &TrainReport,
+    ev: &Evaluation,
+    summary: &SequentialSummary<'_>,
+) -> Result<(), ReportError> {
+    let json = prepare(dir, summary)?;
+    write(dir, "summary.json", &json)?;
+    write(dir, "model.json", &(report.best.to_json() + "\n"))?;
+    write_data_and_prediction(dir, problem, ev)?;
+    let mut s = String::from("epoch,loss,train_mse,lambda,time_s\n");
+    for c in &report.curve {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{}",
+            c.epoch, c.loss, c.train_mse, c.lambda, c.time_s
+        );
+    }
+    write(dir, "curve.csv", &s)?;
+    let title = format!("{} ({})", problem.name, summary.method);
+    write(dir, "curve.svg", &svg::curve_plot(&title, &report.curve))?;
+    write(
+        dir,
+        "fit.svg",
+        &svg::trajectory_plot(
+            problem,
+            None,
+            &ev.prediction,
+            "blue: learned ODE simulated from the first observation",
+        ),
+    )?;
     Ok(())
 }
 

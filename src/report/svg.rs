@@ -11,8 +11,24 @@ const LEFT: f64 = 60.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 30.0;
 
-/// The plot as SVG text.
+/// The plot of a collocation run as SVG text.
 pub fn fit_plot(problem: &Problem, run: &CollocationRun) -> String {
+    trajectory_plot(
+        problem,
+        Some((&problem.nodes.times, &run.states)),
+        &run.evaluation.prediction,
+        "orange: collocation states, blue: simulated learned ODE",
+    )
+}
+
+/// Observations (train and test), optional fitted states `(times, states)`, the simulated
+/// trajectory `prediction` (one state per data time) and the train/test boundary, as SVG.
+pub fn trajectory_plot(
+    problem: &Problem,
+    fitted: Option<(&[f64], &[Vec<f64>])>,
+    prediction: &[Vec<f64>],
+    legend: &str,
+) -> String {
     let data = &problem.data;
     let d = data.dim();
     let (t_min, t_max) = (
@@ -28,8 +44,9 @@ pub fn fit_plot(problem: &Problem, run: &CollocationRun) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{LEFT}" y="18" font-size="14">{} — dots: observations (grey: test), orange: collocation states, blue: simulated learned ODE</text>"#,
-        escape(&problem.name)
+        r#"<text x="{LEFT}" y="18" font-size="14">{} — dots: observations (grey: test), {}</text>"#,
+        escape(&problem.name),
+        escape(legend)
     );
     for i in 0..d {
         let y0 = TOP + i as f64 * (PANEL_H + 30.0);
@@ -37,8 +54,8 @@ pub fn fit_plot(problem: &Problem, run: &CollocationRun) -> String {
             .y
             .iter()
             .map(|y| y[i])
-            .chain(run.evaluation.prediction.iter().map(|y| y[i]))
-            .chain(run.states.iter().map(|y| y[i]))
+            .chain(prediction.iter().map(|y| y[i]))
+            .chain(fitted.iter().flat_map(|(_, st)| st.iter().map(|y| y[i])))
             .filter(|v| v.is_finite());
         let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(v), b.max(v))
@@ -123,22 +140,98 @@ pub fn fit_plot(problem: &Problem, run: &CollocationRun) -> String {
                 y(obs[i])
             );
         }
-        let fit: Vec<(f64, f64)> = problem
-            .nodes
-            .times
-            .iter()
-            .zip(&run.states)
-            .map(|(&t, v)| (t, v[i]))
-            .collect();
-        polyline(&mut s, &fit, &x, &y, "#e07000", 4.0);
+        if let Some((times, states)) = fitted {
+            let fit: Vec<(f64, f64)> = times.iter().zip(states).map(|(&t, v)| (t, v[i])).collect();
+            polyline(&mut s, &fit, &x, &y, "#e07000", 4.0);
+        }
         let sim: Vec<(f64, f64)> = data
             .t
             .iter()
-            .zip(&run.evaluation.prediction)
+            .zip(prediction)
             .map(|(&t, v)| (t, v[i]))
             .filter(|(_, v)| v.is_finite())
             .collect();
         polyline(&mut s, &sim, &x, &y, "#1060d0", 1.5);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Learning curve: log10 of the loss and of the training MSE per epoch (and λ on a linear
+/// axis in [0, 1] when it is not all zero), as SVG.
+pub fn curve_plot(title: &str, curve: &[crate::sequential::EpochRecord]) -> String {
+    let h = PANEL_H * 1.5;
+    let height = TOP + h + 40.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="18" font-size="14">{} — blue: log10 loss, black: log10 train MSE, red: λ (0–1)</text>"#,
+        escape(title)
+    );
+    let logs = |f: &dyn Fn(&crate::sequential::EpochRecord) -> f64| -> Vec<f64> {
+        curve.iter().map(|c| f(c).max(1e-300).log10()).collect()
+    };
+    let (loss, mse) = (logs(&|c| c.loss), logs(&|c| c.train_mse));
+    let (mut lo, mut hi) = loss
+        .iter()
+        .chain(&mse)
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if !(lo.is_finite() && hi.is_finite()) || hi - lo < 1e-9 {
+        lo = -1.0;
+        hi = 1.0;
+    }
+    let n = curve.len().max(2) as f64;
+    let x = |e: f64| LEFT + e / (n - 1.0) * (W - LEFT - RIGHT);
+    let y = |v: f64| TOP + h - (v.clamp(lo, hi) - lo) / (hi - lo) * h;
+    let _ = writeln!(
+        s,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{h}" fill="none" stroke="#888"/>"##,
+        W - LEFT - RIGHT
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">{hi:.2}</text>"#,
+        LEFT - 4.0,
+        TOP + 10.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">{lo:.2}</text>"#,
+        LEFT - 4.0,
+        TOP + h
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">epoch {}</text>"#,
+        W - RIGHT,
+        TOP + h + 16.0,
+        curve.len().saturating_sub(1)
+    );
+    let pts = |v: &[f64]| -> Vec<(f64, f64)> {
+        v.iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(e, &v)| (e as f64, v))
+            .collect()
+    };
+    polyline(&mut s, &pts(&loss), &x, &y, "#1060d0", 1.2);
+    polyline(&mut s, &pts(&mse), &x, &y, "#222", 1.2);
+    if curve.iter().any(|c| c.lambda != 0.0) {
+        let yl = |v: f64| TOP + h - v.clamp(0.0, 1.0) * h;
+        let lam: Vec<(f64, f64)> = curve
+            .iter()
+            .enumerate()
+            .map(|(e, c)| (e as f64, c.lambda))
+            .collect();
+        polyline(&mut s, &lam, &x, &yl, "#c00", 1.0);
     }
     s.push_str("</svg>\n");
     s

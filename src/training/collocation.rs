@@ -570,7 +570,6 @@ pub fn evaluate(
     let d = problem.data.dim();
     let data = &problem.data;
     let train = data.indices(Split::Train);
-    let test = data.indices(Split::Test);
     let column = |i: usize| states.iter().map(|y| y[i]).collect::<Vec<f64>>();
     let l0 = interpolation_matrix(nodes, &[problem.t0])?;
     let y0: Vec<f64> = (0..d).map(|i| l0.mul_vec(&column(i))[0]).collect();
@@ -585,21 +584,34 @@ pub fn evaluate(
         .iter()
         .map(|f| f.clone().unwrap_or_else(|| vec![f64::NAN; d]))
         .collect();
-    let mut ev = Evaluation {
+    let ev = Evaluation {
         fit_mse: mse(&fit_pred, &data.y, &train),
         fitted,
         ..Default::default()
     };
 
-    let times: Vec<f64> = data
-        .t
-        .iter()
-        .copied()
-        .filter(|&t| t >= problem.t0)
-        .collect();
+    Ok(simulate_and_score(problem, model, problem.t0, &y0, ev))
+}
+
+/// Simulates the learned ODE from `(t_start, y_start)` over every data time from `t_start` on
+/// (Dopri5, rtol 1e-7, atol 1e-9) and fills the simulation figures of `ev`: `train_mse`,
+/// `test_mse`, the `_clean` ones for generated data, `prediction` (NaN before `t_start` and
+/// where the simulation failed), `simulation_error`, `simulation_nfe`.
+pub fn simulate_and_score(
+    problem: &Problem,
+    model: &Mlp,
+    t_start: f64,
+    y_start: &[f64],
+    mut ev: Evaluation,
+) -> Evaluation {
+    let data = &problem.data;
+    let d = data.dim();
+    let train = data.indices(Split::Train);
+    let test = data.indices(Split::Test);
+    let times: Vec<f64> = data.t.iter().copied().filter(|&t| t >= t_start).collect();
     let offset = data.t.len() - times.len();
     let sim =
-        Dopri5::with_tolerances(1e-7, 1e-9).solve(&LearnedOde { model }, problem.t0, &y0, &times);
+        Dopri5::with_tolerances(1e-7, 1e-9).solve(&LearnedOde { model }, t_start, y_start, &times);
     let mut prediction = vec![vec![f64::NAN; d]; data.t.len()];
     match sim {
         Ok(s) => {
@@ -626,7 +638,7 @@ pub fn evaluate(
         }
     }
     ev.prediction = prediction;
-    Ok(ev)
+    ev
 }
 
 /// Builds, solves and evaluates. `observer` sees every IPOPT iteration and can stop the solve

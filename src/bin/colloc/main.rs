@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Train a neural ODE by simultaneous collocation (one IPOPT solve).
     Solve(commands::solve::SolveArgs),
+    /// Train a neural ODE sequentially: integrate and follow exact gradients (vanilla,
+    /// homotopy or multiple shooting).
+    Train(commands::train::TrainArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Solve(args)) => commands::solve::run(args),
+        Some(Command::Train(args)) => commands::train::run(args),
         None => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let _ = cmd.print_help();

@@ -1,0 +1,166 @@
+//! The homotopy paper's benchmark on colloc's problem files: vanilla, homotopy and multiple
+//! shooting trained on the same data (same seed: same noise draw and same initial network),
+//! with the interpolation (train) and extrapolation (test) MSE of the best model, its epoch,
+//! right-hand-side evaluations and time per epoch. Then the acceptance ratios of the
+//! sequential-solver issue, per seed and for the mean over seeds.
+//!
+//! ```text
+//! cargo run --release --example sequential_comparison -- \
+//!     [--problems problems/lotka_volterra.toml,problems/lorenz.toml] [--seeds 10,20,30] \
+//!     [--epochs N]      # shorter runs, for timing only
+//! ```
+
+use colloc::problem;
+use colloc::sequential::TrainMethod;
+use colloc::training::sequential;
+use std::path::{Path, PathBuf};
+
+struct Row {
+    method: TrainMethod,
+    best_epoch: usize,
+    epochs: usize,
+    train: f64,
+    test: f64,
+    nfe: usize,
+    ms_per_epoch: f64,
+}
+
+fn parse_list(args: &[String], flag: &str) -> Option<Vec<String>> {
+    let at = args.iter().position(|a| a == flag)?;
+    Some(
+        args.get(at + 1)?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect(),
+    )
+}
+
+/// The problem file with its `seed` replaced, loaded from a temporary copy.
+fn load_with_seed(path: &Path, seed: u64) -> Result<problem::Problem, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut replaced = false;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if !replaced && l.trim_start().starts_with("seed =") {
+                replaced = true;
+                format!("seed = {seed}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    if !replaced {
+        return Err(format!("{}: no top-level `seed =` line", path.display()).into());
+    }
+    let tmp: PathBuf = std::env::temp_dir().join(format!(
+        "colloc-comparison-{}-{}",
+        std::process::id(),
+        path.file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("p.toml")
+    ));
+    std::fs::write(&tmp, text)?;
+    let p = problem::load(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut p = p?;
+    p.name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("problem")
+        .to_string();
+    Ok(p)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let problems = parse_list(&args, "--problems").unwrap_or_else(|| {
+        vec![
+            "problems/lotka_volterra.toml".into(),
+            "problems/lotka_volterra_long.toml".into(),
+            "problems/lorenz.toml".into(),
+        ]
+    });
+    let seeds: Vec<u64> = parse_list(&args, "--seeds")
+        .unwrap_or_else(|| vec!["10".into(), "20".into(), "30".into()])
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
+    let epochs: Option<usize> = parse_list(&args, "--epochs")
+        .map(|v| v[0].parse())
+        .transpose()?;
+
+    println!("| problem | seed | method | best epoch | epochs | interp. MSE | extrap. MSE | NFE | ms/epoch |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    for file in &problems {
+        let mut all: Vec<Vec<Row>> = Vec::new();
+        for &seed in &seeds {
+            let p = load_with_seed(Path::new(file), seed)?;
+            let mut rows = Vec::new();
+            for method in TrainMethod::ALL {
+                let mut settings = p.sequential.clone();
+                settings.method = method;
+                if let Some(e) = epochs {
+                    settings.epochs = e;
+                    settings.homotopy.epochs_per_step = e.div_ceil(settings.homotopy.steps).max(1);
+                }
+                let run = sequential::train(&p, &settings, None, &mut |_| true)?;
+                let r = &run.report;
+                let row = Row {
+                    method,
+                    best_epoch: r.best_epoch,
+                    epochs: r.curve.len(),
+                    train: run.evaluation.train_mse.unwrap_or(f64::NAN),
+                    test: run.evaluation.test_mse.unwrap_or(f64::NAN),
+                    nfe: r.nfe,
+                    ms_per_epoch: 1e3 * run.train_s / r.curve.len().max(1) as f64,
+                };
+                println!(
+                    "| {} | {seed} | {} | {} | {} | {:.4e} | {:.4e} | {} | {:.3} |",
+                    p.name,
+                    method,
+                    row.best_epoch,
+                    row.epochs,
+                    row.train,
+                    row.test,
+                    row.nfe,
+                    row.ms_per_epoch
+                );
+                rows.push(row);
+            }
+            all.push(rows);
+        }
+        // Ratios against vanilla, per seed and for the means over seeds.
+        let mean = |m: usize, f: &dyn Fn(&Row) -> f64| {
+            all.iter().map(|rows| f(&rows[m])).sum::<f64>() / all.len() as f64
+        };
+        println!();
+        println!("{file}: ratios to vanilla (homotopy, shooting)");
+        for (k, rows) in all.iter().enumerate() {
+            let v = &rows[0];
+            println!(
+                "  seed {:>3}: best epoch {:.3}, {:.3}; interp. {:.3}, {:.3}; extrap. {:.3}, {:.3}",
+                seeds[k],
+                rows[1].best_epoch as f64 / v.best_epoch.max(1) as f64,
+                rows[2].best_epoch as f64 / v.best_epoch.max(1) as f64,
+                rows[1].train / v.train,
+                rows[2].train / v.train,
+                rows[1].test / v.test,
+                rows[2].test / v.test,
+            );
+        }
+        for (m, method) in TrainMethod::ALL.iter().enumerate() {
+            println!(
+                "  mean {:<9} best epoch {:>7.1}  interp. {:.4e}  extrap. {:.4e}  {:.3} ms/epoch  {:.0} NFE/epoch",
+                method.name(),
+                mean(m, &|r| r.best_epoch as f64),
+                mean(m, &|r| r.train),
+                mean(m, &|r| r.test),
+                mean(m, &|r| r.ms_per_epoch),
+                mean(m, &|r| r.nfe as f64 / r.epochs.max(1) as f64),
+            );
+        }
+        println!();
+    }
+    Ok(())
+}

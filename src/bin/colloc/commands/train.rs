@@ -1,0 +1,264 @@
+//! `colloc train FILE`: sequential training (vanilla, homotopy, multiple shooting).
+
+use crate::Failure;
+use colloc::problem;
+use colloc::report::{self, SequentialSummary};
+use colloc::sequential::{EpochRecord, TrainMethod};
+use colloc::training::sequential::{self, SequentialRunError};
+use colloc_models::Mlp;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `colloc train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Problem file (TOML).
+    pub file: PathBuf,
+    /// Trainer, overriding `[sequential] method`: vanilla, homotopy or shooting.
+    #[arg(long)]
+    pub method: Option<TrainMethod>,
+    /// Start from a saved model (e.g. the `model.json` of `colloc solve`).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Epochs, overriding `[sequential] epochs` (vanilla and shooting).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many seconds of training (the best model so far is kept).
+    #[arg(long)]
+    pub time_limit: Option<f64>,
+    /// Output folder (default: runs/<problem name>-<method>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs the command.
+pub fn run(args: TrainArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let problem = problem::load(&args.file).map_err(Failure::input)?;
+    let mut settings = problem.sequential.clone();
+    if let Some(m) = args.method {
+        settings.method = m;
+    }
+    if let Some(e) = args.epochs {
+        if e == 0 {
+            return Err(Failure::input("--epochs: must be at least 1"));
+        }
+        settings.epochs = e;
+    }
+    if let Some(t) = args.time_limit {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Failure::input(format!(
+                "--time-limit: must be a positive number of seconds, got {t}"
+            )));
+        }
+    }
+    let init = args
+        .init
+        .as_deref()
+        .map(Mlp::load)
+        .transpose()
+        .map_err(Failure::input)?;
+    let method = settings.method;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("{}-{}", problem.name, method.name()))
+    });
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let total = settings.total_epochs();
+    let pretrain = if settings.pretrain_fraction > 0.0 {
+        settings.pretrain_epochs
+    } else {
+        0
+    };
+    if !args.quiet {
+        eprintln!(
+            "colloc train {}: {} method, {} states, {} training points, model {:?} {}, {} epochs{}",
+            problem.name,
+            method,
+            problem.data.dim(),
+            problem.data.indices(problem::Split::Train).len(),
+            problem.model.layers,
+            problem.model.activation,
+            total,
+            if pretrain > 0 {
+                format!(
+                    " after {pretrain} pre-training epochs on the first {:.0} %",
+                    100.0 * settings.pretrain_fraction
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    let progress = Progress::new(args.quiet, total, pretrain);
+    let flag = interrupted.clone();
+    let limit = args.time_limit;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let timed_out_flag = timed_out.clone();
+    let mut progress = progress;
+    let mut observer = move |r: &EpochRecord| {
+        progress.show(r);
+        if limit.is_some_and(|l| started.elapsed().as_secs_f64() >= l) {
+            timed_out_flag.store(true, Ordering::SeqCst);
+            return false;
+        }
+        !flag.load(Ordering::SeqCst)
+    };
+    let run = sequential::train(&problem, &settings, init.as_ref(), &mut observer).map_err(
+        |e| match e {
+            SequentialRunError::Network(_) => Failure::input(e),
+            other => Failure::run(other),
+        },
+    )?;
+    if !args.quiet && std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let report = &run.report;
+    let ev = &run.evaluation;
+    let epochs = report.curve.len();
+    let nfe = report.nfe + run.pretrain.as_ref().map_or(0, |p| p.nfe);
+    let best = report.curve.get(report.best_epoch);
+    let status = match (&report.stopped, timed_out.load(Ordering::SeqCst)) {
+        (_, true) => format!("time limit ({} s) reached", limit.unwrap_or_default()),
+        (Some(why), false) => why.clone(),
+        (None, false) => "completed".to_string(),
+    };
+    let success = report.stopped.is_none() || timed_out.load(Ordering::SeqCst);
+    let summary = SequentialSummary {
+        problem: &problem.name,
+        method: method.name(),
+        status,
+        success,
+        iterations: epochs,
+        epochs,
+        best_epoch: report.best_epoch,
+        nfe,
+        wall_s: started.elapsed().as_secs_f64(),
+        solve_s: run.train_s,
+        eval_s: run.train_s,
+        epoch_ms: 1e3 * run.train_s
+            / (epochs + run.pretrain.as_ref().map_or(0, |p| p.curve.len())).max(1) as f64,
+        objective: best.map_or(f64::NAN, |b| b.loss),
+        fit_mse: None,
+        train_mse: ev.train_mse,
+        test_mse: ev.test_mse,
+        train_mse_clean: ev.train_mse_clean,
+        test_mse_clean: ev.test_mse_clean,
+        n_vars: report.best.n_params(),
+        n_cons: 0,
+        nnz_jac: 0,
+        nnz_hess: 0,
+        seed: problem.seed,
+        init: args.init.as_ref().map(|p| p.display().to_string()),
+        simulation_error: ev.simulation_error.clone(),
+    };
+    report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
+
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
+    println!("{:<18} {}", "status", summary.status);
+    println!(
+        "{:<18} {} (best {}), {} right-hand-side evaluations",
+        "epochs", summary.epochs, summary.best_epoch, summary.nfe
+    );
+    println!(
+        "{:<18} {:.3} s (training {:.3} s, {:.3} ms per epoch)",
+        "wall time", summary.wall_s, summary.solve_s, summary.epoch_ms
+    );
+    println!("{:<18} {:.6e}", "loss at best", summary.objective);
+    println!(
+        "{:<18} {}   test_mse {}",
+        "train_mse",
+        f(ev.train_mse),
+        f(ev.test_mse)
+    );
+    println!(
+        "{:<18} {}   test_mse_clean {}",
+        "train_mse_clean",
+        f(ev.train_mse_clean),
+        f(ev.test_mse_clean)
+    );
+    println!("{:<18} {}", "results", out.display());
+    if let Some(e) = &ev.simulation_error {
+        eprintln!("warning: {e}");
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Failure::run(format!(
+            "interrupted; the best model so far was written to {}",
+            out.display()
+        )));
+    }
+    if !summary.success {
+        return Err(Failure::run(format!(
+            "training stopped: {}",
+            summary.status
+        )));
+    }
+    Ok(())
+}
+
+/// Progress on stderr: a line rewritten in place on a terminal, else a line every 1/20 of
+/// the run.
+struct Progress {
+    quiet: bool,
+    terminal: bool,
+    total: usize,
+    pretrain: usize,
+    seen: usize,
+    best: f64,
+}
+
+impl Progress {
+    fn new(quiet: bool, total: usize, pretrain: usize) -> Self {
+        Self {
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+            total,
+            pretrain,
+            seen: 0,
+            best: f64::INFINITY,
+        }
+    }
+
+    fn show(&mut self, r: &EpochRecord) {
+        self.seen += 1;
+        if self.quiet {
+            return;
+        }
+        let (phase, total) = if self.seen <= self.pretrain {
+            ("pre-train", self.pretrain)
+        } else {
+            if self.seen == self.pretrain + 1 {
+                self.best = f64::INFINITY;
+            }
+            ("train", self.total)
+        };
+        self.best = self.best.min(r.train_mse);
+        let done = r.epoch + 1;
+        let width = 30;
+        let filled = (width * done / total.max(1)).min(width);
+        let line = format!(
+            "{phase:>9} [{}{}] {done:>5}/{total}  loss {:.4e}  best mse {:.4e}  λ {:.3}  {:.1} s",
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            r.loss,
+            self.best,
+            r.lambda,
+            r.time_s
+        );
+        if self.terminal {
+            eprint!("\r{line}");
+        } else if done == 1 || done == total || done % (total / 20).max(1) == 0 {
+            eprintln!("{line}");
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! The epoch loop shared by the sequential trainers: loss and exact gradient of the chosen
+//! method, the uncoupled training MSE that selects the best parameters (Algorithm 1 of the
+//! homotopy paper, used for every method), and an AdamW step.
+
+use super::neural_ode::NeuralOde;
+use super::settings::{SequentialSettings, TrainMethod};
+use super::spline::{default_smoothing, SmoothingSpline};
+use colloc_models::Mlp;
+use colloc_solvers::ode::adjoint::{gradient, solve_recorded, DifferentiableSystem, Method};
+use colloc_solvers::ode::{Dopri5Settings, OdeError, OdeSystem};
+use colloc_solvers::optim::{Adam, AdamSettings};
+use std::time::Instant;
+
+/// Observations a trainer fits: times (increasing) and states.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Times.
+    pub t: Vec<f64>,
+    /// States, one vector per time.
+    pub y: Vec<Vec<f64>>,
+}
+
+/// One epoch of the learning curve.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EpochRecord {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// The method's loss (homotopy: on the coupled trajectory; shooting: data + continuity).
+    pub loss: f64,
+    /// MSE of the uncoupled trajectory from the first observation vs the training data.
+    pub train_mse: f64,
+    /// Homotopy parameter (0 for the other methods).
+    pub lambda: f64,
+    /// Seconds since training started.
+    pub time_s: f64,
+}
+
+/// The outcome of a sequential training run.
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    /// The model with the best training MSE.
+    pub best: Mlp,
+    /// Its epoch.
+    pub best_epoch: usize,
+    /// Its training MSE.
+    pub best_mse: f64,
+    /// Per-epoch record.
+    pub curve: Vec<EpochRecord>,
+    /// Right-hand-side evaluations of all forward solves.
+    pub nfe: usize,
+    /// Why training stopped before its last epoch, if it did (integration failure, observer).
+    pub stopped: Option<String>,
+}
+
+/// Why a trainer cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SequentialError {
+    /// Too few observations for the method.
+    #[error("{0}")]
+    Data(String),
+    /// The first solve failed.
+    #[error("the first integration failed: {0}")]
+    Ode(#[from] OdeError),
+}
+
+/// Mean over all entries of (a − b)², with its cotangents 2(a − b)/count when asked.
+fn mse_and_cotangents(pred: &[Vec<f64>], obs: &[Vec<f64>]) -> (f64, Vec<Vec<f64>>) {
+    let count = pred.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+    let mut sum = 0.0;
+    let cot = pred
+        .iter()
+        .zip(obs)
+        .map(|(p, o)| {
+            p.iter()
+                .zip(o)
+                .map(|(a, b)| {
+                    sum += (a - b) * (a - b);
+                    2.0 * (a - b) / count
+                })
+                .collect()
+        })
+        .collect();
+    (sum / count, cot)
+}
+
+/// The model coupled to the data: `u' = f_θ(u, t) − λk·(u − û(t))`.
+struct Coupled<'a> {
+    base: &'a NeuralOde<'a>,
+    spline: &'a SmoothingSpline,
+    gain: f64,
+}
+
+impl OdeSystem for Coupled<'_> {
+    fn dim(&self) -> usize {
+        self.base.dim()
+    }
+    fn rhs(&self, t: f64, y: &[f64], dy: &mut [f64]) {
+        self.base.rhs(t, y, dy);
+        let mut u_hat = [0.0; 32];
+        let n = y.len();
+        if n <= 32 {
+            self.spline.eval(t, &mut u_hat[..n]);
+            for i in 0..n {
+                dy[i] -= self.gain * (y[i] - u_hat[i]);
+            }
+        } else {
+            let mut u_hat = vec![0.0; n];
+            self.spline.eval(t, &mut u_hat);
+            for i in 0..n {
+                dy[i] -= self.gain * (y[i] - u_hat[i]);
+            }
+        }
+    }
+}
+
+impl DifferentiableSystem for Coupled<'_> {
+    fn n_params(&self) -> usize {
+        self.base.n_params()
+    }
+    fn vjp(&self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_params: &mut [f64]) {
+        self.base.vjp(t, y, w, grad_y, grad_params);
+        for (g, wi) in grad_y.iter_mut().zip(w) {
+            *g -= self.gain * wi;
+        }
+    }
+}
+
+/// Loss and gradient of one epoch.
+struct EpochEval {
+    loss: f64,
+    grad: Vec<f64>,
+    /// The uncoupled training MSE when the loss computation produced it.
+    train_mse: Option<f64>,
+    nfe: usize,
+}
+
+/// Trains `init` on `data` with the method of `settings`. `observer` sees every epoch and may
+/// stop training by returning false; the best parameters so far are returned either way.
+pub fn train(
+    init: &Mlp,
+    data: &Series,
+    settings: &SequentialSettings,
+    observer: &mut dyn FnMut(&EpochRecord) -> bool,
+) -> Result<TrainReport, SequentialError> {
+    let n_obs = data.t.len();
+    if n_obs < 2 {
+        return Err(SequentialError::Data(format!(
+            "sequential training needs at least 2 training observations, got {n_obs}"
+        )));
+    }
+    let method = Method::Dopri5(Dopri5Settings {
+        rtol: settings.rtol,
+        atol: settings.atol,
+        max_steps: settings.max_steps,
+        ..Default::default()
+    });
+    let spline = match settings.method {
+        TrainMethod::Homotopy => {
+            let channels: Vec<Vec<f64>> = (0..data.y[0].len())
+                .map(|i| data.y.iter().map(|y| y[i]).collect())
+                .collect();
+            let p = settings
+                .homotopy
+                .smoothing
+                .unwrap_or_else(|| default_smoothing(&data.t));
+            Some(SmoothingSpline::fit(&data.t, &channels, p).ok_or_else(|| {
+                SequentialError::Data(format!(
+                    "the homotopy trainer's smoothing spline needs at least 3 increasing times, got {n_obs}"
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    let segments = match settings.method {
+        TrainMethod::Shooting => {
+            let m = settings.shooting.segments;
+            if n_obs < m + 1 {
+                return Err(SequentialError::Data(format!(
+                    "{m} shooting segments need at least {} training observations, got {n_obs}",
+                    m + 1
+                )));
+            }
+            shooting_bounds(n_obs, m)
+        }
+        _ => Vec::new(),
+    };
+
+    let total = settings.total_epochs();
+    // θ, then (shooting) the corrections of the segment starts, all trained by AdamW.
+    let n_theta = init.n_params();
+    let mut params = init.params.clone();
+    if settings.method == TrainMethod::Shooting {
+        params.resize(n_theta + data.y[0].len() * (segments.len() - 2), 0.0);
+    }
+    let mut adam = Adam::new(
+        AdamSettings {
+            learning_rate: settings.method_learning_rate(),
+            weight_decay: settings.weight_decay,
+            ..Default::default()
+        },
+        params.len(),
+    );
+    let started = Instant::now();
+    let mut report = TrainReport {
+        best: init.clone(),
+        best_epoch: 0,
+        best_mse: f64::INFINITY,
+        curve: Vec::with_capacity(total),
+        nfe: 0,
+        stopped: None,
+    };
+    let y0 = &data.y[0];
+    let t0 = data.t[0];
+
+    // Uncoupled MSE from the first observation, with its gradient when asked.
+    let uncoupled = |params: &[f64], with_grad: bool| -> Result<EpochEval, OdeError> {
+        let sys = NeuralOde::new(init, &params[..n_theta]);
+        let tr = solve_recorded(&method, &sys, t0, y0, &data.t)?;
+        let (mse, cot) = mse_and_cotangents(&tr.y, &data.y);
+        let grad = if with_grad {
+            gradient(&tr, &sys, &cot).params
+        } else {
+            Vec::new()
+        };
+        Ok(EpochEval {
+            loss: mse,
+            grad,
+            train_mse: Some(mse),
+            nfe: tr.stats.nfe,
+        })
+    };
+
+    for epoch in 0..total {
+        let lambda = match settings.method {
+            TrainMethod::Homotopy => settings.homotopy.lambda_at(epoch),
+            _ => 0.0,
+        };
+        let eval = match settings.method {
+            TrainMethod::Vanilla => uncoupled(&params, true),
+            // λ = 0 (the last homotopy step): the coupled system is the model itself.
+            TrainMethod::Homotopy if lambda == 0.0 => uncoupled(&params, true),
+            TrainMethod::Homotopy => {
+                let spline = spline.as_ref().expect("fitted above");
+                let base = NeuralOde::new(init, &params);
+                let sys = Coupled {
+                    base: &base,
+                    spline,
+                    gain: lambda * settings.homotopy.coupling,
+                };
+                solve_recorded(&method, &sys, t0, y0, &data.t).map(|tr| {
+                    let (loss, cot) = mse_and_cotangents(&tr.y, &data.y);
+                    EpochEval {
+                        loss,
+                        grad: gradient(&tr, &sys, &cot).params,
+                        train_mse: None,
+                        nfe: tr.stats.nfe,
+                    }
+                })
+            }
+            TrainMethod::Shooting => shooting_epoch(
+                init,
+                &params,
+                data,
+                &segments,
+                settings.shooting.continuity,
+                &method,
+            ),
+        };
+        let eval = match eval {
+            Ok(e) => e,
+            Err(e) => {
+                report.stopped = Some(format!("epoch {epoch}: integration failed: {e}"));
+                break;
+            }
+        };
+        report.nfe += eval.nfe;
+        let train_mse = match eval.train_mse {
+            Some(m) => m,
+            None => match uncoupled(&params, false) {
+                Ok(u) => {
+                    report.nfe += u.nfe;
+                    u.loss
+                }
+                // The uncoupled model blew up: it cannot be the best; keep training.
+                Err(_) => f64::INFINITY,
+            },
+        };
+        if train_mse <= report.best_mse {
+            report.best_mse = train_mse;
+            report.best_epoch = epoch;
+            report.best.params.copy_from_slice(&params[..n_theta]);
+        }
+        let record = EpochRecord {
+            epoch,
+            loss: eval.loss,
+            train_mse,
+            lambda,
+            time_s: started.elapsed().as_secs_f64(),
+        };
+        let go_on = observer(&record);
+        report.curve.push(record);
+        if !go_on {
+            report.stopped = Some(format!("stopped by the user after epoch {epoch}"));
+            break;
+        }
+        if eval.grad.iter().any(|g| !g.is_finite()) {
+            report.stopped = Some(format!("epoch {epoch}: non-finite gradient"));
+            break;
+        }
+        adam.step(&mut params, &eval.grad);
+    }
+    if report.curve.is_empty() {
+        if let Some(why) = &report.stopped {
+            return Err(SequentialError::Data(why.clone()));
+        }
+    }
+    Ok(report)
+}
+
+/// Segment boundaries of multiple shooting: `n` points split as `numpy.array_split` does (the
+/// first `n mod m` segments one point longer); segment j owns points `b[j]..b[j + 1]`.
+fn shooting_bounds(n: usize, m: usize) -> Vec<usize> {
+    let (len, extra) = (n / m, n % m);
+    let mut b = vec![0];
+    for j in 0..m {
+        b.push(b[j] + len + usize::from(j < extra));
+    }
+    b
+}
+
+/// Multiple shooting (Appendix D; as the paper's code): segment 0 starts from the first
+/// observation, segment j > 0 from the observation at its first point plus a trainable
+/// correction ε_j; every segment but the last runs on to the first point of the next one.
+/// Loss = MSE of the concatenated segment predictions + β · mean over inner boundaries and
+/// states of (segment end − next segment's start)². `params` holds θ then the corrections
+/// (`dim × (m − 1)`); the gradient has the same layout.
+fn shooting_epoch(
+    init: &Mlp,
+    params: &[f64],
+    data: &Series,
+    bounds: &[usize],
+    beta: f64,
+    method: &Method,
+) -> Result<EpochEval, OdeError> {
+    let m = bounds.len() - 1;
+    let d = data.y[0].len();
+    let n_theta = init.n_params();
+    let (theta, eps) = params.split_at(n_theta);
+    let count = (data.t.len() * d) as f64;
+    let boundary_count = ((m - 1) * d).max(1) as f64;
+    let sys = NeuralOde::new(init, theta);
+    let mut grad = vec![0.0; params.len()];
+    let (mut data_sum, mut continuity_sum, mut nfe) = (0.0, 0.0, 0);
+    let start_of = |j: usize| -> Vec<f64> {
+        let y = &data.y[bounds[j]];
+        if j == 0 {
+            y.clone()
+        } else {
+            y.iter()
+                .zip(&eps[(j - 1) * d..j * d])
+                .map(|(a, e)| a + e)
+                .collect()
+        }
+    };
+    for j in 0..m {
+        let last_segment = j + 1 == m;
+        let a = bounds[j];
+        let b = if last_segment {
+            bounds[j + 1] - 1
+        } else {
+            bounds[j + 1]
+        };
+        let tr = solve_recorded(method, &sys, data.t[a], &start_of(j), &data.t[a..=b])?;
+        nfe += tr.stats.nfe;
+        let mut cot = vec![vec![0.0; d]; tr.y.len()];
+        for (r, k) in (a..=b).enumerate() {
+            if k == b && !last_segment {
+                // Continuity with the next segment's start y[b] + ε_(j+1).
+                for i in 0..d {
+                    let e = tr.y[r][i] - data.y[k][i] - eps[j * d + i];
+                    continuity_sum += e * e;
+                    let c = 2.0 * beta * e / boundary_count;
+                    cot[r][i] = c;
+                    grad[n_theta + j * d + i] -= c;
+                }
+            } else {
+                for ((c, p), o) in cot[r].iter_mut().zip(&tr.y[r]).zip(&data.y[k]) {
+                    let e = p - o;
+                    data_sum += e * e;
+                    *c = 2.0 * e / count;
+                }
+            }
+        }
+        let g = gradient(&tr, &sys, &cot);
+        for (a, b) in grad.iter_mut().zip(&g.params) {
+            *a += b;
+        }
+        if j > 0 {
+            for (a, b) in grad[n_theta + (j - 1) * d..n_theta + j * d]
+                .iter_mut()
+                .zip(&g.initial_state)
+            {
+                *a += b;
+            }
+        }
+    }
+    Ok(EpochEval {
+        loss: data_sum / count + beta * continuity_sum / boundary_count,
+        grad,
+        train_mse: None,
+        nfe,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use colloc_models::Activation;
+
+    fn harmonic() -> Series {
+        let t: Vec<f64> = (0..31).map(|i| 0.1 * i as f64).collect();
+        let y = t.iter().map(|t| vec![t.cos(), -t.sin()]).collect();
+        Series { t, y }
+    }
+
+    /// Loss of one epoch as a function of θ, for finite differences.
+    fn epoch_loss(settings: &SequentialSettings, init: &Mlp, params: &[f64], epoch: usize) -> f64 {
+        let mut m = init.clone();
+        m.params = params.to_vec();
+        let s = SequentialSettings {
+            learning_rate: 1e-300,
+            weight_decay: 0.0,
+            epochs: epoch + 1,
+            ..settings.clone()
+        };
+        let mut h = s.clone();
+        h.homotopy.epochs_per_step = 1;
+        h.homotopy.steps = epoch + 2; // the last step has λ = 0
+        let s = if s.method == TrainMethod::Homotopy {
+            h
+        } else {
+            s
+        };
+        let r = train(&m, &harmonic(), &s, &mut |_| true).unwrap();
+        r.curve[epoch].loss
+    }
+
+    #[test]
+    fn each_method_gradient_matches_finite_differences() {
+        let init = Mlp::xavier(&[2, 6, 2], Activation::Gelu, false, 3).unwrap();
+        for method in TrainMethod::ALL {
+            let settings = SequentialSettings {
+                method,
+                rtol: 1e-10,
+                atol: 1e-12,
+                ..Default::default()
+            };
+            // Gradient at epoch 0 (homotopy: λ = 1), through the training loop.
+            let data = harmonic();
+            let grad = match method {
+                TrainMethod::Vanilla => {
+                    let sys = NeuralOde::new(&init, &init.params);
+                    let m = Method::Dopri5(Dopri5Settings {
+                        rtol: 1e-10,
+                        atol: 1e-12,
+                        ..Default::default()
+                    });
+                    let tr = solve_recorded(&m, &sys, 0.0, &data.y[0], &data.t).unwrap();
+                    let (_, cot) = mse_and_cotangents(&tr.y, &data.y);
+                    gradient(&tr, &sys, &cot).params
+                }
+                TrainMethod::Shooting => {
+                    let m = Method::Dopri5(Dopri5Settings {
+                        rtol: 1e-10,
+                        atol: 1e-12,
+                        ..Default::default()
+                    });
+                    let bounds = shooting_bounds(data.t.len(), 5);
+                    let mut p = init.params.clone();
+                    p.resize(init.n_params() + 2 * 4, 0.0);
+                    shooting_epoch(&init, &p, &data, &bounds, 0.01, &m)
+                        .unwrap()
+                        .grad
+                }
+                TrainMethod::Homotopy => {
+                    let channels: Vec<Vec<f64>> = (0..2)
+                        .map(|i| data.y.iter().map(|y| y[i]).collect())
+                        .collect();
+                    let spline =
+                        SmoothingSpline::fit(&data.t, &channels, default_smoothing(&data.t))
+                            .unwrap();
+                    let base = NeuralOde::new(&init, &init.params);
+                    let sys = Coupled {
+                        base: &base,
+                        spline: &spline,
+                        gain: 6.0,
+                    };
+                    let m = Method::Dopri5(Dopri5Settings {
+                        rtol: 1e-10,
+                        atol: 1e-12,
+                        ..Default::default()
+                    });
+                    let tr = solve_recorded(&m, &sys, 0.0, &data.y[0], &data.t).unwrap();
+                    let (_, cot) = mse_and_cotangents(&tr.y, &data.y);
+                    gradient(&tr, &sys, &cot).params
+                }
+            };
+            let h = 1e-6;
+            for i in (0..init.n_params()).step_by(5) {
+                let (mut up, mut dn) = (init.params.clone(), init.params.clone());
+                up[i] += h;
+                dn[i] -= h;
+                let fd = (epoch_loss(&settings, &init, &up, 0)
+                    - epoch_loss(&settings, &init, &dn, 0))
+                    / (2.0 * h);
+                assert!(
+                    (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
+                    "{method}: θ_{i}: {} vs {fd}",
+                    grad[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shooting_gradient_in_the_segment_corrections_matches_finite_differences() {
+        let init = Mlp::xavier(&[2, 6, 2], Activation::Gelu, false, 5).unwrap();
+        let data = harmonic();
+        let bounds = shooting_bounds(data.t.len(), 4);
+        assert_eq!(bounds, vec![0, 8, 16, 24, 31]);
+        let m = Method::Dopri5(Dopri5Settings {
+            rtol: 1e-11,
+            atol: 1e-13,
+            ..Default::default()
+        });
+        let mut p = init.params.clone();
+        let n = init.n_params();
+        p.extend((0..6).map(|i| 0.01 * (i as f64 - 2.5)));
+        let beta = 0.3;
+        let g = shooting_epoch(&init, &p, &data, &bounds, beta, &m)
+            .unwrap()
+            .grad;
+        let h = 1e-6;
+        for i in (n..n + 6).chain([0, 7]) {
+            let (mut up, mut dn) = (p.clone(), p.clone());
+            up[i] += h;
+            dn[i] -= h;
+            let fd = (shooting_epoch(&init, &up, &data, &bounds, beta, &m)
+                .unwrap()
+                .loss
+                - shooting_epoch(&init, &dn, &data, &bounds, beta, &m)
+                    .unwrap()
+                    .loss)
+                / (2.0 * h);
+            assert!(
+                (g[i] - fd).abs() < 1e-6 * fd.abs().max(1e-3),
+                "parameter {i}: {} vs {fd}",
+                g[i]
+            );
+        }
+    }
+
+    #[test]
+    fn vanilla_training_reduces_the_error_and_keeps_the_best() {
+        let init = Mlp::xavier(&[2, 8, 2], Activation::Gelu, false, 1).unwrap();
+        let settings = SequentialSettings {
+            epochs: 150,
+            learning_rate: 0.02,
+            ..Default::default()
+        };
+        let r = train(&init, &harmonic(), &settings, &mut |_| true).unwrap();
+        let first = r.curve[0].train_mse;
+        assert!(r.best_mse < 0.2 * first, "{} vs {first}", r.best_mse);
+        let min = r
+            .curve
+            .iter()
+            .map(|c| c.train_mse)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(r.best_mse, min);
+        assert_eq!(r.curve[r.best_epoch].train_mse, min);
+        // Deterministic.
+        let again = train(&init, &harmonic(), &settings, &mut |_| true).unwrap();
+        assert_eq!(again.best.params, r.best.params);
+    }
+
+    #[test]
+    fn observer_can_stop_and_bad_data_is_refused() {
+        let init = Mlp::xavier(&[2, 4, 2], Activation::Tanh, false, 1).unwrap();
+        let r = train(
+            &init,
+            &harmonic(),
+            &SequentialSettings::default(),
+            &mut |rec| rec.epoch < 4,
+        )
+        .unwrap();
+        assert_eq!(r.curve.len(), 5);
+        assert!(r.stopped.unwrap().contains("stopped by the user"));
+        let short = Series {
+            t: vec![0.0, 0.1, 0.2],
+            y: vec![vec![1.0, 0.0]; 3],
+        };
+        let s = SequentialSettings {
+            method: TrainMethod::Shooting,
+            ..Default::default()
+        };
+        let e = train(&init, &short, &s, &mut |_| true).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("5 shooting segments need at least 6"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Sequential training of a problem file's model (`colloc train`): the training split as a
+//! [`Series`], an optional pre-training phase (vanilla, on the leading part of the window, as
+//! in the simultaneous-collocation paper's JAX[JAX] rows), the chosen
+//! trainer of [`crate::sequential`], and the same evaluation as collocation training (the best
+//! model simulated from the first training observation over the train and test windows).
+
+use super::collocation::{simulate_and_score, Evaluation};
+use crate::problem::{Problem, Split};
+use crate::sequential::{train as train_series, EpochRecord, SequentialError, SequentialSettings};
+use crate::sequential::{Series, TrainMethod, TrainReport};
+use colloc_models::Mlp;
+use std::time::Instant;
+
+/// Why sequential training could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SequentialRunError {
+    /// The network could not be created or does not fit the problem.
+    #[error("model: {0}")]
+    Network(#[from] colloc_models::ModelError),
+    /// The trainer could not start.
+    #[error("{0}")]
+    Trainer(#[from] SequentialError),
+}
+
+/// The outcome of [`train`].
+#[derive(Clone, Debug)]
+pub struct SequentialRun {
+    /// The main phase's report (best model, learning curve, NFE).
+    pub report: TrainReport,
+    /// The pre-training phase's report, if there was one.
+    pub pretrain: Option<TrainReport>,
+    /// The best model simulated and scored (no `fit_mse`).
+    pub evaluation: Evaluation,
+    /// Seconds spent training (both phases).
+    pub train_s: f64,
+}
+
+/// The training split of a problem's data.
+pub fn training_series(problem: &Problem) -> Series {
+    let idx = problem.data.indices(Split::Train);
+    Series {
+        t: idx.iter().map(|&k| problem.data.t[k]).collect(),
+        y: idx.iter().map(|&k| problem.data.y[k].clone()).collect(),
+    }
+}
+
+/// The model training starts from: `init` when given (checked against the problem), else a
+/// Xavier draw from the problem's seed.
+pub fn initial_model(problem: &Problem, init: Option<&Mlp>) -> Result<Mlp, SequentialRunError> {
+    let spec = &problem.model;
+    match init {
+        Some(m) => {
+            m.check_fits(problem.data.dim(), spec.time_input)?;
+            Ok(m.clone())
+        }
+        None => Ok(Mlp::xavier(
+            &spec.layers,
+            spec.activation,
+            spec.time_input,
+            problem.init_seed(),
+        )?),
+    }
+}
+
+/// Trains the problem's model with `settings` (usually `problem.sequential`, possibly with the
+/// method overridden). `observer` sees every epoch of both phases (pre-training epochs first)
+/// and may stop training by returning false.
+pub fn train(
+    problem: &Problem,
+    settings: &SequentialSettings,
+    init: Option<&Mlp>,
+    observer: &mut dyn FnMut(&EpochRecord) -> bool,
+) -> Result<SequentialRun, SequentialRunError> {
+    let started = Instant::now();
+    let data = training_series(problem);
+    let mut model = initial_model(problem, init)?;
+    let mut pretrain = None;
+    let mut stopped = false;
+    if settings.pretrain_fraction > 0.0 && settings.pretrain_epochs > 0 {
+        let t0 = data.t[0];
+        let t_end = t0 + settings.pretrain_fraction * (data.t[data.t.len() - 1] - t0);
+        let n = data.t.iter().take_while(|&&t| t <= t_end).count().max(3);
+        let head = Series {
+            t: data.t[..n.min(data.t.len())].to_vec(),
+            y: data.y[..n.min(data.t.len())].to_vec(),
+        };
+        let phase = SequentialSettings {
+            method: TrainMethod::Vanilla,
+            epochs: settings.pretrain_epochs,
+            pretrain_fraction: 0.0,
+            ..settings.clone()
+        };
+        let report = train_series(&model, &head, &phase, observer)?;
+        stopped = report
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.starts_with("stopped by the user"));
+        model = report.best.clone();
+        pretrain = Some(report);
+    }
+    let report = if stopped {
+        // The user stopped during pre-training: report that phase's model.
+        let mut r = pretrain.clone().expect("set above");
+        r.best_mse = f64::NAN;
+        r
+    } else {
+        train_series(&model, &data, settings, observer)?
+    };
+    let train_s = started.elapsed().as_secs_f64();
+    let evaluation = simulate_and_score(
+        problem,
+        &report.best,
+        data.t[0],
+        &data.y[0],
+        Evaluation::default(),
+    );
+    Ok(SequentialRun {
+        report,
+        pretrain,
+        evaluation,
+        train_s,
+    })
+}

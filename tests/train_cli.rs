@@ -1,0 +1,324 @@
+//! `colloc train`: every method runs end to end on a small problem and writes its result files;
+//! bad flags and bad `[sequential]` settings are refused with a clear message; `--init`
+//! starts from a saved model; runs are deterministic.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Lotka–Volterra, a small network and few epochs: fast enough for a test.
+const SMALL: &str = r#"
+name = "lv-small"
+seed = 3
+
+[data]
+system = "lotka-volterra"
+parameters = { alpha = 1.3, beta = 0.9, gamma = 1.8, delta = 0.8 }
+initial_state = [0.44249296, 4.6280594]
+noise_relative = 0.05
+
+[train]
+t1 = 3.0
+points = 31
+
+[test]
+t1 = 4.0
+points = 10
+
+[collocation]
+points = 40
+
+[model]
+layers = [2, 8, 2]
+activation = "gelu"
+
+[sequential]
+epochs = 60
+learning_rate = 0.02
+
+[sequential.homotopy]
+steps = 3
+epochs_per_step = 20
+
+[sequential.shooting]
+segments = 3
+"#;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("colloc-train-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn colloc(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn summary(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn every_method_trains_and_writes_its_results() {
+    let d = dir("methods");
+    let path = d.join("small.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    for (method, epochs) in [("vanilla", 60), ("homotopy", 60), ("shooting", 60)] {
+        let out = d.join(method);
+        let (code, stdout, err) = colloc(&[
+            "train",
+            path.to_str().unwrap(),
+            "--method",
+            method,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{method}: {stdout}\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        // Progress reached stderr (epoch counter and best MSE).
+        assert!(err.contains("best mse"), "{method}: {err}");
+        let s = summary(&out);
+        for key in [
+            "status",
+            "iterations",
+            "wall_s",
+            "solve_s",
+            "eval_s",
+            "objective",
+            "fit_mse",
+            "train_mse",
+            "test_mse",
+            "train_mse_clean",
+            "test_mse_clean",
+            "n_vars",
+            "n_cons",
+            "nnz_jac",
+            "nnz_hess",
+            "epochs",
+            "best_epoch",
+            "nfe",
+        ] {
+            assert!(s.get(key).is_some(), "{method}: summary.json lacks {key}");
+        }
+        assert_eq!(s["method"], method);
+        assert_eq!(s["epochs"], epochs);
+        assert!(s["nfe"].as_u64().unwrap() > 100);
+        // The reported train MSE is the best model's, simulated again from the first point:
+        // it must equal the best point of the learning curve (same solver, same tolerances).
+        let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
+        let mut lines = curve.lines();
+        assert_eq!(lines.next().unwrap(), "epoch,loss,train_mse,lambda,time_s");
+        let rows: Vec<Vec<f64>> = lines
+            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(rows.len(), epochs);
+        let best = rows.iter().map(|r| r[2]).fold(f64::INFINITY, f64::min);
+        let train = s["train_mse"].as_f64().unwrap();
+        assert!(
+            (train - best).abs() < 1e-6 * best,
+            "{method}: {train} vs {best}"
+        );
+        assert!(train < rows[0][2], "{method}: training did not improve");
+        if method == "homotopy" {
+            assert_eq!(rows[0][3], 1.0);
+            assert_eq!(rows[epochs - 1][3], 0.0);
+        }
+        let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
+        assert_eq!(model.layers, vec![2, 8, 2]);
+        for f in ["curve.svg", "fit.svg"] {
+            assert!(std::fs::read_to_string(out.join(f))
+                .unwrap()
+                .starts_with("<svg"));
+        }
+        assert!(std::fs::read_to_string(out.join("prediction.csv"))
+            .unwrap()
+            .starts_with("t,split,sim1,sim2"));
+    }
+}
+
+#[test]
+fn init_starts_from_a_saved_model_and_runs_are_deterministic() {
+    let d = dir("init");
+    let path = d.join("small.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let out = d.join(out);
+        let mut args = vec!["train", path.to_str().unwrap(), "-q", "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let (code, stdout, err) = colloc(&args);
+        assert_eq!(code, Some(0), "{stdout}\n{err}");
+        (
+            summary(&out),
+            std::fs::read_to_string(out.join("model.json")).unwrap(),
+        )
+    };
+    let (a, model_a) = run("a", &[]);
+    let (_, model_b) = run("b", &[]);
+    assert_eq!(model_a, model_b, "same file, same seed: same model");
+    // Continue from the first run's model: the first epoch's MSE is that model's (up to the
+    // difference between the training solver, which steps onto the observation times, and
+    // the evaluation's dense-output Dopri5).
+    let init = d.join("a").join("model.json");
+    let (c, _) = run("c", &["--init", init.to_str().unwrap()]);
+    assert_eq!(c["init"], init.to_str().unwrap());
+    let curve = std::fs::read_to_string(d.join("c").join("curve.csv")).unwrap();
+    let first: f64 = curve
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let best_a = a["train_mse"].as_f64().unwrap();
+    assert!(
+        (first - best_a).abs() < 1e-6 * best_a,
+        "{first} vs {best_a}"
+    );
+    assert!(c["train_mse"].as_f64().unwrap() <= best_a * (1.0 + 1e-6));
+}
+
+#[test]
+fn pre_training_runs_first_on_the_leading_window() {
+    let d = dir("pretrain");
+    let path = d.join("small.toml");
+    let text = SMALL.replace(
+        "[sequential]\n",
+        "[sequential]\npretrain_fraction = 0.2\npretrain_epochs = 15\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = d.join("out");
+    let (code, stdout, err) = colloc(&[
+        "train",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    assert!(err.contains("pre-train"), "{err}");
+    assert!(
+        err.contains("15 pre-training epochs on the first 20 %"),
+        "{err}"
+    );
+    assert_eq!(summary(&out)["epochs"], 60);
+}
+
+#[test]
+fn bad_flags_and_settings_are_refused() {
+    let d = dir("bad");
+    let path = d.join("small.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let p = path.to_str().unwrap();
+    let (code, _, err) = colloc(&["train", p, "--method", "adjoint"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("vanilla, homotopy, shooting"), "{err}");
+    let (code, _, err) = colloc(&["train", p, "--epochs", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--epochs"), "{err}");
+    let (code, _, err) = colloc(&["train", p, "--time-limit=-1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--time-limit"), "{err}");
+    let (code, _, err) = colloc(&["train", p, "--init", "/nonexistent/model.json"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("/nonexistent/model.json"), "{err}");
+    // A model of the wrong shape.
+    let wrong = d.join("wrong.json");
+    colloc_models::Mlp::xavier(&[3, 4, 3], colloc_models::Activation::Tanh, false, 0)
+        .unwrap()
+        .save(&wrong)
+        .unwrap();
+    let (code, _, err) = colloc(&["train", p, "--init", wrong.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for (bad, needle) in [
+        ("weight_decay = -0.1", "sequential.weight_decay"),
+        ("method = \"adam\"", "unknown variant"),
+        ("pretrain_fraction = 1.5", "sequential.pretrain_fraction"),
+        ("stepz = 3", "unknown field"),
+    ] {
+        let text = SMALL.replace("[sequential]\n", &format!("[sequential]\n{bad}\n"));
+        let f = d.join("bad.toml");
+        std::fs::write(&f, text).unwrap();
+        let (code, _, err) = colloc(&["train", f.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(
+            err.contains(needle) && err.contains("bad.toml"),
+            "{bad}: {err}"
+        );
+    }
+    let text = SMALL.replace("segments = 3", "segments = 40");
+    let f = d.join("segments.toml");
+    std::fs::write(&f, text).unwrap();
+    let (code, _, err) = colloc(&["train", f.to_str().unwrap(), "--method", "shooting"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("40 shooting segments need at least 41"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_training_and_keeps_the_best_model() {
+    let d = dir("ctrl-c");
+    let out = d.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .args([
+            "train",
+            "problems/lotka_volterra.toml",
+            "--method",
+            "vanilla",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap();
+            if line.contains("train [") {
+                let _ = tx.send(());
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("progress is reported");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let s = summary(&out);
+    assert!(
+        s["status"]
+            .as_str()
+            .unwrap()
+            .contains("stopped by the user"),
+        "{s}"
+    );
+    assert!(s["epochs"].as_u64().unwrap() < 4000, "{s}");
+    for f in ["model.json", "curve.csv", "prediction.csv", "fit.svg"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+}
