@@ -16,7 +16,6 @@ use colloc::training::sequential;
 use std::path::{Path, PathBuf};
 
 struct Row {
-    method: TrainMethod,
     best_epoch: usize,
     epochs: usize,
     train: f64,
@@ -107,7 +106,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let run = sequential::train(&p, &settings, None, &mut |_| true)?;
                 let r = &run.report;
                 let row = Row {
-                    method,
                     best_epoch: r.best_epoch,
                     epochs: r.curve.len(),
                     train: run.evaluation.train_mse.unwrap_or(f64::NAN),

@@ -96,6 +96,13 @@ impl OdeSystem for Coupled<'_> {
     }
     fn rhs(&self, t: f64, y: &[f64], dy: &mut [f64]) {
         self.base.rhs(t, y, dy);
+        self.add_coupling(t, y, dy);
+    }
+}
+
+impl Coupled<'_> {
+    /// `dy −= λk·(y − û(t))`.
+    fn add_coupling(&self, t: f64, y: &[f64], dy: &mut [f64]) {
         let mut u_hat = [0.0; 32];
         let n = y.len();
         if n <= 32 {
@@ -119,6 +126,29 @@ impl DifferentiableSystem for Coupled<'_> {
     }
     fn vjp(&self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_params: &mut [f64]) {
         self.base.vjp(t, y, w, grad_y, grad_params);
+        for (g, wi) in grad_y.iter_mut().zip(w) {
+            *g -= self.gain * wi;
+        }
+    }
+    fn begin_tape(&self) -> Option<u64> {
+        self.base.begin_tape()
+    }
+    fn rhs_taped(&self, t: f64, y: &[f64], dy: &mut [f64], slot: usize) {
+        self.base.rhs_taped(t, y, dy, slot);
+        self.add_coupling(t, y, dy);
+    }
+    fn vjp_taped(
+        &self,
+        tape: u64,
+        slot: usize,
+        t: f64,
+        y: &[f64],
+        w: &[f64],
+        grad_y: &mut [f64],
+        grad_params: &mut [f64],
+    ) {
+        self.base
+            .vjp_taped(tape, slot, t, y, w, grad_y, grad_params);
         for (g, wi) in grad_y.iter_mut().zip(w) {
             *g -= self.gain * wi;
         }

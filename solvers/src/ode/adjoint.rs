@@ -6,11 +6,17 @@
 //! gradient of the computed solution for that step sequence; one backward pass costs one
 //! vector–Jacobian product per stage, about the cost of the forward solve.
 //!
-//! Outputs are taken at the nodes: the adaptive solver shortens a step to land on the next
-//! output time (instead of interpolating), which keeps the backward pass exact and simple.
+//! Dopri5 takes its natural steps and produces the outputs inside a step with its 4th-order
+//! continuous extension (Hairer's `dopri5` dense output), which is linear in the step's start
+//! and stage derivatives, so the backward pass differentiates it exactly; only the last output
+//! time ends a step. RK4 takes `substeps` equal steps between consecutive outputs.
+//!
+//! Systems that can keep what a VJP needs from their forward evaluations (an MLP's layer
+//! values) do so under a slot per evaluation ([`DifferentiableSystem::rhs_taped`]); the backward
+//! pass then replays those instead of evaluating the network again.
 
 use super::dopri5::{initial_step, BETA, FAC_MAX, FAC_MIN, SAFETY};
-use super::tableau::{Tableau, DOPRI5, RK4};
+use super::tableau::{Tableau, DOPRI5, DOPRI5_DENSE, RK4};
 use super::{check_inputs, Dopri5Settings, OdeError, OdeStats, OdeSystem};
 
 /// A right-hand side `f(t, y; θ)` with vector–Jacobian products.
@@ -20,6 +26,35 @@ pub trait DifferentiableSystem: OdeSystem {
     /// For the cotangent `w`: writes `wᵀ·∂f/∂y` into `grad_y` and adds `wᵀ·∂f/∂θ` to
     /// `grad_params`.
     fn vjp(&self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_params: &mut [f64]);
+
+    /// Starts a new recording of forward evaluations and returns its id, or `None` (the
+    /// default) when the system keeps nothing and VJPs are evaluated from scratch.
+    fn begin_tape(&self) -> Option<u64> {
+        None
+    }
+    /// [`OdeSystem::rhs`], keeping what a VJP at the same point needs under `slot` of the
+    /// current recording (the default keeps nothing).
+    fn rhs_taped(&self, t: f64, y: &[f64], dy: &mut [f64], slot: usize) {
+        let _ = slot;
+        self.rhs(t, y, dy);
+    }
+    /// [`DifferentiableSystem::vjp`] at the point recorded under `slot` of recording `tape`
+    /// (`t` and `y` are that point). Implementations fall back to `vjp` when the recording is
+    /// no longer there (the default always does).
+    #[allow(clippy::too_many_arguments)]
+    fn vjp_taped(
+        &self,
+        tape: u64,
+        slot: usize,
+        t: f64,
+        y: &[f64],
+        w: &[f64],
+        grad_y: &mut [f64],
+        grad_params: &mut [f64],
+    ) {
+        let _ = (tape, slot);
+        self.vjp(t, y, w, grad_y, grad_params);
+    }
 }
 
 /// The explicit method of a differentiable solve.
@@ -30,8 +65,17 @@ pub enum Method {
         /// Steps between consecutive outputs (≥ 1).
         substeps: usize,
     },
-    /// Dormand–Prince 5(4) with PI step control; steps end on the output times.
+    /// Dormand–Prince 5(4) with PI step control and dense output at the output times.
     Dopri5(Dopri5Settings),
+}
+
+/// Where an output was taken: at the end of a step, or inside one (dense output).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum OutputAt {
+    /// After this many accepted steps (0: the initial state).
+    StepEnd(usize),
+    /// Inside accepted step `step` (0-based), at fraction `theta` of it.
+    Dense { step: usize, theta: f64 },
 }
 
 /// A recorded forward solve: the outputs and what the backward pass needs.
@@ -47,8 +91,12 @@ pub struct Trajectory {
     steps: Vec<(f64, f64)>,
     /// Per accepted step: its stage states, `stages × dim` values.
     stage_states: Vec<f64>,
-    /// For each output, the number of accepted steps taken before it.
-    output_after: Vec<usize>,
+    /// Per accepted step: the tape slot of each stage evaluation.
+    stage_slots: Vec<usize>,
+    /// The recording the slots refer to, if the system keeps one.
+    tape: Option<u64>,
+    /// Where each output was taken.
+    outputs: Vec<OutputAt>,
     method_is_rk4: bool,
 }
 
@@ -67,7 +115,7 @@ pub struct Gradient {
 /// steps for [`gradient`].
 pub fn solve_recorded(
     method: &Method,
-    sys: &impl OdeSystem,
+    sys: &impl DifferentiableSystem,
     t0: f64,
     y0: &[f64],
     times: &[f64],
@@ -79,18 +127,37 @@ pub fn solve_recorded(
     }
 }
 
+/// Weights `w_s(θ)` of the Dopri5 continuous extension `y(t + θh) = y + h Σ_s w_s(θ) k_s`
+/// (Hairer's `rcont` form expanded; `w_s(1) = b_s`).
+fn dense_weights(theta: f64) -> [f64; 7] {
+    let th1 = 1.0 - theta;
+    let mut w = [0.0; 7];
+    for (s, ws) in w.iter_mut().enumerate() {
+        let b = DOPRI5.b[s];
+        let first = if s == 0 { 1.0 } else { 0.0 };
+        let last = if s == 6 { 1.0 } else { 0.0 };
+        *ws = theta * b
+            + theta * th1 * (first - b)
+            + theta * theta * th1 * (2.0 * b - first - last)
+            + theta * theta * th1 * th1 * DOPRI5_DENSE[s];
+    }
+    w
+}
+
 /// One explicit RK step from `(t, y)` with step `h`: stage derivatives into `k`, stage states
-/// appended to `record`, the new state into `y_new` (using the `b` weights).
+/// appended to `record`, their tape slots into `slots`, the new state into `y_new`.
 #[allow(clippy::too_many_arguments)]
 fn rk_step<const S: usize>(
     tab: &Tableau<S>,
-    sys: &impl OdeSystem,
+    sys: &impl DifferentiableSystem,
     t: f64,
     h: f64,
     y: &[f64],
     k: &mut [Vec<f64>],
     first_stage_known: bool,
     record: &mut Vec<f64>,
+    slots: &mut [usize; S],
+    next_slot: &mut usize,
     y_new: &mut [f64],
     nfe: &mut usize,
 ) {
@@ -108,7 +175,9 @@ fn rk_step<const S: usize>(
         if s == 0 && first_stage_known {
             continue;
         }
-        sys.rhs(t + tab.c[s] * h, &tmp, &mut k[s]);
+        slots[s] = *next_slot;
+        *next_slot += 1;
+        sys.rhs_taped(t + tab.c[s] * h, &tmp, &mut k[s], slots[s]);
         *nfe += 1;
     }
     for i in 0..n {
@@ -118,7 +187,7 @@ fn rk_step<const S: usize>(
 
 fn forward_fixed<const S: usize>(
     tab: &Tableau<S>,
-    sys: &impl OdeSystem,
+    sys: &impl DifferentiableSystem,
     t0: f64,
     y0: &[f64],
     times: &[f64],
@@ -129,11 +198,14 @@ fn forward_fixed<const S: usize>(
         dim: n,
         stages: S,
         method_is_rk4: true,
+        tape: sys.begin_tape(),
         ..Default::default()
     };
     let mut y = y0.to_vec();
     let mut y_new = vec![0.0; n];
     let mut k = vec![vec![0.0; n]; S];
+    let mut slots = [0; S];
+    let mut next_slot = 0;
     let mut t = t0;
     for &target in times {
         let h = (target - t) / substeps as f64;
@@ -148,10 +220,13 @@ fn forward_fixed<const S: usize>(
                     &mut k,
                     false,
                     &mut tr.stage_states,
+                    &mut slots,
+                    &mut next_slot,
                     &mut y_new,
                     &mut tr.stats.nfe,
                 );
                 tr.steps.push((t, h));
+                tr.stage_slots.extend_from_slice(&slots);
                 tr.stats.accepted += 1;
                 y.copy_from_slice(&y_new);
                 t += h;
@@ -162,14 +237,14 @@ fn forward_fixed<const S: usize>(
         }
         t = target;
         tr.y.push(y.clone());
-        tr.output_after.push(tr.steps.len());
+        tr.outputs.push(OutputAt::StepEnd(tr.steps.len()));
     }
     Ok(tr)
 }
 
 fn forward_dopri5(
     s: &Dopri5Settings,
-    sys: &impl OdeSystem,
+    sys: &impl DifferentiableSystem,
     t0: f64,
     y0: &[f64],
     times: &[f64],
@@ -178,13 +253,14 @@ fn forward_dopri5(
     let mut tr = Trajectory {
         dim: n,
         stages: 7,
+        tape: sys.begin_tape(),
         ..Default::default()
     };
     let t_end = times.last().copied().unwrap_or(t0);
     let mut next_out = 0;
     while next_out < times.len() && times[next_out] <= t0 {
         tr.y.push(y0.to_vec());
-        tr.output_after.push(0);
+        tr.outputs.push(OutputAt::StepEnd(0));
         next_out += 1;
     }
     if next_out == times.len() {
@@ -194,7 +270,9 @@ fn forward_dopri5(
     let mut y = y0.to_vec();
     let mut y_new = vec![0.0; n];
     let mut t = t0;
-    sys.rhs(t, &y, &mut k[0]);
+    let mut slots = [0usize; 7];
+    let mut next_slot = 1;
+    sys.rhs_taped(t, &y, &mut k[0], 0);
     tr.stats.nfe += 1;
     let h_max = s.h_max.unwrap_or(f64::INFINITY).min((t_end - t0).abs());
     let mut h = match s.h0 {
@@ -215,9 +293,9 @@ fn forward_dopri5(
         if h.abs() < 1e-14 * t.abs().max(1.0) {
             return Err(OdeError::StepSizeTooSmall { t, h });
         }
-        let target = times[next_out];
-        let lands = t + 1.01 * h >= target;
-        let h_step = if lands { target - t } else { h };
+        // Only the end of the interval ends a step; other outputs are interpolated.
+        let last = t + 1.01 * h >= t_end;
+        let h_step = if last { t_end - t } else { h };
         record.clear();
         rk_step(
             &DOPRI5,
@@ -228,6 +306,8 @@ fn forward_dopri5(
             &mut k,
             true,
             &mut record,
+            &mut slots,
+            &mut next_slot,
             &mut y_new,
             &mut tr.stats.nfe,
         );
@@ -253,28 +333,40 @@ fn forward_dopri5(
         let mut h_new = h_step / fac;
         if err <= 1.0 {
             err_old = err.max(1e-4);
+            let step = tr.steps.len();
             tr.stats.accepted += 1;
             tr.steps.push((t, h_step));
             tr.stage_states.extend_from_slice(&record);
+            tr.stage_slots.extend_from_slice(&slots);
+            let t_new = if last { t_end } else { t + h_step };
+            while next_out < times.len() && times[next_out] <= t_new {
+                if times[next_out] >= t_new {
+                    tr.y.push(y_new.clone());
+                    tr.outputs.push(OutputAt::StepEnd(step + 1));
+                } else {
+                    let theta = (times[next_out] - t) / h_step;
+                    let w = dense_weights(theta);
+                    tr.y.push(
+                        (0..n)
+                            .map(|i| y[i] + h_step * (0..7).map(|st| w[st] * k[st][i]).sum::<f64>())
+                            .collect(),
+                    );
+                    tr.outputs.push(OutputAt::Dense { step, theta });
+                }
+                next_out += 1;
+            }
+            // First same as last: stage 7 of this step is stage 1 of the next.
             let (first, rest) = k.split_at_mut(6);
             first[0].copy_from_slice(&rest[0]);
+            slots[0] = slots[6];
             y.copy_from_slice(&y_new);
-            t = if lands { target } else { t + h_step };
+            t = t_new;
             if y.iter().any(|v| !v.is_finite()) {
                 return Err(OdeError::NonFinite { t });
-            }
-            while next_out < times.len() && times[next_out] <= t {
-                tr.y.push(y.clone());
-                tr.output_after.push(tr.steps.len());
-                next_out += 1;
             }
             h_new = h_new.min(h_max);
             if rejected_last {
                 h_new = h_new.min(h_step);
-            }
-            // A step shortened to hit an output does not shrink the next one.
-            if lands {
-                h_new = h_new.max(h.min(h_max));
             }
             rejected_last = false;
         } else {
@@ -313,11 +405,12 @@ fn backward<const S: usize>(
     let mut adj = vec![0.0; n];
     let mut k_bar = vec![vec![0.0; n]; S];
     let mut stage_bar = vec![0.0; n];
+    let mut direct = vec![0.0; n];
     let mut nvjp = 0;
-    // Outputs in reverse: inject each cotangent when the backward sweep passes its step.
-    let mut next_out = cot.len().min(tr.output_after.len());
-    let inject = |step: usize, adj: &mut [f64], next_out: &mut usize| {
-        while *next_out > 0 && tr.output_after[*next_out - 1] == step {
+    // Outputs in reverse: each cotangent enters when the sweep reaches its step.
+    let mut next_out = cot.len().min(tr.outputs.len());
+    let inject_step_end = |steps_done: usize, adj: &mut [f64], next_out: &mut usize| {
+        while *next_out > 0 && tr.outputs[*next_out - 1] == OutputAt::StepEnd(steps_done) {
             *next_out -= 1;
             for (a, c) in adj.iter_mut().zip(&cot[*next_out]) {
                 *a += c;
@@ -325,13 +418,35 @@ fn backward<const S: usize>(
         }
     };
     for step in (0..tr.steps.len()).rev() {
-        inject(step + 1, &mut adj, &mut next_out);
+        inject_step_end(step + 1, &mut adj, &mut next_out);
         let (t, h) = tr.steps[step];
         let states = &tr.stage_states[step * S * n..(step + 1) * S * n];
+        let slots = &tr.stage_slots[step * S..(step + 1) * S];
         // y_{n+1} = y_n + h Σ b_s k_s,  k_s = f(t + c_s h, Y_s),  Y_s = y_n + h Σ_{j<s} a_sj k_j.
         for (s, kb) in k_bar.iter_mut().enumerate() {
             for (v, a) in kb.iter_mut().zip(&adj) {
                 *v = h * tab.b[s] * a;
+            }
+        }
+        // Dense outputs inside the step: y(θ) = y_n + h Σ_s w_s(θ) k_s.
+        direct.iter_mut().for_each(|v| *v = 0.0);
+        while next_out > 0 {
+            let OutputAt::Dense { step: at, theta } = tr.outputs[next_out - 1] else {
+                break;
+            };
+            if at != step {
+                break;
+            }
+            next_out -= 1;
+            let w = dense_weights(theta);
+            let c = &cot[next_out];
+            for (s, kb) in k_bar.iter_mut().enumerate() {
+                for (v, ci) in kb.iter_mut().zip(c) {
+                    *v += h * w[s] * ci;
+                }
+            }
+            for (d, ci) in direct.iter_mut().zip(c) {
+                *d += ci;
             }
         }
         for s in (0..S).rev() {
@@ -339,13 +454,19 @@ fn backward<const S: usize>(
                 continue;
             }
             let y_s = &states[s * n..(s + 1) * n];
-            sys.vjp(
-                t + tab.c[s] * h,
-                y_s,
-                &k_bar[s],
-                &mut stage_bar,
-                &mut grad_params,
-            );
+            let t_s = t + tab.c[s] * h;
+            match tr.tape {
+                Some(tape) => sys.vjp_taped(
+                    tape,
+                    slots[s],
+                    t_s,
+                    y_s,
+                    &k_bar[s],
+                    &mut stage_bar,
+                    &mut grad_params,
+                ),
+                None => sys.vjp(t_s, y_s, &k_bar[s], &mut stage_bar, &mut grad_params),
+            }
             nvjp += 1;
             for (a, v) in adj.iter_mut().zip(&stage_bar) {
                 *a += v;
@@ -358,8 +479,11 @@ fn backward<const S: usize>(
                 }
             }
         }
+        for (a, d) in adj.iter_mut().zip(&direct) {
+            *a += d;
+        }
     }
-    inject(0, &mut adj, &mut next_out);
+    inject_step_end(0, &mut adj, &mut next_out);
     Gradient {
         params: grad_params,
         initial_state: adj,
@@ -490,7 +614,34 @@ mod tests {
     }
 
     #[test]
-    fn dopri5_lands_on_outputs_and_matches_the_interpolating_solver() {
+    fn dopri5_dense_output_gradient_is_exact_for_frozen_steps() {
+        // Huge tolerances with h0 = h_max: every step is h_max whatever θ, so finite
+        // differences see the same step sequence, and the outputs (every 0.25) fall inside
+        // steps of 0.07: the dense-output adjoint is checked to finite-difference accuracy.
+        check(
+            Method::Dopri5(Dopri5Settings {
+                rtol: 1e10,
+                atol: 1e10,
+                h0: Some(0.07),
+                h_max: Some(0.07),
+                ..Default::default()
+            }),
+            true,
+        );
+    }
+
+    #[test]
+    fn dense_weights_end_at_b_and_start_at_zero() {
+        let w1 = dense_weights(1.0);
+        let w0 = dense_weights(0.0);
+        for s in 0..7 {
+            assert!((w1[s] - DOPRI5.b[s]).abs() < 1e-15);
+            assert_eq!(w0[s], 0.0);
+        }
+    }
+
+    #[test]
+    fn dopri5_outputs_match_the_interpolating_solver() {
         let sys = Linear {
             theta: vec![-0.1, 1.0, -0.2, 0.5],
         };
