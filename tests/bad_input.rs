@@ -163,7 +163,7 @@ fn invalid_values_name_the_field() {
     expect_input_error(
         "both-sources",
         &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),
-        &["either `system` or `csv`"],
+        &["exactly one data source"],
     );
 }
 

@@ -47,3 +47,61 @@ fn the_paper_case_is_reproduced_and_deterministic() {
     assert!((sd - 0.1).abs() < 0.01, "noise sd {sd}");
     assert_eq!(a.data.y[0][0], b.data.y[0][0]);
 }
+
+#[test]
+fn the_double_pendulum_reader_takes_the_papers_windows() {
+    let p = problem::load("problems/double_pendulum.toml".as_ref()).unwrap();
+    assert_eq!(p.data.dim(), 4);
+    assert_eq!(p.data.indices(Split::Train).len(), 100);
+    assert_eq!(p.data.indices(Split::Test).len(), 100);
+    assert_eq!(p.data.t[0], 0.0);
+    // First row of trajectory 0: θ1, θ2, ω1, ω2.
+    assert_eq!(
+        p.data.y[0],
+        vec![
+            -1.1336150169372559,
+            -1.3008047342300415,
+            -0.5385388135910034,
+            -6.15505838394165
+        ]
+    );
+    let second = problem::load("problems/double_pendulum_second_order.toml".as_ref()).unwrap();
+    assert_eq!(second.model.structure.name(), "second-order");
+    assert_eq!(second.data, p.data);
+}
+
+#[test]
+fn bad_measurement_files_name_the_line() {
+    let d = std::env::temp_dir().join(format!("colloc-sl-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    for (name, text, needle) in [
+        (
+            "short",
+            "% o1 o2 w1 w2\n0 0 1 2 3\n",
+            "line 2: need at least 6 columns",
+        ),
+        (
+            "nan",
+            "% x\n0 0 1 2 3 4\n0 0.1 1 NaN 3 4\n",
+            "line 3: column 4",
+        ),
+        (
+            "time",
+            "0 0 1 2 3 4\n0 0.2 1 2 3 4\n0 0.1 1 2 3 4\n",
+            "line 3: time 0.1 does not increase",
+        ),
+        (
+            "traj",
+            "1 0 1 2 3 4\n1 0.1 1 2 3 4\n",
+            "trajectory 0 has 0 rows (trajectories in the file: 1)",
+        ),
+    ] {
+        let f = d.join(format!("{name}.txt"));
+        std::fs::write(&f, text).unwrap();
+        let e = problem::read_schmidt_lipson(&f, 0).unwrap_err().to_string();
+        assert!(
+            e.contains(needle) && e.contains(&format!("{name}.txt")),
+            "{name}: {e}"
+        );
+    }
+}

@@ -114,7 +114,10 @@ fn every_method_trains_and_writes_its_results() {
         // it must equal the best point of the learning curve (same solver, same tolerances).
         let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
         let mut lines = curve.lines();
-        assert_eq!(lines.next().unwrap(), "epoch,loss,train_mse,lambda,time_s");
+        assert_eq!(
+            lines.next().unwrap(),
+            "epoch,loss,train_mse,lambda,time_s,nfe"
+        );
         let rows: Vec<Vec<f64>> = lines
             .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
             .collect();
@@ -321,4 +324,103 @@ fn ctrl_c_stops_training_and_keeps_the_best_model() {
     for f in ["model.json", "curve.csv", "prediction.csv", "fit.svg"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+}
+
+#[test]
+fn polyweight_and_structured_models_train_and_save() {
+    let d = dir("structures");
+    let path = d.join("small.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let p = path.to_str().unwrap();
+    // Time-dependent weights: Legendre degree 3 by default, or as asked.
+    for (args, basis) in [
+        (vec!["--method", "polyweight"], "legendre:3"),
+        (vec!["--time-basis", "monomial:2"], "monomial:2"),
+    ] {
+        let out = d.join(basis.replace(':', "-"));
+        let mut all = vec![
+            "train",
+            p,
+            "-q",
+            "--epochs",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        all.extend(args);
+        let (code, stdout, err) = colloc(&all);
+        assert_eq!(code, Some(0), "{stdout}\n{err}");
+        let s = summary(&out);
+        assert_eq!(s["time_basis"], basis);
+        let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
+        let copies = 1 + basis[basis.len() - 1..].parse::<usize>().unwrap();
+        assert_eq!(model.n_params(), copies * model.weights_per_copy());
+        assert!(model.time_basis.is_some());
+        // `colloc solve` refuses it as a start, with a reason.
+        let (code, _, err) = colloc(&[
+            "solve",
+            p,
+            "-q",
+            "--init",
+            out.join("model.json").to_str().unwrap(),
+            "--out",
+            d.join("solve").to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("time-dependent weights"), "{err}");
+    }
+    // Gray box: the Lotka–Volterra known rates as a linear term.
+    let gray = SMALL.replace(
+        "activation = \"gelu\"",
+        "activation = \"gelu\"\nstructure = \"gray-box\"\nknown_linear = [[1.3, 0.0], [0.0, -1.8]]",
+    );
+    let f = d.join("gray.toml");
+    std::fs::write(&f, gray).unwrap();
+    let out = d.join("gray");
+    let (code, stdout, err) = colloc(&[
+        "train",
+        f.to_str().unwrap(),
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    assert_eq!(summary(&out)["structure"], "gray-box");
+    let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
+    assert_eq!(model.structure.name(), "gray-box");
+    let (code, _, err) = colloc(&[
+        "solve",
+        f.to_str().unwrap(),
+        "-q",
+        "--out",
+        d.join("s2").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("gray-box") && err.contains("colloc train"),
+        "{err}"
+    );
+    // Bad structure settings name the field.
+    for (bad, needle) in [
+        ("structure = \"grey\"", "model.structure"),
+        ("structure = \"gray-box\"", "model.known_linear"),
+        (
+            "structure = \"gray-box\"\nknown_linear = [[1.0]]",
+            "model.known_linear",
+        ),
+        ("structure = \"second-order\"", "model.layers"),
+    ] {
+        let text = SMALL.replace(
+            "activation = \"gelu\"",
+            &format!("activation = \"gelu\"\n{bad}"),
+        );
+        let f = d.join("bad.toml");
+        std::fs::write(&f, text).unwrap();
+        let (code, _, err) = colloc(&["train", f.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(err.contains(needle), "{bad}: {err}");
+    }
+    let (code, _, err) = colloc(&["train", p, "--time-basis", "chebyshev:3"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("legendre, monomial"), "{err}");
 }

@@ -135,7 +135,7 @@ impl Mlp {
         } = tape;
         delta.clear();
         delta.extend_from_slice(&cotangent[..layers[n_layers]]);
-        let mut offset = self.n_params();
+        let mut offset = self.weights_per_copy();
         for l in (0..n_layers).rev() {
             let (n_in, n_out) = (layers[l], layers[l + 1]);
             offset -= n_in * n_out + n_out;

@@ -6,6 +6,7 @@
 //! `W_l` row-major (`[out][in]`), then the biases `b_l`. See [`Mlp::weight_index`] and
 //! [`Mlp::bias_index`].
 
+use crate::structure::{Structure, TimeBasis};
 use crate::{Activation, ModelError};
 use num_dual::DualNum;
 use rand::{Rng, SeedableRng};
@@ -28,8 +29,15 @@ pub struct Mlp {
     pub activation: Activation,
     /// True when the last input is the time `t`.
     pub time_input: bool,
-    /// Parameters in the documented layout.
+    /// Parameters in the documented layout; with a [`TimeBasis`], `degree + 1` such vectors
+    /// one after the other (the coefficients θ_0 … θ_d).
     pub params: Vec<f64>,
+    /// How the network enters the ODE (default: black box; omitted from files then).
+    #[serde(default, skip_serializing_if = "Structure::is_black_box")]
+    pub structure: Structure,
+    /// Time-dependent weights, if any (omitted from files when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_basis: Option<TimeBasis>,
 }
 
 /// Number of parameters of a network with these layer sizes.
@@ -61,13 +69,102 @@ impl Mlp {
             activation,
             time_input,
             params,
+            structure: Structure::BlackBox,
+            time_basis: None,
         })
+    }
+
+    /// The same network in another structure and/or with time-dependent weights: the current
+    /// parameters become the constant coefficient θ_0 (so the model starts as it was) and
+    /// the higher coefficients start at zero. Checked by [`Mlp::validate`].
+    pub fn with_structure(
+        mut self,
+        structure: Structure,
+        time_basis: Option<TimeBasis>,
+    ) -> Result<Self, ModelError> {
+        let n = parameter_count(&self.layers);
+        self.params.truncate(n);
+        if let Some(b) = &time_basis {
+            self.params.resize(n * b.len(), 0.0);
+        }
+        self.structure = structure;
+        self.time_basis = time_basis;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Parameters of one network (one coefficient vector of a time basis).
+    pub fn weights_per_copy(&self) -> usize {
+        parameter_count(&self.layers)
+    }
+
+    /// True for a black box with constant weights (what the collocation NLP handles).
+    pub fn is_plain(&self) -> bool {
+        self.structure.is_black_box() && self.time_basis.is_none()
+    }
+
+    /// The network's weights at time `t` from the full parameter vector `params`: `params`
+    /// itself without a time basis, else `Σ_i p_i(τ(t)) θ_i` written into `buf`.
+    pub fn params_at<'a>(&self, params: &'a [f64], t: f64, buf: &'a mut Vec<f64>) -> &'a [f64] {
+        let Some(basis) = &self.time_basis else {
+            return params;
+        };
+        let n = self.weights_per_copy();
+        let mut p = [0.0; 16];
+        let mut p_heap = Vec::new();
+        let p: &mut [f64] = if basis.len() <= 16 {
+            &mut p[..basis.len()]
+        } else {
+            p_heap.resize(basis.len(), 0.0);
+            &mut p_heap
+        };
+        basis.values(t, p);
+        buf.clear();
+        buf.extend(params[..n].iter().map(|v| v * p[0]));
+        for (i, pi) in p.iter().enumerate().skip(1) {
+            for (b, v) in buf.iter_mut().zip(&params[i * n..(i + 1) * n]) {
+                *b += pi * v;
+            }
+        }
+        buf
+    }
+
+    /// The ODE right-hand side `dy = F(t, y)` of this model (structure, time input and
+    /// time-dependent weights included), in `f64`.
+    pub fn vector_field(&self, t: f64, y: &[f64], dy: &mut [f64]) {
+        let mut input = Vec::with_capacity(self.layers[0]);
+        input.extend_from_slice(y);
+        if self.time_input {
+            input.push(t);
+        }
+        let mut buf = Vec::new();
+        let params = self.params_at(&self.params, t, &mut buf);
+        let mut net = vec![0.0; self.n_outputs()];
+        let mut scratch = vec![0.0; 2 * self.max_width()];
+        self.forward_with(params, &input, &mut net, &mut scratch);
+        self.structure.assemble(y, &net, dy);
     }
 
     /// Checks layer sizes, parameter count and finiteness.
     pub fn validate(&self) -> Result<(), ModelError> {
         validate_layers(&self.layers, self.time_input)?;
-        let expected = parameter_count(&self.layers);
+        let copies = self.time_basis.as_ref().map_or(1, TimeBasis::len);
+        let expected = parameter_count(&self.layers) * copies;
+        if let Some(b) = &self.time_basis {
+            b.validate().map_err(ModelError::Mismatch)?;
+        }
+        let outputs = self
+            .structure
+            .network_outputs(self.state_inputs())
+            .map_err(ModelError::Mismatch)?;
+        if outputs != self.n_outputs() {
+            return Err(ModelError::Mismatch(format!(
+                "a {} model of {} states needs {outputs} network outputs, the layers give {}",
+                self.structure.name(),
+                self.state_inputs(),
+                self.n_outputs()
+            )));
+        }
         if self.params.len() != expected {
             return Err(ModelError::ParameterCount {
                 layers: self.layers.clone(),
@@ -131,10 +228,7 @@ impl Mlp {
                 format!("{n} states without time")
             }
         };
-        if self.state_inputs() != states
-            || self.time_input != time_input
-            || self.n_outputs() != states
-        {
+        if self.state_inputs() != states || self.time_input != time_input {
             return Err(ModelError::Mismatch(format!(
                 "model takes {} inputs ({}) and gives {} outputs, but the problem has {}",
                 self.layers[0],

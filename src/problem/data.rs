@@ -149,6 +149,102 @@ pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> 
     Ok((t, y))
 }
 
+/// Reads one trajectory of a double-pendulum measurement file in Schmidt & Lipson's format
+/// (comment lines start with `%`; rows of whitespace-separated numbers: trajectory id, time,
+/// θ1, θ2, ω1, ω2, then further columns that are ignored). Returns times shifted to start at
+/// 0 and the states (θ1, θ2, ω1, ω2). Errors name the file and line.
+pub fn read_schmidt_lipson(
+    path: &Path,
+    trajectory: u32,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ProblemError::Io {
+        path: file.clone(),
+        message: e.to_string(),
+    })?;
+    let err = |line: usize, message: String| ProblemError::Data {
+        path: file.clone(),
+        line,
+        message,
+    };
+    let (mut t, mut y) = (Vec::new(), Vec::new());
+    let mut ids = std::collections::BTreeSet::new();
+    let mut last_line = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        last_line = line;
+        let s = raw.trim();
+        if s.is_empty() || s.starts_with('%') {
+            continue;
+        }
+        let fields: Vec<&str> = s.split_whitespace().collect();
+        if fields.len() < 6 {
+            return Err(err(
+                line,
+                format!(
+                    "need at least 6 columns (trajectory, t, θ1, θ2, ω1, ω2), found {}",
+                    fields.len()
+                ),
+            ));
+        }
+        let mut v = [0.0; 6];
+        for (j, f) in fields[..6].iter().enumerate() {
+            v[j] = f
+                .parse::<f64>()
+                .map_err(|_| err(line, format!("column {}: `{f}` is not a number", j + 1)))?;
+            if !v[j].is_finite() {
+                return Err(err(
+                    line,
+                    format!(
+                        "column {}: {} (NaN or infinite values are not allowed)",
+                        j + 1,
+                        v[j]
+                    ),
+                ));
+            }
+        }
+        if v[0] < 0.0 || v[0].fract() != 0.0 {
+            return Err(err(
+                line,
+                format!("trajectory id `{}` is not a whole number", fields[0]),
+            ));
+        }
+        let id = v[0] as u32;
+        ids.insert(id);
+        if id != trajectory {
+            continue;
+        }
+        if let Some(&last) = t.last() {
+            if v[1] <= last {
+                return Err(err(
+                    line,
+                    format!("time {} does not increase (previous {last})", v[1]),
+                ));
+            }
+        }
+        t.push(v[1]);
+        y.push(v[2..6].to_vec());
+    }
+    if t.len() < 2 {
+        let found: Vec<String> = ids.iter().map(u32::to_string).collect();
+        return Err(err(
+            last_line.max(1),
+            format!(
+                "trajectory {trajectory} has {} rows (trajectories in the file: {})",
+                t.len(),
+                if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    found.join(", ")
+                }
+            ),
+        ));
+    }
+    let start = t[0];
+    t.iter_mut().for_each(|v| *v -= start);
+    Ok((t, y))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,12 @@ mod data;
 pub mod schema;
 mod systems;
 
-pub use data::{normal_draws, read_csv, Dataset, Split};
+pub use data::{normal_draws, read_csv, read_schmidt_lipson, Dataset, Split};
 pub use schema::{Formulation, Sampling};
 pub use systems::{BuiltinSystem, SYSTEMS};
 
 use crate::collocation::{NodeKind, Nodes};
-use colloc_models::Activation;
+use colloc_models::{Activation, Structure, TimeBasis};
 use colloc_solvers::ipopt::IpoptSettings;
 use colloc_solvers::ode::Dopri5;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,17 @@ pub struct ModelSpec {
     pub activation: Activation,
     /// Time as an extra input.
     pub time_input: bool,
+    /// How the network enters the ODE.
+    pub structure: Structure,
+    /// Time-dependent weights over the training window, if any.
+    pub time_basis: Option<TimeBasis>,
+}
+
+impl ModelSpec {
+    /// True for a black box with constant weights (what `colloc solve` handles).
+    pub fn is_plain(&self) -> bool {
+        self.structure.is_black_box() && self.time_basis.is_none()
+    }
 }
 
 /// A validated problem with its data.
@@ -156,20 +167,29 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
 
     // Data.
     let d = &raw.data;
-    let (system, data, t0) = match (&d.system, &d.csv) {
-        (Some(_), Some(_)) => {
-            return Err(field(
-                "data",
-                "give either `system` or `csv`, not both".into(),
-            ))
-        }
-        (None, None) => {
-            return Err(field(
-                "data",
-                "give a built-in `system` or a `csv` file".into(),
-            ))
-        }
-        (Some(sys_name), None) => {
+    let sources = usize::from(d.system.is_some())
+        + usize::from(d.csv.is_some())
+        + usize::from(d.schmidt_lipson.is_some());
+    if sources != 1 {
+        return Err(field(
+            "data",
+            "give exactly one data source: a built-in `system`, a `csv` file or a `schmidt_lipson` measurement file".into(),
+        ));
+    }
+    if d.trajectory.is_some() && d.schmidt_lipson.is_none() {
+        return Err(field(
+            "data.trajectory",
+            "only a `schmidt_lipson` file has several trajectories".into(),
+        ));
+    }
+    let file_source = match (&d.csv, &d.schmidt_lipson) {
+        (Some(csv), _) => Some((csv, false)),
+        (None, Some(f)) => Some((f, true)),
+        (None, None) => None,
+    };
+    let (system, data, t0) = match (&d.system, file_source) {
+        (_, None) | (Some(_), Some(_)) => {
+            let sys_name = d.system.as_ref().expect("one source, and it is the system");
             let system = BuiltinSystem::from_name(sys_name, &d.parameters)
                 .map_err(|m| field("data.system", m))?;
             let y0 = d.initial_state.clone().ok_or_else(|| {
@@ -189,16 +209,20 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             let data = generate(&raw, &system, &y0, t0, &field)?;
             (Some(system), data, t0)
         }
-        (None, Some(csv)) => {
+        (None, Some((file, schmidt_lipson))) => {
             if d.initial_state.is_some()
                 || !d.parameters.is_empty()
                 || d.noise != 0.0
                 || d.noise_relative.is_some()
             {
-                return Err(field("data", "`initial_state`, `parameters` and noise apply to built-in systems, not to CSV data".into()));
+                return Err(field("data", "`initial_state`, `parameters` and noise apply to built-in systems, not to measured data".into()));
             }
-            let csv_path = path.parent().unwrap_or(Path::new(".")).join(csv);
-            let (t, y) = read_csv(&csv_path)?;
+            let file_path = path.parent().unwrap_or(Path::new(".")).join(file);
+            let (t, y) = if schmidt_lipson {
+                read_schmidt_lipson(&file_path, d.trajectory.unwrap_or(0))?
+            } else {
+                read_csv(&file_path)?
+            };
             let t0 = raw.train.t0.unwrap_or(t.first().copied().unwrap_or(0.0));
             let t_end = raw.test.as_ref().map_or(raw.train.t1, |t| t.t1);
             let keep: Vec<usize> = (0..t.len())
@@ -269,12 +293,57 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             ),
         ));
     }
-    if layers[0] != expect_in || layers[layers.len() - 1] != dim {
+    let structure = match (raw.model.structure.as_str(), &raw.model.known_linear) {
+        ("black-box", None) => Structure::BlackBox,
+        ("second-order", None) => Structure::SecondOrder,
+        ("gray-box", Some(a)) => Structure::GrayBox { linear: a.clone() },
+        ("gray-box", None) => {
+            return Err(field(
+                "model.known_linear",
+                "a gray-box model needs its known matrix `known_linear`".into(),
+            ))
+        }
+        ("black-box" | "second-order", Some(_)) => {
+            return Err(field(
+                "model.known_linear",
+                "only gray-box models have a known matrix".into(),
+            ))
+        }
+        (other, _) => {
+            return Err(field(
+                "model.structure",
+                format!("unknown structure `{other}` (valid: black-box, second-order, gray-box)"),
+            ))
+        }
+    };
+    let outputs = structure.network_outputs(dim).map_err(|e| {
+        let f = if matches!(structure, Structure::GrayBox { .. }) {
+            "model.known_linear"
+        } else {
+            "model.structure"
+        };
+        field(f, e)
+    })?;
+    if layers[0] != expect_in || layers[layers.len() - 1] != outputs {
         return Err(field(
             "model.layers",
-            format!("the data have {dim} states{}, so layers must start with {expect_in} and end with {dim}; got {layers:?}", if raw.model.time_input { " plus time" } else { "" }),
+            format!("the data have {dim} states{}, so a {} network's layers must start with {expect_in} and end with {outputs}; got {layers:?}", if raw.model.time_input { " plus time" } else { "" }, structure.name()),
         ));
     }
+    if let Some(b) = &raw.model.time_basis {
+        if b.degree > 12 {
+            return Err(field(
+                "model.time_basis.degree",
+                format!("degree {} is too high (at most 12)", b.degree),
+            ));
+        }
+    }
+    let time_basis = raw.model.time_basis.as_ref().map(|b| TimeBasis {
+        kind: b.kind,
+        degree: b.degree,
+        t0,
+        t1,
+    });
     let lambda = raw.loss.lambda;
     if !(lambda.is_finite() && lambda >= 0.0) {
         return Err(field(
@@ -313,6 +382,8 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             layers,
             activation,
             time_input: raw.model.time_input,
+            structure,
+            time_basis,
         },
         lambda,
         fix_initial_state: raw.loss.fix_initial_state,

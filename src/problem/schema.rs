@@ -57,6 +57,12 @@ pub struct RawData {
     pub noise_relative: Option<f64>,
     /// CSV file with rows `t, y1, …, yd` (relative to the problem file).
     pub csv: Option<PathBuf>,
+    /// Measurement file in Schmidt & Lipson's double-pendulum format (relative to the problem
+    /// file): `% o1 o2 w1 w2`, then rows `trajectory t θ1 θ2 ω1 ω2 …`; the states are
+    /// θ1, θ2, ω1, ω2 and time starts at 0.
+    pub schmidt_lipson: Option<PathBuf>,
+    /// Trajectory id to read from a `schmidt_lipson` file (default: 0).
+    pub trajectory: Option<u32>,
 }
 
 /// `[train]`.
@@ -123,6 +129,30 @@ pub struct RawModel {
     /// Time as an extra input (default: false).
     #[serde(default)]
     pub time_input: bool,
+    /// How the network enters the ODE: `black-box` (default), `second-order` (states are
+    /// positions then velocities; the network gives the accelerations) or `gray-box`
+    /// (`y' = A·y + N(y)` with `known_linear = A`). Sequential trainers only.
+    #[serde(default = "default_structure")]
+    pub structure: String,
+    /// The known matrix `A` of a gray-box model, one row per state.
+    pub known_linear: Option<Vec<Vec<f64>>>,
+    /// Time-dependent weights `θ(t) = Σ p_i(τ) θ_i` over the training window (sequential
+    /// trainers only).
+    pub time_basis: Option<RawTimeBasis>,
+}
+
+fn default_structure() -> String {
+    "black-box".into()
+}
+
+/// `[model.time_basis]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeBasis {
+    /// `legendre` or `monomial`.
+    pub kind: colloc_models::BasisKind,
+    /// Polynomial degree.
+    pub degree: usize,
 }
 
 fn default_activation() -> String {

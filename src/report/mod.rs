@@ -201,8 +201,12 @@ fn write_data_and_prediction(
 pub struct SequentialSummary<'a> {
     /// Problem name.
     pub problem: &'a str,
-    /// Method (`vanilla`, `homotopy`, `shooting`).
+    /// Method (`vanilla`, `homotopy`, `shooting`, `polyweight`).
     pub method: &'a str,
+    /// Model structure (`black-box`, `second-order`, `gray-box`).
+    pub structure: &'a str,
+    /// Time-dependent weights (`legendre:3`, …), if any.
+    pub time_basis: Option<String>,
     /// `completed`, or why training stopped early.
     pub status: String,
     /// True when every epoch ran.
@@ -264,12 +268,12 @@ pub fn write_sequential(
     write(dir, "summary.json", &json)?;
     write(dir, "model.json", &(report.best.to_json() + "\n"))?;
     write_data_and_prediction(dir, problem, ev)?;
-    let mut s = String::from("epoch,loss,train_mse,lambda,time_s\n");
+    let mut s = String::from("epoch,loss,train_mse,lambda,time_s,nfe\n");
     for c in &report.curve {
         let _ = writeln!(
             s,
-            "{},{},{},{},{}",
-            c.epoch, c.loss, c.train_mse, c.lambda, c.time_s
+            "{},{},{},{},{},{}",
+            c.epoch, c.loss, c.train_mse, c.lambda, c.time_s, c.nfe
         );
     }
     write(dir, "curve.csv", &s)?;

@@ -1,11 +1,14 @@
-//! The MLP as a differentiable ODE right-hand side.
+//! The MLP as a differentiable ODE right-hand side, in the model's structure (black box,
+//! second order, gray box) and with time-dependent weights when the model has a time basis.
 
 use colloc_models::{Mlp, MlpTape};
 use colloc_solvers::ode::adjoint::DifferentiableSystem;
 use colloc_solvers::ode::OdeSystem;
 use std::cell::RefCell;
 
-/// `y' = f_θ(y)` (or `f_θ(y, t)` with a time input) for an MLP whose parameters are `params`.
+/// `y' = F_θ(t, y)` for an MLP whose parameters are `params` (same layout as `model.params`):
+/// the network `N_θ(y[, t])` placed in the model's [`colloc_models::Structure`], with
+/// `θ = θ(t)` when the model has a time basis.
 /// During a recorded solve it keeps every evaluation's layer values, so the backward pass
 /// replays them instead of running the network again.
 #[derive(Debug)]
@@ -15,6 +18,8 @@ pub struct NeuralOde<'a> {
     tape: RefCell<MlpTape>,
     input: RefCell<Vec<f64>>,
     recording: RefCell<Recording>,
+    /// Weights at the current time (time basis) and their gradient.
+    weights: RefCell<(Vec<f64>, Vec<f64>)>,
 }
 
 /// Saved tapes of one recorded solve, `stride` values per slot.
@@ -34,6 +39,7 @@ impl<'a> NeuralOde<'a> {
             params,
             tape: RefCell::new(MlpTape::new()),
             input: RefCell::new(Vec::with_capacity(model.layers[0])),
+            weights: RefCell::new((Vec::new(), Vec::new())),
             recording: RefCell::new(Recording {
                 stride: MlpTape::saved_len(model),
                 ..Default::default()
@@ -53,16 +59,18 @@ impl<'a> NeuralOde<'a> {
 
 impl OdeSystem for NeuralOde<'_> {
     fn dim(&self) -> usize {
-        self.model.n_outputs()
+        self.model.state_inputs()
     }
 
     fn rhs(&self, t: f64, y: &[f64], dy: &mut [f64]) {
         self.set_input(t, y);
         let mut tape = self.tape.borrow_mut();
+        let mut weights = self.weights.borrow_mut();
+        let params = self.model.params_at(self.params, t, &mut weights.0);
         let out = self
             .model
-            .forward_tape(self.params, &self.input.borrow(), &mut tape);
-        dy.copy_from_slice(out);
+            .forward_tape(params, &self.input.borrow(), &mut tape);
+        self.model.structure.assemble(y, out, dy);
     }
 }
 
@@ -74,9 +82,13 @@ impl DifferentiableSystem for NeuralOde<'_> {
     fn vjp(&self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_params: &mut [f64]) {
         self.set_input(t, y);
         let mut tape = self.tape.borrow_mut();
-        self.model
-            .forward_tape(self.params, &self.input.borrow(), &mut tape);
-        self.vjp_of_tape(&mut tape, y.len(), w, grad_y, grad_params);
+        {
+            let mut weights = self.weights.borrow_mut();
+            let params = self.model.params_at(self.params, t, &mut weights.0);
+            self.model
+                .forward_tape(params, &self.input.borrow(), &mut tape);
+        }
+        self.vjp_of_tape(&mut tape, t, w, grad_y, grad_params);
     }
 
     fn begin_tape(&self) -> Option<u64> {
@@ -117,30 +129,59 @@ impl DifferentiableSystem for NeuralOde<'_> {
         }
         let mut tape = self.tape.borrow_mut();
         tape.restore(self.model, &r.data[slot * r.stride..(slot + 1) * r.stride]);
-        self.vjp_of_tape(&mut tape, y.len(), w, grad_y, grad_params);
+        self.vjp_of_tape(&mut tape, t, w, grad_y, grad_params);
     }
 }
 
 impl NeuralOde<'_> {
+    /// VJP at the point of `tape` (a forward pass at time `t`): network, structure and
+    /// time basis.
     fn vjp_of_tape(
         &self,
         tape: &mut MlpTape,
-        states: usize,
+        t: f64,
         w: &[f64],
         grad_y: &mut [f64],
         grad_params: &mut [f64],
     ) {
+        let model = self.model;
+        let states = grad_y.len();
         let mut grad_input = [0.0; 16];
-        let n_in = self.model.layers[0];
-        if n_in <= grad_input.len() {
-            self.model
-                .vjp(self.params, tape, w, grad_params, &mut grad_input[..n_in]);
-            grad_y.copy_from_slice(&grad_input[..states]);
+        let mut grad_input_heap = Vec::new();
+        let n_in = model.layers[0];
+        let grad_input: &mut [f64] = if n_in <= grad_input.len() {
+            &mut grad_input[..n_in]
         } else {
-            let mut grad_input = vec![0.0; n_in];
-            self.model
-                .vjp(self.params, tape, w, grad_params, &mut grad_input);
-            grad_y.copy_from_slice(&grad_input[..states]);
+            grad_input_heap.resize(n_in, 0.0);
+            &mut grad_input_heap
+        };
+        grad_y.iter_mut().for_each(|g| *g = 0.0);
+        let w_net = model.structure.pull_back(w, grad_y);
+        match &model.time_basis {
+            None => model.vjp(self.params, tape, w_net, grad_params, grad_input),
+            Some(basis) => {
+                // θ(t) = Σ p_i θ_i: the network's weight gradient, scattered by p_i.
+                let mut weights = self.weights.borrow_mut();
+                let (buf, grad_w) = &mut *weights;
+                let params = model.params_at(self.params, t, buf);
+                let n = model.weights_per_copy();
+                grad_w.clear();
+                grad_w.resize(n, 0.0);
+                model.vjp(params, tape, w_net, grad_w, grad_input);
+                let mut p = vec![0.0; basis.len()];
+                basis.values(t, &mut p);
+                for (i, pi) in p.iter().enumerate() {
+                    for (g, gw) in grad_params[i * n..(i + 1) * n]
+                        .iter_mut()
+                        .zip(grad_w.iter())
+                    {
+                        *g += pi * gw;
+                    }
+                }
+            }
+        }
+        for (g, gi) in grad_y.iter_mut().zip(&grad_input[..states]) {
+            *g += gi;
         }
     }
 }
@@ -344,5 +385,97 @@ mod tape_tests {
         // to recomputation, which equals the untaped gradient exactly.
         let _ = solve_recorded(&method, &taped, 0.0, &[1.5, 0.2], &times).unwrap();
         assert_eq!(gradient(&tr, &taped, &cot), b);
+    }
+}
+
+#[cfg(test)]
+mod structure_tests {
+    use super::*;
+    use colloc_models::{Activation, BasisKind, Structure, TimeBasis};
+    use colloc_solvers::ode::adjoint::{gradient, solve_recorded, Method};
+    use colloc_solvers::ode::Dopri5Settings;
+
+    #[test]
+    fn structured_and_time_dependent_models_have_exact_gradients() {
+        let basis = |kind, degree| {
+            Some(TimeBasis {
+                kind,
+                degree,
+                t0: 0.0,
+                t1: 2.0,
+            })
+        };
+        let cases = [
+            (Structure::SecondOrder, None, 1),
+            (
+                Structure::GrayBox {
+                    linear: vec![vec![0.3, 0.0], vec![0.1, -0.5]],
+                },
+                basis(BasisKind::Legendre, 2),
+                2,
+            ),
+            (Structure::BlackBox, basis(BasisKind::Monomial, 3), 2),
+        ];
+        // Frozen steps (see the Dopri5 gradient test above); outputs inside the steps.
+        let method = Method::Dopri5(Dopri5Settings {
+            rtol: 1e10,
+            atol: 1e10,
+            h0: Some(0.045),
+            h_max: Some(0.045),
+            ..Default::default()
+        });
+        let times: Vec<f64> = (0..=10).map(|i| 0.2 * i as f64).collect();
+        for (structure, time_basis, outputs) in cases {
+            let name = structure.name();
+            let mut model = Mlp::xavier(&[3, 6, outputs], Activation::Gelu, true, 7)
+                .unwrap()
+                .with_structure(structure, time_basis)
+                .unwrap();
+            for (i, p) in model.params.iter_mut().enumerate() {
+                *p += 0.05 * ((i * 7919) % 13) as f64 / 13.0;
+            }
+            let y0 = [0.4, -0.3];
+            let loss = |params: &[f64], y0: &[f64]| {
+                let sys = NeuralOde::new(&model, params);
+                let tr = solve_recorded(&method, &sys, 0.0, y0, &times).unwrap();
+                let l: f64 = tr.y.iter().flatten().map(|v| v * v).sum();
+                (l, tr)
+            };
+            let sys = NeuralOde::new(&model, &model.params);
+            let (_, tr) = loss(&model.params, &y0);
+            let cot: Vec<Vec<f64>> =
+                tr.y.iter()
+                    .map(|y| y.iter().map(|v| 2.0 * v).collect())
+                    .collect();
+            let g = gradient(&tr, &sys, &cot);
+            let h = 1e-6;
+            for i in (0..model.n_params()).step_by(7) {
+                let (mut up, mut dn) = (model.params.clone(), model.params.clone());
+                up[i] += h;
+                dn[i] -= h;
+                let fd = (loss(&up, &y0).0 - loss(&dn, &y0).0) / (2.0 * h);
+                assert!(
+                    (g.params[i] - fd).abs() < 1e-7 * fd.abs().max(1.0),
+                    "{name}: θ_{i}: {} vs {fd}",
+                    g.params[i]
+                );
+            }
+            for j in 0..2 {
+                let (mut up, mut dn) = (y0, y0);
+                up[j] += h;
+                dn[j] -= h;
+                let fd = (loss(&model.params, &up).0 - loss(&model.params, &dn).0) / (2.0 * h);
+                assert!(
+                    (g.initial_state[j] - fd).abs() < 1e-7 * fd.abs().max(1.0),
+                    "{name}: y0[{j}]: {} vs {fd}",
+                    g.initial_state[j]
+                );
+            }
+            // The simulation path (Mlp::vector_field) is the same right-hand side.
+            let (mut a, mut b) = ([0.0; 2], [0.0; 2]);
+            sys.rhs(0.7, &y0, &mut a);
+            model.vector_field(0.7, &y0, &mut b);
+            assert!((a[0] - b[0]).abs() < 1e-14 && (a[1] - b[1]).abs() < 1e-14);
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct EpochRecord {
     pub lambda: f64,
     /// Seconds since training started.
     pub time_s: f64,
+    /// Right-hand-side evaluations since training started (forward solves).
+    pub nfe: usize,
 }
 
 /// The outcome of a sequential training run.
@@ -326,6 +328,7 @@ pub fn train(
             train_mse,
             lambda,
             time_s: started.elapsed().as_secs_f64(),
+            nfe: report.nfe,
         };
         let go_on = observer(&record);
         report.curve.push(record);

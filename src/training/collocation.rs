@@ -160,6 +160,22 @@ pub fn build(
     let started = Instant::now();
     let spec = &problem.model;
     // The pre-fit improves a random start; a given model is used as it is.
+    if !spec.is_plain() {
+        return Err(TrainError::Unsupported(format!(
+            "collocation handles black-box networks with constant weights; this problem's model is {}{} (train it with `colloc train`)",
+            spec.structure.name(),
+            if spec.time_basis.is_some() { " with time-dependent weights" } else { "" }
+        )));
+    }
+    if let Some(m) = init {
+        if !m.is_plain() {
+            return Err(TrainError::Unsupported(format!(
+                "collocation starts only from black-box models with constant weights; the given model is {}{}",
+                m.structure.name(),
+                if m.time_basis.is_some() { " with time-dependent weights" } else { "" }
+            )));
+        }
+    }
     let do_prefit = problem.prefit && init.is_none();
     let init = match init {
         Some(m) => {
@@ -489,12 +505,13 @@ pub struct LearnedOde<'a> {
 
 impl OdeSystem for LearnedOde<'_> {
     fn dim(&self) -> usize {
-        self.model.n_outputs()
+        self.model.state_inputs()
     }
     fn rhs(&self, t: f64, y: &[f64], dy: &mut [f64]) {
-        let mut input = [0.0; 16];
-        let k = y.len();
-        if k < 16 {
+        if self.model.is_plain() && y.len() < 16 {
+            // The common case without allocations.
+            let mut input = [0.0; 16];
+            let k = y.len();
             input[..k].copy_from_slice(y);
             let n = if self.model.time_input {
                 input[k] = t;
@@ -502,16 +519,14 @@ impl OdeSystem for LearnedOde<'_> {
             } else {
                 k
             };
-            let mut scratch = vec![0.0; 2 * self.model.max_width()];
-            self.model
-                .forward_with(&self.model.params, &input[..n], dy, &mut scratch);
-        } else {
-            let mut input = y.to_vec();
-            if self.model.time_input {
-                input.push(t);
+            let mut scratch = [0.0; 256];
+            if 2 * self.model.max_width() <= scratch.len() {
+                self.model
+                    .forward_with(&self.model.params, &input[..n], dy, &mut scratch);
+                return;
             }
-            dy.copy_from_slice(&self.model.forward(&input));
         }
+        self.model.vector_field(t, y, dy);
     }
 }
 
@@ -610,9 +625,23 @@ pub fn simulate_and_score(
     let test = data.indices(Split::Test);
     let times: Vec<f64> = data.t.iter().copied().filter(|&t| t >= t_start).collect();
     let offset = data.t.len() - times.len();
-    let sim =
-        Dopri5::with_tolerances(1e-7, 1e-9).solve(&LearnedOde { model }, t_start, y_start, &times);
+    let solver = Dopri5::with_tolerances(1e-7, 1e-9);
+    let ode = LearnedOde { model };
+    let mut sim = solver.solve(&ode, t_start, y_start, &times);
     let mut prediction = vec![vec![f64::NAN; d]; data.t.len()];
+    if let (Err(e), Some(&last_train)) = (&sim, train.last()) {
+        // A model that blows up in the test window still has its training-window figures
+        // (the test figures stay empty and the error is reported).
+        let t_end = data.t[last_train];
+        let train_times: Vec<f64> = times.iter().copied().filter(|&t| t <= t_end).collect();
+        if let Ok(partial) = solver.solve(&ode, t_start, y_start, &train_times) {
+            ev.simulation_error = Some(format!(
+                "the test window could not be simulated: {}",
+                describe(e)
+            ));
+            sim = Ok(partial);
+        }
+    }
     match sim {
         Ok(s) => {
             ev.simulation_nfe = s.stats.nfe;
@@ -626,19 +655,22 @@ pub fn simulate_and_score(
                 ev.test_mse_clean = mse(&prediction, clean, &test);
             }
         }
-        Err(e) => {
-            ev.simulation_error = Some(match e {
-                OdeError::StepSizeTooSmall { t, .. }
-                | OdeError::NonFinite { t }
-                | OdeError::TooManySteps { t, .. } => {
-                    format!("the learned ODE could not be integrated past t = {t:.4}: {e}")
-                }
-                other => other.to_string(),
-            })
-        }
+        Err(e) => ev.simulation_error = Some(describe(&e)),
     }
     ev.prediction = prediction;
     ev
+}
+
+/// Where and why a simulation of the learned ODE stopped.
+fn describe(e: &OdeError) -> String {
+    match e {
+        OdeError::StepSizeTooSmall { t, .. }
+        | OdeError::NonFinite { t }
+        | OdeError::TooManySteps { t, .. } => {
+            format!("the learned ODE could not be integrated past t = {t:.4}: {e}")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Builds, solves and evaluates. `observer` sees every IPOPT iteration and can stop the solve

@@ -1,6 +1,7 @@
 //! Error measures.
 
-/// Mean squared error over all entries of the listed rows (`None` when there are none).
+/// Mean squared error over all entries of the listed rows (`None` when there are none, or
+/// when a prediction is missing: NaN).
 pub fn mse(pred: &[Vec<f64>], truth: &[Vec<f64>], rows: &[usize]) -> Option<f64> {
     let mut s = 0.0;
     let mut n = 0usize;
@@ -10,5 +11,5 @@ pub fn mse(pred: &[Vec<f64>], truth: &[Vec<f64>], rows: &[usize]) -> Option<f64>
             n += 1;
         }
     }
-    (n > 0).then(|| s / n as f64)
+    (n > 0 && !s.is_nan()).then(|| s / n as f64)
 }

@@ -51,6 +51,21 @@ pub fn initial_model(problem: &Problem, init: Option<&Mlp>) -> Result<Mlp, Seque
     match init {
         Some(m) => {
             m.check_fits(problem.data.dim(), spec.time_input)?;
+            if m.structure != spec.structure {
+                return Err(colloc_models::ModelError::Mismatch(format!(
+                    "the model is {}, the problem asks for {}",
+                    m.structure.name(),
+                    spec.structure.name()
+                ))
+                .into());
+            }
+            // A constant-weight model (e.g. from `colloc solve`) starts a time-basis problem
+            // as its constant coefficient.
+            if m.time_basis.is_none() && spec.time_basis.is_some() {
+                return Ok(m
+                    .clone()
+                    .with_structure(m.structure.clone(), spec.time_basis.clone())?);
+            }
             Ok(m.clone())
         }
         None => Ok(Mlp::xavier(
@@ -58,7 +73,8 @@ pub fn initial_model(problem: &Problem, init: Option<&Mlp>) -> Result<Mlp, Seque
             spec.activation,
             spec.time_input,
             problem.init_seed(),
-        )?),
+        )?
+        .with_structure(spec.structure.clone(), spec.time_basis.clone())?),
     }
 }
 

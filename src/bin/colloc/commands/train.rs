@@ -5,7 +5,7 @@ use colloc::problem;
 use colloc::report::{self, SequentialSummary};
 use colloc::sequential::{EpochRecord, TrainMethod};
 use colloc::training::sequential::{self, SequentialRunError};
-use colloc_models::Mlp;
+use colloc_models::{BasisKind, Mlp, TimeBasis};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +17,15 @@ use std::time::Instant;
 pub struct TrainArgs {
     /// Problem file (TOML).
     pub file: PathBuf,
-    /// Trainer, overriding `[sequential] method`: vanilla, homotopy or shooting.
+    /// Trainer, overriding `[sequential] method`: vanilla, homotopy, shooting, or polyweight
+    /// (vanilla with time-dependent weights: `[model.time_basis]`, `--time-basis`, or
+    /// Legendre of degree 3).
     #[arg(long)]
-    pub method: Option<TrainMethod>,
+    pub method: Option<String>,
+    /// Time-dependent weights `KIND:DEGREE` (e.g. `legendre:3`, `monomial:2`) over the
+    /// training window, overriding `[model.time_basis]`; `none` removes them.
+    #[arg(long)]
+    pub time_basis: Option<String>,
     /// Start from a saved model (e.g. the `model.json` of `colloc solve`).
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -40,10 +46,33 @@ pub struct TrainArgs {
 /// Runs the command.
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let problem = problem::load(&args.file).map_err(Failure::input)?;
+    let mut problem = problem::load(&args.file).map_err(Failure::input)?;
     let mut settings = problem.sequential.clone();
-    if let Some(m) = args.method {
-        settings.method = m;
+    let mut method_name = None;
+    if let Some(m) = &args.method {
+        if m == "polyweight" {
+            settings.method = TrainMethod::Vanilla;
+            method_name = Some("polyweight");
+            if problem.model.time_basis.is_none() {
+                problem.model.time_basis = Some(TimeBasis {
+                    kind: BasisKind::Legendre,
+                    degree: 3,
+                    t0: problem.t0,
+                    t1: problem.t1,
+                });
+            }
+        } else {
+            settings.method = m.parse().map_err(|e: String| {
+                Failure::input(format!(
+                    "--method: {}",
+                    e.replace("shooting)", "shooting, polyweight)")
+                ))
+            })?;
+        }
+    }
+    if let Some(b) = &args.time_basis {
+        problem.model.time_basis = parse_time_basis(b, problem.t0, problem.t1)
+            .map_err(|e| Failure::input(format!("--time-basis: {e}")))?;
     }
     if let Some(e) = args.epochs {
         if e == 0 {
@@ -65,9 +94,11 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         .transpose()
         .map_err(Failure::input)?;
     let method = settings.method;
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!("{}-{}", problem.name, method.name()))
-    });
+    let method_name = method_name.unwrap_or(method.name());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", problem.name, method_name)));
 
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -82,13 +113,22 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     };
     if !args.quiet {
         eprintln!(
-            "colloc train {}: {} method, {} states, {} training points, model {:?} {}, {} epochs{}",
+            "colloc train {}: {} method, {} states, {} training points, model {:?} {} {}{}, {} epochs{}",
             problem.name,
-            method,
+            method_name,
             problem.data.dim(),
             problem.data.indices(problem::Split::Train).len(),
             problem.model.layers,
             problem.model.activation,
+            problem.model.structure.name(),
+            problem
+                .model
+                .time_basis
+                .as_ref()
+                .map_or(String::new(), |b| format!(
+                    " with {:?} degree-{} weights",
+                    b.kind, b.degree
+                )),
             total,
             if pretrain > 0 {
                 format!(
@@ -136,7 +176,13 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let success = report.stopped.is_none() || timed_out.load(Ordering::SeqCst);
     let summary = SequentialSummary {
         problem: &problem.name,
-        method: method.name(),
+        method: method_name,
+        structure: problem.model.structure.name(),
+        time_basis: problem
+            .model
+            .time_basis
+            .as_ref()
+            .map(|b| format!("{:?}:{}", b.kind, b.degree).to_lowercase()),
         status,
         success,
         iterations: epochs,
@@ -261,4 +307,35 @@ impl Progress {
             eprintln!("{line}");
         }
     }
+}
+
+/// `KIND:DEGREE` or `none`.
+fn parse_time_basis(text: &str, t0: f64, t1: f64) -> Result<Option<TimeBasis>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let (kind, degree) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected KIND:DEGREE (e.g. legendre:3) or none, got `{text}`"))?;
+    let kind = match kind {
+        "legendre" => BasisKind::Legendre,
+        "monomial" => BasisKind::Monomial,
+        other => {
+            return Err(format!(
+                "unknown basis `{other}` (valid: legendre, monomial)"
+            ))
+        }
+    };
+    let degree = degree
+        .parse()
+        .map_err(|_| format!("degree `{degree}` is not a whole number"))?;
+    if degree > 12 {
+        return Err(format!("degree {degree} is too high (at most 12)"));
+    }
+    Ok(Some(TimeBasis {
+        kind,
+        degree,
+        t0,
+        t1,
+    }))
 }
