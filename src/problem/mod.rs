@@ -116,6 +116,8 @@ pub struct Problem {
     pub ipopt: IpoptSettings,
     /// Sequential-trainer settings (`colloc train`).
     pub sequential: crate::sequential::SequentialSettings,
+    /// ADMM settings (`colloc admm`), if the file has an `[admm]` section.
+    pub admm: Option<crate::training::admm::AdmmSettings>,
 }
 
 impl Problem {
@@ -368,6 +370,10 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
     raw.sequential
         .validate()
         .map_err(|(name, why)| field(&name, why))?;
+    if let Some(a) = &raw.admm {
+        a.validate(t0, t1)
+            .map_err(|(name, why)| field(&name, why))?;
+    }
 
     Ok(Problem {
         name,
@@ -393,6 +399,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         prefit: raw.solver.prefit,
         ipopt: raw.solver.ipopt,
         sequential: raw.sequential,
+        admm: raw.admm,
     })
 }
 

@@ -37,6 +37,8 @@ pub struct RawProblem {
     /// Sequential trainers (`colloc train`).
     #[serde(default)]
     pub sequential: crate::sequential::SequentialSettings,
+    /// ADMM batches and iteration (`colloc admm`).
+    pub admm: Option<crate::training::admm::AdmmSettings>,
 }
 
 /// `[data]`: a built-in system or a CSV file.

@@ -3,7 +3,7 @@
 
 mod svg;
 
-pub use svg::{curve_plot, fit_plot, trajectory_plot};
+pub use svg::{curve_plot, fit_plot, log_series_plot, trajectory_plot};
 
 use crate::problem::Problem;
 use crate::sequential::TrainReport;
@@ -303,4 +303,143 @@ fn join(v: &[f64]) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `summary.json` of an ADMM run: the keys of [`Summary`] for the consensus model (`n_vars`
+/// counts its parameters; `iterations` sums the sub-problems' IPOPT iterations; no
+/// `fit_mse`) plus `admm_iterations`, `primal_residual`, `dual_residual`, `batches`.
+#[derive(Serialize)]
+pub struct AdmmSummary<'a> {
+    /// Problem name.
+    pub problem: &'a str,
+    /// `admm`.
+    pub method: &'a str,
+    /// Network formulation of the sub-problems.
+    pub formulation: crate::problem::Formulation,
+    /// `converged`, or why the run stopped.
+    pub status: String,
+    /// Both residuals below their tolerances.
+    pub success: bool,
+    /// IPOPT iterations of all sub-problems.
+    pub iterations: usize,
+    /// ADMM iterations.
+    pub admm_iterations: usize,
+    /// Final primal residual.
+    pub primal_residual: f64,
+    /// Final dual residual.
+    pub dual_residual: f64,
+    /// Final primal tolerance.
+    pub eps_primal: f64,
+    /// Final dual tolerance.
+    pub eps_dual: f64,
+    /// Final ρ.
+    pub rho: f64,
+    /// Number of batches.
+    pub batches: usize,
+    /// IPOPT iterations of the warm-started sub-problems, mean per solve.
+    pub mean_warm_iterations: Option<f64>,
+    /// IPOPT iterations of the cold-started sub-problems, mean per solve.
+    pub mean_cold_iterations: Option<f64>,
+    /// Whole run, seconds.
+    pub wall_s: f64,
+    /// ADMM iterations, seconds.
+    pub solve_s: f64,
+    /// Sum of the sub-problem times (solving them one after another), seconds.
+    pub eval_s: f64,
+    /// Mean over batches of the last sub-problem objectives.
+    pub objective: f64,
+    /// Not defined for the consensus model (null).
+    pub fit_mse: Option<f64>,
+    /// Simulation vs training observations.
+    pub train_mse: Option<f64>,
+    /// Simulation vs test observations.
+    pub test_mse: Option<f64>,
+    /// Simulation vs noise-free training states.
+    pub train_mse_clean: Option<f64>,
+    /// Simulation vs noise-free test states.
+    pub test_mse_clean: Option<f64>,
+    /// Consensus parameters.
+    pub n_vars: usize,
+    /// 0 (per-batch NLP sizes are not summed).
+    pub n_cons: usize,
+    /// 0.
+    pub nnz_jac: usize,
+    /// 0.
+    pub nnz_hess: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Why the simulation failed, if it did.
+    pub simulation_error: Option<String>,
+}
+
+/// Writes `summary.json`, `model.json`, `history.csv`, `residuals.svg`, `data.csv`,
+/// `prediction.csv` and `fit.svg` of an ADMM run into `dir`.
+pub fn write_admm(
+    dir: &Path,
+    problem: &Problem,
+    run: &crate::training::admm::AdmmRun,
+    summary: &AdmmSummary<'_>,
+) -> Result<(), ReportError> {
+    let json = prepare(dir, summary)?;
+    write(dir, "summary.json", &json)?;
+    write(dir, "model.json", &(run.model.to_json() + "\n"))?;
+    write_data_and_prediction(dir, problem, &run.evaluation)?;
+    let history = &run.state.history;
+    let mut s = String::from(
+        "iteration,rho,primal,dual,eps_primal,eps_dual,seconds,sequential_seconds,batch,status,accepted,objective,ipopt_iterations,batch_seconds,warm\n",
+    );
+    for h in history {
+        for (b, r) in h.batches.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                h.iteration,
+                h.rho,
+                h.primal,
+                h.dual,
+                h.eps_primal,
+                h.eps_dual,
+                h.seconds,
+                h.sequential_seconds,
+                b,
+                r.status,
+                r.accepted,
+                r.objective,
+                r.iterations,
+                r.seconds,
+                r.warm
+            );
+        }
+    }
+    write(dir, "history.csv", &s)?;
+    let series = [
+        ("#1060d0", history.iter().map(|h| h.primal).collect()),
+        ("#c00", history.iter().map(|h| h.dual).collect()),
+        ("#1060d0", history.iter().map(|h| h.eps_primal).collect()),
+        ("#c00", history.iter().map(|h| h.eps_dual).collect()),
+    ];
+    write(
+        dir,
+        "residuals.svg",
+        &svg::log_series_plot(
+            &format!(
+                "{} — log10 residuals: blue primal, red dual (upper lines of each: tolerances)",
+                problem.name
+            ),
+            "ADMM iteration",
+            &series,
+            None,
+        ),
+    )?;
+    write(
+        dir,
+        "fit.svg",
+        &svg::trajectory_plot(
+            problem,
+            None,
+            &run.evaluation.prediction,
+            "blue: consensus model simulated from the first batch's fitted start",
+        ),
+    )?;
+    Ok(())
 }

@@ -160,6 +160,29 @@ pub fn trajectory_plot(
 /// Learning curve: log10 of the loss and of the training MSE per epoch (and λ on a linear
 /// axis in [0, 1] when it is not all zero), as SVG.
 pub fn curve_plot(title: &str, curve: &[crate::sequential::EpochRecord]) -> String {
+    let lambda: Vec<f64> = curve.iter().map(|c| c.lambda).collect();
+    log_series_plot(
+        &format!("{title} — blue: log10 loss, black: log10 train MSE, red: λ (0–1)"),
+        "epoch",
+        &[
+            ("#1060d0", curve.iter().map(|c| c.loss).collect()),
+            ("#222", curve.iter().map(|c| c.train_mse).collect()),
+        ],
+        lambda
+            .iter()
+            .any(|&l| l != 0.0)
+            .then_some(("#c00", lambda.as_slice())),
+    )
+}
+
+/// Series against their index on a log10 axis (non-positive and non-finite values are left
+/// out), with an optional series in [0, 1] on a linear axis, as SVG.
+pub fn log_series_plot(
+    title: &str,
+    x_label: &str,
+    series: &[(&str, Vec<f64>)],
+    unit_series: Option<(&str, &[f64])>,
+) -> String {
     let h = PANEL_H * 1.5;
     let height = TOP + h + 40.0;
     let mut s = String::new();
@@ -170,16 +193,20 @@ pub fn curve_plot(title: &str, curve: &[crate::sequential::EpochRecord]) -> Stri
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{LEFT}" y="18" font-size="14">{} — blue: log10 loss, black: log10 train MSE, red: λ (0–1)</text>"#,
+        r#"<text x="{LEFT}" y="18" font-size="14">{}</text>"#,
         escape(title)
     );
-    let logs = |f: &dyn Fn(&crate::sequential::EpochRecord) -> f64| -> Vec<f64> {
-        curve.iter().map(|c| f(c).max(1e-300).log10()).collect()
-    };
-    let (loss, mse) = (logs(&|c| c.loss), logs(&|c| c.train_mse));
-    let (mut lo, mut hi) = loss
+    let logs: Vec<Vec<f64>> = series
         .iter()
-        .chain(&mse)
+        .map(|(_, v)| {
+            v.iter()
+                .map(|&x| if x > 0.0 { x.log10() } else { f64::NAN })
+                .collect()
+        })
+        .collect();
+    let (mut lo, mut hi) = logs
+        .iter()
+        .flatten()
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
@@ -188,7 +215,8 @@ pub fn curve_plot(title: &str, curve: &[crate::sequential::EpochRecord]) -> Stri
         lo = -1.0;
         hi = 1.0;
     }
-    let n = curve.len().max(2) as f64;
+    let len = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    let n = len.max(2) as f64;
     let x = |e: f64| LEFT + e / (n - 1.0) * (W - LEFT - RIGHT);
     let y = |v: f64| TOP + h - (v.clamp(lo, hi) - lo) / (hi - lo) * h;
     let _ = writeln!(
@@ -210,28 +238,29 @@ pub fn curve_plot(title: &str, curve: &[crate::sequential::EpochRecord]) -> Stri
     );
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" text-anchor="end">epoch {}</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="end">{} {}</text>"#,
         W - RIGHT,
         TOP + h + 16.0,
-        curve.len().saturating_sub(1)
+        escape(x_label),
+        len.saturating_sub(1)
     );
-    let pts = |v: &[f64]| -> Vec<(f64, f64)> {
-        v.iter()
+    for ((color, _), values) in series.iter().zip(&logs) {
+        let pts: Vec<(f64, f64)> = values
+            .iter()
             .enumerate()
             .filter(|(_, v)| v.is_finite())
             .map(|(e, &v)| (e as f64, v))
-            .collect()
-    };
-    polyline(&mut s, &pts(&loss), &x, &y, "#1060d0", 1.2);
-    polyline(&mut s, &pts(&mse), &x, &y, "#222", 1.2);
-    if curve.iter().any(|c| c.lambda != 0.0) {
+            .collect();
+        polyline(&mut s, &pts, &x, &y, color, 1.2);
+    }
+    if let Some((color, values)) = unit_series {
         let yl = |v: f64| TOP + h - v.clamp(0.0, 1.0) * h;
-        let lam: Vec<(f64, f64)> = curve
+        let pts: Vec<(f64, f64)> = values
             .iter()
             .enumerate()
-            .map(|(e, c)| (e as f64, c.lambda))
+            .map(|(e, &v)| (e as f64, v))
             .collect();
-        polyline(&mut s, &lam, &x, &yl, "#c00", 1.0);
+        polyline(&mut s, &pts, &x, &yl, color, 1.0);
     }
     s.push_str("</svg>\n");
     s

@@ -150,12 +150,31 @@ pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Prefi
     levenberg_marquardt(init, &inputs, &targets, problem.lambda, &settings)
 }
 
+/// A proximal term `weight · ‖θ − center‖²` added to the objective (ADMM sub-problems).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proximal {
+    /// The weight (ρ/2 in ADMM).
+    pub weight: f64,
+    /// The center, one entry per parameter.
+    pub center: Vec<f64>,
+}
+
 /// Builds the collocation NLP for a problem, starting θ from `init` (Xavier from the
 /// problem's seed when `None`).
 pub fn build(
     problem: &Problem,
     formulation: Formulation,
     init: Option<&Mlp>,
+) -> Result<CollocationNlp, TrainError> {
+    build_with(problem, formulation, init, None)
+}
+
+/// [`build`] with an optional proximal term on θ.
+pub fn build_with(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    proximal: Option<&Proximal>,
 ) -> Result<CollocationNlp, TrainError> {
     let started = Instant::now();
     let spec = &problem.model;
@@ -247,6 +266,22 @@ pub fn build(
         theta.indices(),
         problem.lambda,
     ));
+    if let Some(p) = proximal {
+        let indices: Vec<usize> = theta.indices().collect();
+        if p.center.len() != indices.len() {
+            return Err(TrainError::Unsupported(format!(
+                "proximal center has {} entries for {} parameters",
+                p.center.len(),
+                indices.len()
+            )));
+        }
+        m.add_least_squares(LeastSquares::on_variables(
+            "proximal",
+            &indices,
+            p.center.clone(),
+            p.weight,
+        ));
+    }
 
     if problem.fix_initial_state {
         let first = train[0];

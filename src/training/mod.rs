@@ -1,7 +1,9 @@
 //! Training methods. [`collocation`]: the simultaneous method — states at the collocation
 //! points and network parameters optimized together by IPOPT. [`sequential`]: the baselines
 //! that integrate the ODE and follow exact gradients (vanilla, homotopy, multiple shooting).
+//! [`admm`]: consensus over collocation sub-problems, one per batch.
 
+pub mod admm;
 pub mod collocation;
 pub mod metrics;
 pub mod prefit;

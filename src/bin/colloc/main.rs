@@ -21,6 +21,9 @@ enum Command {
     /// Train a neural ODE sequentially: integrate and follow exact gradients (vanilla,
     /// homotopy or multiple shooting).
     Train(commands::train::TrainArgs),
+    /// Train by ADMM: one collocation sub-problem per batch, solved in parallel, driven to
+    /// consensus of the network parameters.
+    Admm(commands::admm::AdmmArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Solve(args)) => commands::solve::run(args),
         Some(Command::Train(args)) => commands::train::run(args),
+        Some(Command::Admm(args)) => commands::admm::run(args),
         None => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let _ = cmd.print_help();

@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
+pub mod admm;
 pub mod solve;
 pub mod train;

@@ -1,0 +1,277 @@
+//! `colloc admm FILE`: consensus training over batches of collocation sub-problems.
+
+use crate::Failure;
+use colloc::problem;
+use colloc::report::{self, AdmmSummary};
+use colloc::training::admm::{self, AdmmError, AdmmState, FaultInjection, IterationRecord};
+use colloc::training::collocation::TrainError;
+use colloc_models::write_atomic;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `colloc admm`.
+#[derive(clap::Args, Debug)]
+pub struct AdmmArgs {
+    /// Problem file (TOML) with an `[admm]` section.
+    pub file: PathBuf,
+    /// Output folder (default: runs/<problem name>-admm/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from the checkpoint in the output folder.
+    #[arg(long)]
+    pub resume: bool,
+    /// Make sub-problem BATCH fail in ADMM iteration ITER (testing the failure policy).
+    #[arg(long, value_name = "BATCH:ITER", hide = true)]
+    pub inject_failure: Option<String>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs the command.
+pub fn run(args: AdmmArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
+        colloc_solvers::ipopt::set_blas_threads(1);
+    }
+    let problem = problem::load(&args.file).map_err(Failure::input)?;
+    let settings = problem.admm.clone().ok_or_else(|| {
+        Failure::input(format!(
+            "{}: no [admm] section (batch windows and settings)",
+            args.file.display()
+        ))
+    })?;
+    let fault = match &args.inject_failure {
+        None => FaultInjection::default(),
+        Some(s) => {
+            let parsed = s
+                .split_once(':')
+                .and_then(|(b, i)| Some((b.parse().ok()?, i.parse().ok()?)));
+            FaultInjection {
+                fail: Some(parsed.ok_or_else(|| {
+                    Failure::input(format!("--inject-failure: expected BATCH:ITER, got `{s}`"))
+                })?),
+            }
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-admm", problem.name)));
+    let input_or_run = |e: TrainError| match e {
+        TrainError::Network(_) | TrainError::Unsupported(_) => Failure::input(e),
+        other => Failure::run(other),
+    };
+    let batches = admm::make_batches(&problem, &settings).map_err(input_or_run)?;
+    let checkpoint_path = out.join("checkpoint.json");
+    let state = if args.resume {
+        let text = std::fs::read_to_string(&checkpoint_path)
+            .map_err(|e| Failure::input(format!("--resume: {}: {e}", checkpoint_path.display())))?;
+        serde_json::from_str::<AdmmState>(&text).map_err(|e| {
+            Failure::input(format!(
+                "--resume: {}: line {}: {e}",
+                checkpoint_path.display(),
+                e.line()
+            ))
+        })?
+    } else {
+        admm::initial_state(&problem, &settings, &batches).map_err(input_or_run)?
+    };
+    std::fs::create_dir_all(&out).map_err(|e| Failure::run(format!("{}: {e}", out.display())))?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    if !args.quiet {
+        eprintln!(
+            "colloc admm {}: {} batches {:?}, model {:?} {}, ρ {} ({}), {} iterations at most{}",
+            problem.name,
+            batches.len(),
+            batches.iter().map(|b| b.window).collect::<Vec<_>>(),
+            problem.model.layers,
+            problem.model.activation,
+            settings.rho,
+            if settings.adaptive_rho {
+                "adaptive"
+            } else {
+                "fixed"
+            },
+            settings.max_iter,
+            if args.resume {
+                format!(", resuming after iteration {}", state.iteration)
+            } else {
+                String::new()
+            }
+        );
+        eprintln!(
+            "{:>4} {:>10} {:>10} {:>10} {:>9} {:>7}  per batch: objective / IPOPT iterations",
+            "iter", "primal", "dual", "rho", "time s", "seq s"
+        );
+    }
+    let mut save = |s: &AdmmState| -> Result<(), String> {
+        let json = serde_json::to_string(s).map_err(|e| e.to_string())?;
+        write_atomic(&checkpoint_path, json.as_bytes())
+            .map_err(|e| format!("{}: {e}", checkpoint_path.display()))
+    };
+    let quiet = args.quiet;
+    let flag = interrupted.clone();
+    let mut observer = move |r: &IterationRecord| {
+        if !quiet {
+            let per: Vec<String> = r
+                .batches
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{:.4e}/{}{}",
+                        b.objective,
+                        b.iterations,
+                        if b.accepted { "" } else { " FAILED" }
+                    )
+                })
+                .collect();
+            eprintln!(
+                "{:>4} {:>10.3e} {:>10.3e} {:>10.3e} {:>9.3} {:>7.3}  {}",
+                r.iteration,
+                r.primal,
+                r.dual,
+                r.rho,
+                r.seconds,
+                r.sequential_seconds,
+                per.join("  ")
+            );
+        }
+        !flag.load(Ordering::SeqCst)
+    };
+    let solve_started = Instant::now();
+    let run = admm::run(
+        &problem,
+        &settings,
+        &batches,
+        state,
+        fault,
+        &mut save,
+        &mut observer,
+    )
+    .map_err(|e| match e {
+        AdmmError::Train(t) => input_or_run(t),
+        AdmmError::Resume(_) => Failure::input(e),
+        other => Failure::run(other),
+    })?;
+    let solve_s = solve_started.elapsed().as_secs_f64();
+    let history = &run.state.history;
+    let last = history.last();
+    let solves = |warm: bool| {
+        let its: Vec<usize> = history
+            .iter()
+            .flat_map(|h| h.batches.iter())
+            .filter(|b| b.warm == warm && b.accepted)
+            .map(|b| b.iterations)
+            .collect();
+        (!its.is_empty()).then(|| its.iter().sum::<usize>() as f64 / its.len() as f64)
+    };
+    let ev = &run.evaluation;
+    let summary = AdmmSummary {
+        problem: &problem.name,
+        method: "admm",
+        formulation: problem.formulation,
+        status: if run.converged {
+            "converged".into()
+        } else {
+            run.stop_reason.clone()
+        },
+        success: run.converged,
+        iterations: history
+            .iter()
+            .flat_map(|h| h.batches.iter())
+            .map(|b| b.iterations)
+            .sum(),
+        admm_iterations: run.state.iteration,
+        primal_residual: last.map_or(f64::NAN, |h| h.primal),
+        dual_residual: last.map_or(f64::NAN, |h| h.dual),
+        eps_primal: last.map_or(f64::NAN, |h| h.eps_primal),
+        eps_dual: last.map_or(f64::NAN, |h| h.eps_dual),
+        rho: run.state.rho,
+        batches: run.batches,
+        mean_warm_iterations: solves(true),
+        mean_cold_iterations: solves(false),
+        wall_s: started.elapsed().as_secs_f64(),
+        solve_s,
+        eval_s: history.iter().map(|h| h.sequential_seconds).sum(),
+        objective: last.map_or(f64::NAN, |h| {
+            h.batches.iter().map(|b| b.objective).sum::<f64>() / h.batches.len().max(1) as f64
+        }),
+        fit_mse: None,
+        train_mse: ev.train_mse,
+        test_mse: ev.test_mse,
+        train_mse_clean: ev.train_mse_clean,
+        test_mse_clean: ev.test_mse_clean,
+        n_vars: run.model.n_params(),
+        n_cons: 0,
+        nnz_jac: 0,
+        nnz_hess: 0,
+        seed: problem.seed,
+        simulation_error: ev.simulation_error.clone(),
+    };
+    report::write_admm(&out, &problem, &run, &summary).map_err(Failure::run)?;
+
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
+    println!("{:<18} {}", "status", summary.status);
+    println!(
+        "{:<18} {} ADMM, {} IPOPT (mean per solve: cold {}, warm {})",
+        "iterations",
+        summary.admm_iterations,
+        summary.iterations,
+        summary
+            .mean_cold_iterations
+            .map_or("-".into(), |v| format!("{v:.1}")),
+        summary
+            .mean_warm_iterations
+            .map_or("-".into(), |v| format!("{v:.1}"))
+    );
+    println!(
+        "{:<18} primal {:.3e} (tol {:.3e}), dual {:.3e} (tol {:.3e}), ρ {}",
+        "residuals",
+        summary.primal_residual,
+        summary.eps_primal,
+        summary.dual_residual,
+        summary.eps_dual,
+        summary.rho
+    );
+    println!(
+        "{:<18} {:.3} s (ADMM {:.3} s; sub-problems one after another would take {:.3} s)",
+        "wall time", summary.wall_s, summary.solve_s, summary.eval_s
+    );
+    println!(
+        "{:<18} {}   test_mse {}",
+        "train_mse",
+        f(ev.train_mse),
+        f(ev.test_mse)
+    );
+    println!(
+        "{:<18} {}   test_mse_clean {}",
+        "train_mse_clean",
+        f(ev.train_mse_clean),
+        f(ev.test_mse_clean)
+    );
+    println!("{:<18} {}", "results", out.display());
+    if let Some(e) = &ev.simulation_error {
+        eprintln!("warning: {e}");
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Failure::run(format!(
+            "interrupted; results and checkpoint written to {} (continue with --resume)",
+            out.display()
+        )));
+    }
+    if !summary.success {
+        return Err(Failure::run(format!(
+            "ADMM did not converge: {}",
+            summary.status
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,568 @@
+//! ADMM consensus training (Sec. 4.4 of the simultaneous-collocation paper; Boyd et al. 2010,
+//! §7.1): the training data are split into batches (contiguous windows of the trajectory,
+//! each with its own collocation grid and initial state); each batch solves its collocation
+//! NLP with a proximal term, in parallel; the parameters are driven to consensus:
+//!
+//! ```text
+//!   θ_i ← argmin L_i(θ, Y_i) + (ρ/2)‖θ − θ̄ + u_i/ρ‖²      (every batch i, concurrently)
+//!   θ̄  ← mean_i θ_i
+//!   u_i ← u_i + ρ(θ_i − θ̄)
+//! ```
+//!
+//! Stopping: primal residual `r = (Σ_i ‖θ_i − θ̄‖²)^½` and dual residual
+//! `s = ρ √N ‖θ̄ᵏ − θ̄ᵏ⁻¹‖` below `ε_pri = √(Np) ε_abs + ε_rel max(‖θ‖, √N ‖θ̄‖)` and
+//! `ε_dual = √(Np) ε_abs + ε_rel ‖u‖`. Optional residual balancing changes ρ by τ when one
+//! residual exceeds μ times the other (the unscaled duals u stay, so the scaled duals u/ρ are
+//! rescaled with ρ). From the second iteration on every sub-problem is warm-started from its
+//! own previous primal and dual solution. The whole state is checkpointed after every
+//! iteration so a run can resume.
+
+use super::collocation::{build_with, simulate_and_score, Evaluation, Proximal, TrainError};
+use crate::collocation::{interpolation_matrix, Nodes};
+use crate::problem::{Dataset, Problem, Split};
+use colloc_models::Mlp;
+use colloc_solvers::ipopt::{IpoptSolver, WarmStart};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// What to do when a sub-problem fails (IPOPT error, no convergence, non-finite θ).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Keep the batch's last good θ_i (and its warm start) and go on (default).
+    #[default]
+    Keep,
+    /// Stop with an error naming the batch and iteration.
+    Stop,
+}
+
+/// `[admm]`: batches and the consensus iteration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmmSettings {
+    /// Batch windows `[start, end]` within the training window (default: none — required).
+    pub windows: Vec<[f64; 2]>,
+    /// Collocation points per batch (default: the problem's collocation points × the batch's
+    /// share of the training window).
+    pub points: Option<usize>,
+    /// Penalty ρ (default: 1).
+    pub rho: f64,
+    /// Iteration limit (default: 50).
+    pub max_iter: usize,
+    /// Absolute tolerance ε_abs (default: 1e-4).
+    pub eps_abs: f64,
+    /// Relative tolerance ε_rel (default: 1e-4).
+    pub eps_rel: f64,
+    /// Residual balancing of ρ (default: true).
+    pub adaptive_rho: bool,
+    /// Balancing threshold μ (default: 10).
+    pub balance_threshold: f64,
+    /// Balancing factor τ (default: 2).
+    pub balance_factor: f64,
+    /// Warm-start sub-problems from their previous solution (default: true).
+    pub warm_start: bool,
+    /// What a failed sub-problem does to the run (default: keep).
+    pub on_failure: OnFailure,
+}
+
+impl Default for AdmmSettings {
+    fn default() -> Self {
+        Self {
+            windows: Vec::new(),
+            points: None,
+            rho: 1.0,
+            max_iter: 50,
+            eps_abs: 1e-4,
+            eps_rel: 1e-4,
+            adaptive_rho: true,
+            balance_threshold: 10.0,
+            balance_factor: 2.0,
+            warm_start: true,
+            on_failure: OnFailure::Keep,
+        }
+    }
+}
+
+impl AdmmSettings {
+    /// Checks every field against the problem's training window; the error names the field.
+    pub fn validate(&self, t0: f64, t1: f64) -> Result<(), (String, String)> {
+        let bad = |f: &str, why: String| Err((format!("admm.{f}"), why));
+        if self.windows.is_empty() {
+            return bad(
+                "windows",
+                "give at least one batch window [start, end]".into(),
+            );
+        }
+        for (i, w) in self.windows.iter().enumerate() {
+            if !(w[0].is_finite() && w[1].is_finite() && w[0] < w[1]) {
+                return bad(
+                    "windows",
+                    format!("window {i} {w:?} must be finite and increasing"),
+                );
+            }
+            if w[0] < t0 - 1e-12 || w[1] > t1 + 1e-12 {
+                return bad(
+                    "windows",
+                    format!("window {i} {w:?} leaves the training window [{t0}, {t1}]"),
+                );
+            }
+        }
+        for (f, v) in [
+            ("rho", self.rho),
+            ("eps_abs", self.eps_abs),
+            ("eps_rel", self.eps_rel),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(f, format!("must be a positive number, got {v}"));
+            }
+        }
+        if !(self.balance_threshold > 1.0 && self.balance_factor > 1.0) {
+            return bad(
+                "balance_factor",
+                "balance_threshold and balance_factor must be > 1".into(),
+            );
+        }
+        if self.max_iter == 0 {
+            return bad("max_iter", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// One batch: the problem restricted to a window.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// The window.
+    pub window: [f64; 2],
+    /// The sub-problem (its data, collocation grid and window).
+    pub problem: Problem,
+}
+
+/// Splits the problem's training data into the batches of `settings`.
+pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Batch>, TrainError> {
+    let train = problem.data.indices(Split::Train);
+    let span = problem.t1 - problem.t0;
+    settings
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(i, &[a, b])| {
+            let rows: Vec<usize> = train
+                .iter()
+                .copied()
+                .filter(|&k| problem.data.t[k] >= a && problem.data.t[k] <= b)
+                .collect();
+            if rows.len() < 3 {
+                return Err(TrainError::Unsupported(format!(
+                    "ADMM batch {i} {:?} holds {} training observations (need at least 3)",
+                    [a, b],
+                    rows.len()
+                )));
+            }
+            let points = settings.points.unwrap_or_else(|| {
+                ((problem.nodes.len() as f64 * (b - a) / span).round() as usize).max(3)
+            });
+            let mut p = problem.clone();
+            p.name = format!("{}-batch{i}", problem.name);
+            p.data = Dataset {
+                t: rows.iter().map(|&k| problem.data.t[k]).collect(),
+                y: rows.iter().map(|&k| problem.data.y[k].clone()).collect(),
+                clean: problem
+                    .data
+                    .clean
+                    .as_ref()
+                    .map(|c| rows.iter().map(|&k| c[k].clone()).collect()),
+                split: vec![Split::Train; rows.len()],
+            };
+            p.t0 = a;
+            p.t1 = b;
+            p.nodes = Nodes::new(problem.nodes.kind, points, a, b)?;
+            Ok(Batch {
+                window: [a, b],
+                problem: p,
+            })
+        })
+        .collect()
+}
+
+/// One batch's outcome in one iteration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// IPOPT status name.
+    pub status: String,
+    /// Whether its θ_i was accepted (false: failed, the last good θ_i was kept).
+    pub accepted: bool,
+    /// Sub-problem objective (data fit + λ‖θ‖² + proximal term).
+    pub objective: f64,
+    /// IPOPT iterations.
+    pub iterations: usize,
+    /// Wall seconds of the build and solve.
+    pub seconds: f64,
+    /// Warm-started.
+    pub warm: bool,
+}
+
+/// One ADMM iteration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IterationRecord {
+    /// Iteration (1-based).
+    pub iteration: usize,
+    /// ρ used in this iteration.
+    pub rho: f64,
+    /// Primal residual.
+    pub primal: f64,
+    /// Dual residual.
+    pub dual: f64,
+    /// Primal tolerance.
+    pub eps_primal: f64,
+    /// Dual tolerance.
+    pub eps_dual: f64,
+    /// Wall seconds of the iteration.
+    pub seconds: f64,
+    /// Sum of the sub-problem solve times (what solving them one after another would cost).
+    pub sequential_seconds: f64,
+    /// Per batch.
+    pub batches: Vec<BatchRecord>,
+}
+
+/// Everything needed to continue a run (written after every iteration).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdmmState {
+    /// Iterations done.
+    pub iteration: usize,
+    /// Current ρ.
+    pub rho: f64,
+    /// Consensus θ̄.
+    pub consensus: Vec<f64>,
+    /// Per-batch θ_i.
+    pub thetas: Vec<Vec<f64>>,
+    /// Per-batch unscaled duals u_i.
+    pub duals: Vec<Vec<f64>>,
+    /// Per-batch warm starts (primal and multipliers of the last accepted solve).
+    pub warm: Vec<Option<WarmStart>>,
+    /// Per-batch states at the collocation points of the last accepted solve.
+    pub states: Vec<Vec<Vec<f64>>>,
+    /// History so far.
+    pub history: Vec<IterationRecord>,
+    /// The network layout (θ̄ goes into a copy of it).
+    pub model: Mlp,
+}
+
+/// Why ADMM stopped, and the consensus model.
+#[derive(Clone, Debug)]
+pub struct AdmmRun {
+    /// Final state.
+    pub state: AdmmState,
+    /// Both residuals below their tolerances.
+    pub converged: bool,
+    /// Why the run stopped.
+    pub stop_reason: String,
+    /// The consensus model evaluated on the whole problem (simulated from batch 0's fitted
+    /// state at the start of the window).
+    pub evaluation: Evaluation,
+    /// The consensus model.
+    pub model: Mlp,
+    /// Number of batches.
+    pub batches: usize,
+}
+
+/// Errors of an ADMM run.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmmError {
+    /// Building or solving failed before ADMM could run.
+    #[error("{0}")]
+    Train(#[from] TrainError),
+    /// A sub-problem failed and the settings say stop.
+    #[error("ADMM iteration {iteration}: batch {batch} failed: {reason}")]
+    SubproblemFailed {
+        /// Iteration (1-based).
+        iteration: usize,
+        /// Batch index.
+        batch: usize,
+        /// What happened.
+        reason: String,
+    },
+    /// A checkpoint that does not belong to this problem.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+}
+
+fn norm(v: impl Iterator<Item = f64>) -> f64 {
+    v.map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// The starting state: every batch at the same θ̄⁰ (the problem's Xavier draw, pre-fitted on
+/// the whole training window when the problem asks for a pre-fit), zero duals.
+pub fn initial_state(
+    problem: &Problem,
+    settings: &AdmmSettings,
+    batches: &[Batch],
+) -> Result<AdmmState, TrainError> {
+    let start = build_with(problem, problem.formulation, None, None)?;
+    let model = start.init;
+    let p = model.n_params();
+    Ok(AdmmState {
+        iteration: 0,
+        rho: settings.rho,
+        consensus: model.params.clone(),
+        thetas: vec![model.params.clone(); batches.len()],
+        duals: vec![vec![0.0; p]; batches.len()],
+        warm: vec![None; batches.len()],
+        states: vec![Vec::new(); batches.len()],
+        history: Vec::new(),
+        model,
+    })
+}
+
+/// Test hook: makes the sub-problem of `batch` fail in iteration `iteration`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultInjection {
+    /// (batch, iteration) to fail, if any.
+    pub fail: Option<(usize, usize)>,
+}
+
+/// Runs ADMM iterations from `state` until convergence or the iteration limit. `observer`
+/// sees each iteration (after the checkpoint callback `checkpoint` has stored the state) and
+/// may stop the run by returning false.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    problem: &Problem,
+    settings: &AdmmSettings,
+    batches: &[Batch],
+    mut state: AdmmState,
+    fault: FaultInjection,
+    checkpoint: &mut dyn FnMut(&AdmmState) -> Result<(), String>,
+    observer: &mut dyn FnMut(&IterationRecord) -> bool,
+) -> Result<AdmmRun, AdmmError> {
+    let n = batches.len();
+    let p = state.consensus.len();
+    if state.thetas.len() != n || state.model.n_params() != p {
+        return Err(AdmmError::Resume(format!(
+            "the checkpoint has {} batches and {} parameters; the problem has {n} batches and {} parameters",
+            state.thetas.len(),
+            p,
+            state.model.n_params()
+        )));
+    }
+    let solver = IpoptSolver::new(problem.ipopt.clone()).map_err(TrainError::from)?;
+    let mut converged = false;
+    let mut stop_reason = format!("iteration limit ({}) reached", settings.max_iter);
+    while state.iteration < settings.max_iter {
+        let started = Instant::now();
+        let iteration = state.iteration + 1;
+        let rho = state.rho;
+        // Sub-problems, concurrently.
+        let results: Vec<_> = batches
+            .par_iter()
+            .enumerate()
+            .map(|(i, batch)| {
+                let t = Instant::now();
+                let mut init = state.model.clone();
+                init.params.clone_from(&state.thetas[i]);
+                let center: Vec<f64> = state
+                    .consensus
+                    .iter()
+                    .zip(&state.duals[i])
+                    .map(|(c, u)| c - u / rho)
+                    .collect();
+                let prox = Proximal {
+                    weight: rho / 2.0,
+                    center,
+                };
+                let warm = if settings.warm_start {
+                    state.warm[i].as_ref()
+                } else {
+                    None
+                };
+                let outcome = build_with(
+                    &batch.problem,
+                    problem.formulation,
+                    Some(&init),
+                    Some(&prox),
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|mut built| {
+                    let sol = solver
+                        .solve_with(&mut built.nlp, warm, None)
+                        .map_err(|e| e.to_string())?;
+                    let theta = built.theta.slice(&sol.x).to_vec();
+                    let d = batch.problem.data.dim();
+                    let states: Vec<Vec<f64>> = (0..batch.problem.nodes.len())
+                        .map(|k| (0..d).map(|j| sol.x[built.states.at(&[k, j])]).collect())
+                        .collect();
+                    Ok((sol, theta, states))
+                });
+                (outcome, t.elapsed().as_secs_f64(), warm.is_some())
+            })
+            .collect();
+        let mut records = Vec::with_capacity(n);
+        let mut sequential_seconds = 0.0;
+        for (i, (outcome, seconds, warm)) in results.into_iter().enumerate() {
+            sequential_seconds += seconds;
+            let injected = fault.fail == Some((i, iteration));
+            let failure = match &outcome {
+                _ if injected => Some("injected failure (test)".to_string()),
+                Err(e) => Some(e.clone()),
+                Ok((sol, _, _)) if !sol.is_success() => {
+                    Some(format!("IPOPT: {} ({})", sol.status, sol.status.message()))
+                }
+                Ok((_, theta, _)) if theta.iter().any(|v| !v.is_finite()) => {
+                    Some("non-finite parameters".to_string())
+                }
+                Ok(_) => None,
+            };
+            let (status, objective, iterations) = match &outcome {
+                Ok((sol, _, _)) => (sol.status.to_string(), sol.objective, sol.stats.iterations),
+                Err(_) => ("error".to_string(), f64::NAN, 0),
+            };
+            match failure {
+                Some(reason) => {
+                    if settings.on_failure == OnFailure::Stop {
+                        return Err(AdmmError::SubproblemFailed {
+                            iteration,
+                            batch: i,
+                            reason,
+                        });
+                    }
+                    records.push(BatchRecord {
+                        status: if injected {
+                            "injected_failure".into()
+                        } else {
+                            status
+                        },
+                        accepted: false,
+                        objective,
+                        iterations,
+                        seconds,
+                        warm,
+                    });
+                }
+                None => {
+                    let (sol, theta, states) = outcome.expect("no failure: the solve succeeded");
+                    state.thetas[i] = theta;
+                    state.states[i] = states;
+                    state.warm[i] = Some(WarmStart {
+                        x: sol.x,
+                        mult_g: Some(sol.mult_g),
+                        mult_x_lower: Some(sol.mult_x_lower),
+                        mult_x_upper: Some(sol.mult_x_upper),
+                    });
+                    records.push(BatchRecord {
+                        status,
+                        accepted: true,
+                        objective,
+                        iterations,
+                        seconds,
+                        warm,
+                    });
+                }
+            }
+        }
+        // Consensus and duals.
+        let previous = state.consensus.clone();
+        for j in 0..p {
+            state.consensus[j] = state.thetas.iter().map(|t| t[j]).sum::<f64>() / n as f64;
+        }
+        for (u, t) in state.duals.iter_mut().zip(&state.thetas) {
+            for j in 0..p {
+                u[j] += rho * (t[j] - state.consensus[j]);
+            }
+        }
+        let primal = norm(
+            state
+                .thetas
+                .iter()
+                .flat_map(|t| t.iter().zip(&state.consensus).map(|(a, b)| a - b)),
+        );
+        let dual = rho
+            * (n as f64).sqrt()
+            * norm(state.consensus.iter().zip(&previous).map(|(a, b)| a - b));
+        let sqrt_np = ((n * p) as f64).sqrt();
+        let eps_primal = sqrt_np * settings.eps_abs
+            + settings.eps_rel
+                * norm(state.thetas.iter().flatten().copied())
+                    .max((n as f64).sqrt() * norm(state.consensus.iter().copied()));
+        let eps_dual = sqrt_np * settings.eps_abs
+            + settings.eps_rel * norm(state.duals.iter().flatten().copied());
+        let record = IterationRecord {
+            iteration,
+            rho,
+            primal,
+            dual,
+            eps_primal,
+            eps_dual,
+            seconds: started.elapsed().as_secs_f64(),
+            sequential_seconds,
+            batches: records,
+        };
+        state.iteration = iteration;
+        // Residual balancing (Boyd §3.4.1); u is unscaled, so the scaled duals u/ρ follow ρ.
+        if settings.adaptive_rho {
+            if primal > settings.balance_threshold * dual {
+                state.rho = rho * settings.balance_factor;
+            } else if dual > settings.balance_threshold * primal {
+                state.rho = rho / settings.balance_factor;
+            }
+        }
+        state.history.push(record.clone());
+        checkpoint(&state).map_err(AdmmError::Resume)?;
+        let go_on = observer(&record);
+        if primal <= eps_primal && dual <= eps_dual {
+            converged = true;
+            stop_reason = format!("converged in {iteration} iterations");
+            break;
+        }
+        if !go_on {
+            stop_reason = format!("stopped by the user after iteration {iteration}");
+            break;
+        }
+    }
+    let mut model = state.model.clone();
+    model.params.clone_from(&state.consensus);
+    let evaluation = evaluate_consensus(problem, batches, &state, &model)?;
+    Ok(AdmmRun {
+        state,
+        converged,
+        stop_reason,
+        evaluation,
+        model,
+        batches: n,
+    })
+}
+
+/// The consensus model simulated over the whole problem from the first batch's collocation
+/// state at the start of the training window (or from the first observation when the first
+/// batch does not start there).
+fn evaluate_consensus(
+    problem: &Problem,
+    batches: &[Batch],
+    state: &AdmmState,
+    model: &Mlp,
+) -> Result<Evaluation, TrainError> {
+    if let (Some(b), Some(states)) = (batches.first(), state.states.first()) {
+        if !states.is_empty() && (b.window[0] - problem.t0).abs() < 1e-12 {
+            let l0 = interpolation_matrix(&b.problem.nodes, &[problem.t0])?;
+            let d = problem.data.dim();
+            let y0: Vec<f64> = (0..d)
+                .map(|i| l0.mul_vec(&states.iter().map(|y| y[i]).collect::<Vec<_>>())[0])
+                .collect();
+            return Ok(simulate_and_score(
+                problem,
+                model,
+                problem.t0,
+                &y0,
+                Evaluation::default(),
+            ));
+        }
+    }
+    let train = problem.data.indices(Split::Train);
+    let first = train.first().copied().unwrap_or(0);
+    Ok(simulate_and_score(
+        problem,
+        model,
+        problem.data.t[first],
+        &problem.data.y[first],
+        Evaluation::default(),
+    ))
+}

@@ -1,0 +1,226 @@
+//! `colloc admm`: batches solved in parallel and driven to consensus; a failing sub-problem is
+//! survived or stops the run cleanly (as configured); `--resume` continues from the
+//! checkpoint and reproduces the uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Forced Van der Pol on [0, 12], a small network, four batches.
+fn problem(max_iter: usize, on_failure: &str) -> String {
+    format!(
+        r#"
+name = "admm-small"
+seed = 1
+
+[data]
+system = "vanderpol"
+initial_state = [0.0, 1.0]
+noise = 0.05
+
+[train]
+t1 = 12.0
+points = 80
+
+[test]
+t1 = 14.0
+points = 10
+
+[collocation]
+points = 80
+
+[model]
+layers = [2, 8, 2]
+activation = "tanh"
+
+[bounds]
+parameters = 100.0
+
+[solver.ipopt]
+tol = 1e-6
+max_iter = 300
+
+[admm]
+windows = [[0.0, 3.0], [3.0, 6.0], [6.0, 9.0], [9.0, 12.0]]
+points = 24
+rho = 0.5
+max_iter = {max_iter}
+on_failure = "{on_failure}"
+"#
+    )
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("colloc-admm-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn admm(file: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .arg("admm")
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn summary(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn four_batches_run_and_resume_reproduces_the_uninterrupted_run() {
+    let d = dir("resume");
+    let full = d.join("full.toml");
+    std::fs::write(&full, problem(4, "keep")).unwrap();
+    let (code, text) = admm(&full, &d.join("a"), &[]);
+    assert!(code == Some(0) || code == Some(1), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let s = summary(&d.join("a"));
+    assert_eq!(s["batches"], 4);
+    assert_eq!(s["admm_iterations"], 4);
+    for key in [
+        "status",
+        "iterations",
+        "wall_s",
+        "solve_s",
+        "eval_s",
+        "objective",
+        "fit_mse",
+        "train_mse",
+        "test_mse",
+        "train_mse_clean",
+        "test_mse_clean",
+        "n_vars",
+        "n_cons",
+        "nnz_jac",
+        "nnz_hess",
+        "primal_residual",
+        "dual_residual",
+    ] {
+        assert!(s.get(key).is_some(), "summary.json lacks {key}");
+    }
+    // Warm-started sub-problems need fewer IPOPT iterations than the cold first ones.
+    assert!(
+        s["mean_warm_iterations"].as_f64().unwrap() < s["mean_cold_iterations"].as_f64().unwrap(),
+        "{s}"
+    );
+    for f in [
+        "history.csv",
+        "residuals.svg",
+        "model.json",
+        "checkpoint.json",
+        "fit.svg",
+    ] {
+        assert!(d.join("a").join(f).exists(), "{f} missing");
+    }
+    let history = std::fs::read_to_string(d.join("a").join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 1 + 4 * 4);
+    // The consensus model is a model `colloc train --init` accepts.
+    let (code, text) = {
+        let o = Command::new(env!("CARGO_BIN_EXE_colloc"))
+            .args([
+                "train",
+                full.to_str().unwrap(),
+                "-q",
+                "--epochs",
+                "3",
+                "--init",
+            ])
+            .arg(d.join("a").join("model.json"))
+            .arg("--out")
+            .arg(d.join("train"))
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "{text}");
+
+    // Two iterations, then resume to four: the same consensus as the uninterrupted run.
+    let half = d.join("half.toml");
+    std::fs::write(&half, problem(2, "keep")).unwrap();
+    let (_, text) = admm(&half, &d.join("b"), &["-q"]);
+    assert!(!text.contains("panicked"), "{text}");
+    assert_eq!(summary(&d.join("b"))["admm_iterations"], 2);
+    let (_, text) = admm(&full, &d.join("b"), &["-q", "--resume"]);
+    assert!(!text.contains("panicked"), "{text}");
+    assert_eq!(summary(&d.join("b"))["admm_iterations"], 4);
+    assert_eq!(
+        std::fs::read_to_string(d.join("a").join("model.json")).unwrap(),
+        std::fs::read_to_string(d.join("b").join("model.json")).unwrap(),
+        "resumed run differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn a_failing_sub_problem_is_survived_or_stops_the_run_as_configured() {
+    let d = dir("fault");
+    let keep = d.join("keep.toml");
+    std::fs::write(&keep, problem(3, "keep")).unwrap();
+    let (code, text) = admm(&keep, &d.join("keep"), &["--inject-failure", "2:2"]);
+    assert!(code == Some(0) || code == Some(1), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    let history = std::fs::read_to_string(d.join("keep").join("history.csv")).unwrap();
+    let failed: Vec<&str> = history
+        .lines()
+        .filter(|l| l.contains("injected_failure"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{history}");
+    assert!(failed[0].starts_with("2,") && failed[0].contains(",2,injected_failure,false,"));
+    assert_eq!(summary(&d.join("keep"))["admm_iterations"], 3);
+
+    let stop = d.join("stop.toml");
+    std::fs::write(&stop, problem(3, "stop")).unwrap();
+    let (code, text) = admm(&stop, &d.join("stop"), &["-q", "--inject-failure", "1:2"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("ADMM iteration 2: batch 1 failed: injected failure"),
+        "{text}"
+    );
+    // The checkpoint of the last good iteration is there to resume from.
+    assert!(d.join("stop").join("checkpoint.json").exists());
+}
+
+#[test]
+fn bad_admm_input_is_refused() {
+    let d = dir("bad");
+    for (from, to, needle) in [
+        (
+            "windows = [[0.0, 3.0], [3.0, 6.0], [6.0, 9.0], [9.0, 12.0]]",
+            "windows = [[0.0, 13.0]]",
+            "admm.windows",
+        ),
+        ("rho = 0.5", "rho = -1.0", "admm.rho"),
+        (
+            "on_failure = \"keep\"",
+            "on_failure = \"retry\"",
+            "unknown variant",
+        ),
+    ] {
+        let f = d.join("p.toml");
+        std::fs::write(&f, problem(3, "keep").replace(from, to)).unwrap();
+        let (code, text) = admm(&f, &d.join("out"), &["-q"]);
+        assert_eq!(code, Some(2), "{to}: {text}");
+        assert!(
+            text.contains(needle) && text.contains("p.toml"),
+            "{to}: {text}"
+        );
+    }
+    let f = d.join("p.toml");
+    std::fs::write(&f, problem(3, "keep")).unwrap();
+    let (code, text) = admm(&f, &d.join("nothing-here"), &["-q", "--resume"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("checkpoint.json"), "{text}");
+    let (code, text) = admm(Path::new("problems/vanderpol.toml"), &d.join("x"), &["-q"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("no [admm] section"), "{text}");
+}
