@@ -52,12 +52,11 @@ fn load_with_seed(path: &Path, seed: u64) -> Result<problem::Problem, Box<dyn st
     if !replaced {
         return Err(format!("{}: no top-level `seed =` line", path.display()).into());
     }
-    let tmp: PathBuf = std::env::temp_dir().join(format!(
-        "colloc-comparison-{}-{}",
-        std::process::id(),
-        path.file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or("p.toml")
+    // Beside the original, so that data files named relative to it are found.
+    let tmp: PathBuf = path.with_file_name(format!(
+        ".{}-seed{seed}-{}.toml",
+        path.file_stem().and_then(|f| f.to_str()).unwrap_or("p"),
+        std::process::id()
     ));
     std::fs::write(&tmp, text)?;
     let p = problem::load(&tmp);

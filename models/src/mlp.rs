@@ -145,6 +145,27 @@ impl Mlp {
         self.structure.assemble(y, &net, dy);
     }
 
+    /// A network initialized as PyTorch's `nn.Linear` does by default (weights and biases
+    /// uniform in `±1/√fan_in`), drawn from ChaCha8 seeded with `seed` — the start of the
+    /// homotopy paper's experiments.
+    pub fn torch_default(
+        layers: &[usize],
+        activation: Activation,
+        time_input: bool,
+        seed: u64,
+    ) -> Result<Self, ModelError> {
+        let mut m = Self::xavier(layers, activation, time_input, seed)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        m.params.clear();
+        for w in layers.windows(2) {
+            let (n_in, n_out) = (w[0], w[1]);
+            let limit = 1.0 / (n_in as f64).sqrt();
+            m.params
+                .extend((0..n_in * n_out + n_out).map(|_| rng.gen_range(-limit..limit)));
+        }
+        Ok(m)
+    }
+
     /// Checks layer sizes, parameter count and finiteness.
     pub fn validate(&self) -> Result<(), ModelError> {
         validate_layers(&self.layers, self.time_input)?;
@@ -371,6 +392,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use num_dual::{Dual64, HyperDual64};
+
+    #[test]
+    fn torch_default_init_draws_within_one_over_root_fan_in() {
+        let m = Mlp::torch_default(&[3, 50, 50, 3], Activation::Gelu, false, 10).unwrap();
+        assert_eq!(m.n_params(), parameter_count(&[3, 50, 50, 3]));
+        let first = &m.params[..3 * 50 + 50];
+        let bound = 1.0 / 3f64.sqrt();
+        assert!(first.iter().all(|w| w.abs() < bound));
+        // Biases are drawn too, and the spread fills the interval.
+        assert!(first[150..].iter().any(|b| *b != 0.0));
+        assert!(first.iter().map(|w| w.abs()).fold(0.0, f64::max) > 0.9 * bound);
+        assert_eq!(
+            m,
+            Mlp::torch_default(&[3, 50, 50, 3], Activation::Gelu, false, 10).unwrap()
+        );
+    }
 
     fn small() -> Mlp {
         let mut m = Mlp::xavier(&[2, 3, 2], Activation::Tanh, false, 0).unwrap();

@@ -70,6 +70,25 @@ pub struct ModelSpec {
     pub structure: Structure,
     /// Time-dependent weights over the training window, if any.
     pub time_basis: Option<TimeBasis>,
+    /// How the parameters are drawn.
+    pub init: schema::Initialization,
+}
+
+impl ModelSpec {
+    /// The network drawn from `seed` as `[model] init` says (constant weights, black box).
+    pub fn draw(&self, seed: u64) -> Result<colloc_models::Mlp, colloc_models::ModelError> {
+        match self.init {
+            schema::Initialization::Xavier => {
+                colloc_models::Mlp::xavier(&self.layers, self.activation, self.time_input, seed)
+            }
+            schema::Initialization::Torch => colloc_models::Mlp::torch_default(
+                &self.layers,
+                self.activation,
+                self.time_input,
+                seed,
+            ),
+        }
+    }
 }
 
 impl ModelSpec {
@@ -390,6 +409,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             time_input: raw.model.time_input,
             structure,
             time_basis,
+            init: raw.model.init,
         },
         lambda,
         fix_initial_state: raw.loss.fix_initial_state,

@@ -141,6 +141,21 @@ pub struct RawModel {
     /// Time-dependent weights `θ(t) = Σ p_i(τ) θ_i` over the training window (sequential
     /// trainers only).
     pub time_basis: Option<RawTimeBasis>,
+    /// Initialization: `xavier` (Glorot uniform weights, zero biases; default) or `torch`
+    /// (PyTorch's `nn.Linear` default: weights and biases uniform in ±1/√fan_in).
+    #[serde(default)]
+    pub init: Initialization,
+}
+
+/// How the network's parameters are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Initialization {
+    /// Xavier/Glorot uniform weights, zero biases.
+    #[default]
+    Xavier,
+    /// PyTorch's `nn.Linear` default.
+    Torch,
 }
 
 fn default_structure() -> String {

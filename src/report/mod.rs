@@ -58,28 +58,15 @@ pub struct Summary<'a> {
     pub eval_s: f64,
     /// Final objective.
     pub objective: f64,
-    /// Collocation states vs training observations.
-    pub fit_mse: Option<f64>,
-    /// Simulation vs training observations.
-    pub train_mse: Option<f64>,
-    /// Simulation vs test observations.
-    pub test_mse: Option<f64>,
-    /// Simulation vs noise-free training states.
-    pub train_mse_clean: Option<f64>,
-    /// Simulation vs noise-free test states.
-    pub test_mse_clean: Option<f64>,
-    /// Variables.
-    pub n_vars: usize,
-    /// Constraints.
-    pub n_cons: usize,
-    /// Jacobian nonzeros.
-    pub nnz_jac: usize,
-    /// Hessian nonzeros (lower triangle).
-    pub nnz_hess: usize,
+    /// `fit_mse`, `train_mse`, `test_mse`, their `_clean` versions, `simulation_error`,
+    /// `simulation_nfe`.
+    #[serde(flatten)]
+    pub scores: &'a Evaluation,
+    /// `n_vars`, `n_cons`, `nnz_jac`, `nnz_hess`.
+    #[serde(flatten)]
+    pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
-    /// Why the simulation of the learned ODE failed, if it did.
-    pub simulation_error: Option<String>,
     /// Calls and seconds per callback.
     pub ipopt_stats: &'a colloc_solvers::ipopt::SolveStats,
 }
@@ -229,30 +216,17 @@ pub struct SequentialSummary<'a> {
     pub epoch_ms: f64,
     /// The method's loss at the best epoch.
     pub objective: f64,
-    /// Not defined for sequential training (null).
-    pub fit_mse: Option<f64>,
-    /// Simulation vs training observations.
-    pub train_mse: Option<f64>,
-    /// Simulation vs test observations.
-    pub test_mse: Option<f64>,
-    /// Simulation vs noise-free training states.
-    pub train_mse_clean: Option<f64>,
-    /// Simulation vs noise-free test states.
-    pub test_mse_clean: Option<f64>,
-    /// Network parameters.
-    pub n_vars: usize,
-    /// 0 (no constraints).
-    pub n_cons: usize,
-    /// 0.
-    pub nnz_jac: usize,
-    /// 0.
-    pub nnz_hess: usize,
+    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` is null: no collocation
+    /// states), `simulation_error`, `simulation_nfe`.
+    #[serde(flatten)]
+    pub scores: &'a Evaluation,
+    /// `n_vars` = network parameters; `n_cons`, `nnz_jac`, `nnz_hess` are 0 (no NLP).
+    #[serde(flatten)]
+    pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
     /// The model training started from (`--init`), if any.
     pub init: Option<String>,
-    /// Why the simulation of the learned ODE failed, if it did.
-    pub simulation_error: Option<String>,
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `curve.csv`,
@@ -348,28 +322,15 @@ pub struct AdmmSummary<'a> {
     pub eval_s: f64,
     /// Mean over batches of the last sub-problem objectives.
     pub objective: f64,
-    /// Not defined for the consensus model (null).
-    pub fit_mse: Option<f64>,
-    /// Simulation vs training observations.
-    pub train_mse: Option<f64>,
-    /// Simulation vs test observations.
-    pub test_mse: Option<f64>,
-    /// Simulation vs noise-free training states.
-    pub train_mse_clean: Option<f64>,
-    /// Simulation vs noise-free test states.
-    pub test_mse_clean: Option<f64>,
-    /// Consensus parameters.
-    pub n_vars: usize,
-    /// 0 (per-batch NLP sizes are not summed).
-    pub n_cons: usize,
-    /// 0.
-    pub nnz_jac: usize,
-    /// 0.
-    pub nnz_hess: usize,
+    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`,
+    /// `simulation_nfe` of the consensus model.
+    #[serde(flatten)]
+    pub scores: &'a Evaluation,
+    /// `n_vars` = consensus parameters; the other sizes are 0 (per-batch NLPs differ).
+    #[serde(flatten)]
+    pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
-    /// Why the simulation failed, if it did.
-    pub simulation_error: Option<String>,
 }
 
 /// Writes `summary.json`, `model.json`, `history.csv`, `residuals.svg`, `data.csv`,

@@ -201,12 +201,7 @@ pub fn build_with(
             m.check_fits(problem.data.dim(), spec.time_input)?;
             m.clone()
         }
-        None => Mlp::xavier(
-            &spec.layers,
-            spec.activation,
-            spec.time_input,
-            problem.init_seed(),
-        )?,
+        None => spec.draw(problem.init_seed())?,
     };
     init.activation.require_smooth()?;
     let nodes = &problem.nodes;

@@ -68,13 +68,9 @@ pub fn initial_model(problem: &Problem, init: Option<&Mlp>) -> Result<Mlp, Seque
             }
             Ok(m.clone())
         }
-        None => Ok(Mlp::xavier(
-            &spec.layers,
-            spec.activation,
-            spec.time_input,
-            problem.init_seed(),
-        )?
-        .with_structure(spec.structure.clone(), spec.time_basis.clone())?),
+        None => Ok(spec
+            .draw(problem.init_seed())?
+            .with_structure(spec.structure.clone(), spec.time_basis.clone())?),
     }
 }
 

@@ -204,21 +204,15 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         objective: last.map_or(f64::NAN, |h| {
             h.batches.iter().map(|b| b.objective).sum::<f64>() / h.batches.len().max(1) as f64
         }),
-        fit_mse: None,
-        train_mse: ev.train_mse,
-        test_mse: ev.test_mse,
-        train_mse_clean: ev.train_mse_clean,
-        test_mse_clean: ev.test_mse_clean,
-        n_vars: run.model.n_params(),
-        n_cons: 0,
-        nnz_jac: 0,
-        nnz_hess: 0,
+        scores: ev,
+        size: colloc_solvers::NlpDims {
+            n_vars: run.model.n_params(),
+            ..Default::default()
+        },
         seed: problem.seed,
-        simulation_error: ev.simulation_error.clone(),
     };
     report::write_admm(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
     println!("{:<18} {}", "status", summary.status);
     println!(
         "{:<18} {} ADMM, {} IPOPT (mean per solve: cold {}, warm {})",
@@ -245,18 +239,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         "{:<18} {:.3} s (ADMM {:.3} s; sub-problems one after another would take {:.3} s)",
         "wall time", summary.wall_s, summary.solve_s, summary.eval_s
     );
-    println!(
-        "{:<18} {}   test_mse {}",
-        "train_mse",
-        f(ev.train_mse),
-        f(ev.test_mse)
-    );
-    println!(
-        "{:<18} {}   test_mse_clean {}",
-        "train_mse_clean",
-        f(ev.train_mse_clean),
-        f(ev.test_mse_clean)
-    );
+    super::print_scores(ev);
     println!("{:<18} {}", "results", out.display());
     if let Some(e) = &ev.simulation_error {
         eprintln!("warning: {e}");

@@ -107,22 +107,13 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         solve_s: stats.wall_s,
         eval_s: stats.eval_s,
         objective: run.solution.objective,
-        fit_mse: ev.fit_mse,
-        train_mse: ev.train_mse,
-        test_mse: ev.test_mse,
-        train_mse_clean: ev.train_mse_clean,
-        test_mse_clean: ev.test_mse_clean,
-        n_vars: run.dims.n_vars,
-        n_cons: run.dims.n_cons,
-        nnz_jac: run.dims.nnz_jac,
-        nnz_hess: run.dims.nnz_hess,
+        scores: ev,
+        size: run.dims,
         seed: problem.seed,
-        simulation_error: ev.simulation_error.clone(),
         ipopt_stats: stats,
     };
     report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
     println!("{:<18} {}", "status", summary.status);
     println!("{:<18} {}", "iterations", summary.iterations);
     println!(
@@ -130,22 +121,10 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         "wall time", summary.wall_s, summary.build_s, summary.prefit_s, summary.solve_s, summary.eval_s
     );
     println!("{:<18} {:.6e}", "objective", summary.objective);
-    println!("{:<18} {}", "fit_mse", f(ev.fit_mse));
-    println!(
-        "{:<18} {}   test_mse {}",
-        "train_mse",
-        f(ev.train_mse),
-        f(ev.test_mse)
-    );
-    println!(
-        "{:<18} {}   test_mse_clean {}",
-        "train_mse_clean",
-        f(ev.train_mse_clean),
-        f(ev.test_mse_clean)
-    );
+    super::print_scores(ev);
     println!(
         "{:<18} {} vars, {} cons, {} jac nnz, {} hess nnz",
-        "size", summary.n_vars, summary.n_cons, summary.nnz_jac, summary.nnz_hess
+        "size", run.dims.n_vars, run.dims.n_cons, run.dims.nnz_jac, run.dims.nnz_hess
     );
     println!("{:<18} {}", "results", out.display());
     if let Some(e) = &ev.simulation_error {

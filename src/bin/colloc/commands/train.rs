@@ -195,22 +195,16 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         epoch_ms: 1e3 * run.train_s
             / (epochs + run.pretrain.as_ref().map_or(0, |p| p.curve.len())).max(1) as f64,
         objective: best.map_or(f64::NAN, |b| b.loss),
-        fit_mse: None,
-        train_mse: ev.train_mse,
-        test_mse: ev.test_mse,
-        train_mse_clean: ev.train_mse_clean,
-        test_mse_clean: ev.test_mse_clean,
-        n_vars: report.best.n_params(),
-        n_cons: 0,
-        nnz_jac: 0,
-        nnz_hess: 0,
+        scores: ev,
+        size: colloc_solvers::NlpDims {
+            n_vars: report.best.n_params(),
+            ..Default::default()
+        },
         seed: problem.seed,
         init: args.init.as_ref().map(|p| p.display().to_string()),
-        simulation_error: ev.simulation_error.clone(),
     };
     report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
 
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
     println!("{:<18} {}", "status", summary.status);
     println!(
         "{:<18} {} (best {}), {} right-hand-side evaluations",
@@ -221,18 +215,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         "wall time", summary.wall_s, summary.solve_s, summary.epoch_ms
     );
     println!("{:<18} {:.6e}", "loss at best", summary.objective);
-    println!(
-        "{:<18} {}   test_mse {}",
-        "train_mse",
-        f(ev.train_mse),
-        f(ev.test_mse)
-    );
-    println!(
-        "{:<18} {}   test_mse_clean {}",
-        "train_mse_clean",
-        f(ev.train_mse_clean),
-        f(ev.test_mse_clean)
-    );
+    super::print_scores(ev);
     println!("{:<18} {}", "results", out.display());
     if let Some(e) = &ev.simulation_error {
         eprintln!("warning: {e}");
