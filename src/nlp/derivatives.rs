@@ -6,7 +6,8 @@
 //! - Jacobian: `n_out × n_in`, row-major (`[k * n_in + a]` = ∂out_k/∂x_a);
 //! - Hessian: the packed lower triangle of `Σ_k w_k ∇²out_k`, `[a(a+1)/2 + b]` for `b ≤ a`.
 //!
-//! Element inputs up to [`MAX_STATIC_INPUTS`] use vector duals of a compile-time size (one
+//! Elements with closed-form derivatives ([`Element::has_closed_form`]) use those. Other
+//! element inputs up to [`MAX_STATIC_INPUTS`] use vector duals of a compile-time size (one
 //! evaluation gives the whole Jacobian, one the whole Hessian, no allocation). Larger elements
 //! fall back to scalar duals: `n` evaluations for the Jacobian and `n(n+1)/2` hyper-dual
 //! evaluations for the Hessian. Either way the cost depends on the element's own size only.
@@ -102,7 +103,15 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
     }
 
     fn jacobians(&self, x: &[f64], out: &mut [f64]) {
-        if self.n_inputs <= MAX_STATIC_INPUTS {
+        if self.elements.first().is_some_and(Element::has_closed_form) {
+            closed_form(
+                self,
+                x,
+                out,
+                self.n_inputs * self.n_outputs,
+                |e, xs, _, o| e.jacobian(xs, o),
+            );
+        } else if self.n_inputs <= MAX_STATIC_INPUTS {
             dispatch_static!(self.n_inputs, jacobians_static, self, x, out)
         } else {
             jacobians_scalar(self, x, out)
@@ -110,12 +119,47 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
     }
 
     fn hessians(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
-        if self.n_inputs <= MAX_STATIC_INPUTS {
+        if self.elements.first().is_some_and(Element::has_closed_form) {
+            let no = self.n_outputs;
+            closed_form(self, x, out, packed_len(self.n_inputs), |e, xs, k, o| {
+                let w = &weights[k * no..(k + 1) * no];
+                if w.iter().any(|&wk| wk != 0.0) {
+                    e.weighted_hessian(xs, w, o);
+                }
+            });
+        } else if self.n_inputs <= MAX_STATIC_INPUTS {
             dispatch_static!(self.n_inputs, hessians_static, self, x, weights, out)
         } else {
             hessians_scalar(self, x, weights, out)
         }
     }
+}
+
+/// Runs a closed-form kernel over every element in parallel: `kernel(element, inputs,
+/// element index, its zeroed output block of `block` numbers)`.
+fn closed_form<E: Element>(
+    g: &ElementGroup<E>,
+    x: &[f64],
+    out: &mut [f64],
+    block: usize,
+    kernel: impl Fn(&E, &[f64], usize, &mut [f64]) + Send + Sync,
+) {
+    let ni = g.n_inputs;
+    out.par_chunks_mut(block)
+        .with_min_len(MIN_CHUNK)
+        .zip(g.elements.par_iter())
+        .zip(g.inputs.par_chunks(ni))
+        .enumerate()
+        .for_each_init(
+            || vec![0.0; ni],
+            |xs, (k, ((o, e), idx))| {
+                for (xa, &i) in xs.iter_mut().zip(idx) {
+                    *xa = x[i];
+                }
+                o.fill(0.0);
+                kernel(e, xs, k, o);
+            },
+        );
 }
 
 fn jacobians_static<E: Element, const N: usize>(g: &ElementGroup<E>, x: &[f64], out: &mut [f64]) {

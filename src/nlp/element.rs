@@ -28,6 +28,28 @@ impl<T: DualNum<Primitive = f64> + Copy + Send + Sync> Scalar for T {}
 pub trait Element: Send + Sync {
     /// Evaluates the element's outputs from its inputs.
     fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]);
+
+    /// True when the element also gives its derivatives in closed form
+    /// ([`Element::jacobian`], [`Element::weighted_hessian`]); then the driver uses those
+    /// instead of dual numbers (a hot element can be made several times cheaper). Default:
+    /// false. Tests should check the closed forms against the dual-number derivatives.
+    fn has_closed_form(&self) -> bool {
+        false
+    }
+
+    /// Closed-form Jacobian at `x`, row-major `n_out × n_in` (`out` is zeroed). Only called
+    /// when [`Element::has_closed_form`] is true.
+    fn jacobian(&self, x: &[f64], out: &mut [f64]) {
+        let _ = (x, out);
+        unreachable!("jacobian is only called for elements with closed forms")
+    }
+
+    /// Closed-form packed lower triangle (`[a(a+1)/2 + b]`, `b ≤ a`) of `Σ_k w_k ∇²out_k` at
+    /// `x` (`out` is zeroed). Only called when [`Element::has_closed_form`] is true.
+    fn weighted_hessian(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
+        let _ = (x, weights, out);
+        unreachable!("weighted_hessian is only called for elements with closed forms")
+    }
 }
 
 /// Where an element output goes: added to the objective, or to a constraint row.

@@ -79,6 +79,73 @@ impl Element for ReducedUnit {
             *o = -(*v * s);
         }
     }
+
+    fn has_closed_form(&self) -> bool {
+        // ∇z is kept in a 16-entry array (2d + 2 inputs before the outgoing weights).
+        2 * self.states + 2 <= 16
+    }
+
+    // Inputs x = [y (d), w (d), w_t?, b, v (d_out)]; z = w·y (+ w_t t) + b; out_o = −v_o σ(z).
+    fn jacobian(&self, x: &[f64], out: &mut [f64]) {
+        let (z, g, v0) = self.pre_activation(x);
+        let (s, s1) = self.activation.value_and_derivative(z);
+        let ni = x.len();
+        for (o, row) in out.chunks_exact_mut(ni).enumerate() {
+            let v = x[v0 + o];
+            for (r, ga) in row[..v0].iter_mut().zip(&g[..v0]) {
+                *r = -v * s1 * ga;
+            }
+            row[v0 + o] = -s;
+        }
+    }
+
+    // Σ_o λ_o ∇²out_o = −W (σ'' ∇z∇zᵀ + σ' ∇²z) − σ' Σ_o λ_o (e_{v_o}∇zᵀ + ∇z e_{v_o}ᵀ),
+    // W = Σ_o λ_o v_o, and ∇²z has 1 at (y_i, w_i).
+    fn weighted_hessian(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
+        let d = self.states;
+        let (z, g, v0) = self.pre_activation(x);
+        let (_, s1, s2) = self.activation.value_and_derivatives(z);
+        let w_sum: f64 = weights.iter().zip(&x[v0..]).map(|(l, v)| l * v).sum();
+        let at = |a: usize, b: usize| a * (a + 1) / 2 + b;
+        for a in 0..v0 {
+            for b in 0..=a {
+                out[at(a, b)] = -w_sum * s2 * g[a] * g[b];
+            }
+        }
+        for i in 0..d {
+            // (w_i, y_i): w_i sits at d + i > i.
+            out[at(d + i, i)] -= w_sum * s1;
+        }
+        for (o, l) in weights.iter().enumerate() {
+            for b in 0..v0 {
+                out[at(v0 + o, b)] = -s1 * l * g[b];
+            }
+        }
+    }
+}
+
+impl ReducedUnit {
+    /// `z`, `∇z` over the inputs before the outgoing weights (zero-padded to 16), and the
+    /// index of the first outgoing weight.
+    fn pre_activation(&self, x: &[f64]) -> (f64, [f64; 16], usize) {
+        let d = self.states;
+        let mut g = [0.0; 16];
+        let mut z = 0.0;
+        for i in 0..d {
+            z += x[i] * x[d + i];
+            g[i] = x[d + i];
+            g[d + i] = x[i];
+        }
+        let mut next = 2 * d;
+        if let Some(t) = self.time {
+            z += x[next] * t;
+            g[next] = t;
+            next += 1;
+        }
+        z += x[next];
+        g[next] = 1.0;
+        (z, g, next + 1)
+    }
 }
 
 /// `c · x₀ · x₁` (full formulation: weight × input).
@@ -737,4 +804,75 @@ pub fn train(
         prefit_s: built.prefit_s,
         evaluation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use num_dual::{Dual2SVec64, DualSVec64};
+
+    #[test]
+    fn reduced_unit_closed_forms_match_dual_numbers() {
+        for (d, time, activation) in [
+            (2, None, Activation::Tanh),
+            (2, Some(0.7), Activation::Gelu),
+            (3, Some(-1.3), Activation::Softplus),
+            (3, None, Activation::Sigmoid),
+        ] {
+            let unit = ReducedUnit {
+                states: d,
+                time,
+                activation,
+            };
+            let ni = 2 * d + usize::from(time.is_some()) + 1 + d;
+            let x: Vec<f64> = (0..ni)
+                .map(|i| 0.3 * ((i * 37 % 11) as f64) - 1.2)
+                .collect();
+            let weights: Vec<f64> = (0..d).map(|o| 0.5 - 0.8 * o as f64).collect();
+            // Dual numbers: the whole Jacobian and Hessian (16 inputs at most here).
+            let xs: Vec<DualSVec64<16>> = x
+                .iter()
+                .enumerate()
+                .map(|(a, &v)| DualSVec64::<16>::from_re(v).derivative(a))
+                .collect();
+            let mut ys = vec![DualSVec64::<16>::from_re(0.0); d];
+            unit.eval(&xs, &mut ys);
+            let mut jac = vec![0.0; d * ni];
+            unit.jacobian(&x, &mut jac);
+            for o in 0..d {
+                let g = ys[o].eps.0.as_ref().unwrap();
+                for a in 0..ni {
+                    assert!(
+                        (jac[o * ni + a] - g[a]).abs() < 1e-13,
+                        "jacobian ({o}, {a})"
+                    );
+                }
+            }
+            let xs2: Vec<Dual2SVec64<16>> = x
+                .iter()
+                .enumerate()
+                .map(|(a, &v)| Dual2SVec64::<16>::from_re(v).derivative(a))
+                .collect();
+            let mut ys2 = vec![Dual2SVec64::<16>::from_re(0.0); d];
+            unit.eval(&xs2, &mut ys2);
+            let mut hess = vec![0.0; ni * (ni + 1) / 2];
+            unit.weighted_hessian(&x, &weights, &mut hess);
+            let mut p = 0;
+            for a in 0..ni {
+                for b in 0..=a {
+                    let exact: f64 = ys2
+                        .iter()
+                        .zip(&weights)
+                        .map(|(y, w)| w * y.v2.0.as_ref().map_or(0.0, |h| h[(a, b)]))
+                        .sum();
+                    assert!(
+                        (hess[p] - exact).abs() < 1e-12,
+                        "{activation}: hessian ({a}, {b}): {} vs {exact}",
+                        hess[p]
+                    );
+                    p += 1;
+                }
+            }
+        }
+    }
 }
