@@ -16,10 +16,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // Lotka–Volterra (α, β, γ, δ = 1.3, 0.9, 0.8, 1.8) data, noise-free, as the target.
+    // Lotka–Volterra as the homotopy paper's code integrates it (x' = 1.3x − 0.9xy,
+    // y' = 0.8xy − 1.8y; see problems/lotka_volterra.toml), noise-free, as the target.
     let lv = (2usize, |_t: f64, y: &[f64], dy: &mut [f64]| {
         dy[0] = 1.3 * y[0] - 0.9 * y[0] * y[1];
-        dy[1] = -0.8 * y[1] + 1.8 * y[0] * y[1];
+        dy[1] = 0.8 * y[0] * y[1] - 1.8 * y[1];
     });
     let y0 = [0.442_492_96, 4.628_059_4];
     let times: Vec<f64> = (0..62).map(|i| 0.1 * i as f64).collect();
