@@ -52,6 +52,8 @@ pub struct TrainReport {
     pub nfe: usize,
     /// Why training stopped before its last epoch, if it did (integration failure, observer).
     pub stopped: Option<String>,
+    /// True when the observer asked to stop.
+    pub interrupted: bool,
 }
 
 /// Why a trainer cannot start.
@@ -240,6 +242,7 @@ pub fn train(
         curve: Vec::with_capacity(total),
         nfe: 0,
         stopped: None,
+        interrupted: false,
     };
     let y0 = &data.y[0];
     let t0 = data.t[0];
@@ -334,6 +337,7 @@ pub fn train(
         report.curve.push(record);
         if !go_on {
             report.stopped = Some(format!("stopped by the user after epoch {epoch}"));
+            report.interrupted = true;
             break;
         }
         if eval.grad.iter().any(|g| !g.is_finite()) {

@@ -103,10 +103,7 @@ pub fn train(
             ..settings.clone()
         };
         let report = train_series(&model, &head, &phase, observer)?;
-        stopped = report
-            .stopped
-            .as_deref()
-            .is_some_and(|s| s.starts_with("stopped by the user"));
+        stopped = report.interrupted;
         model = report.best.clone();
         pretrain = Some(report);
     }
