@@ -2,6 +2,7 @@
 //! on a small case, the result is deterministic, and the trained model simulates.
 
 use colloc::problem::{self, Formulation};
+use colloc::solvers::NlpEvaluator;
 use colloc::training::collocation;
 
 const SMALL: &str = r#"
@@ -76,4 +77,65 @@ fn same_problem_same_seed_same_numbers() {
     assert_eq!(a.model.params, b.model.params);
     assert_eq!(a.solution.stats.iterations, b.solution.stats.iterations);
     assert_eq!(a.evaluation.test_mse, b.evaluation.test_mse);
+}
+
+/// The collocation block of the Jacobian (D·Y, one row per node and state) grows linearly in
+/// the number of points with finite elements and quadratically with global collocation.
+#[test]
+fn finite_elements_keep_the_jacobian_linear_in_the_points() {
+    let dir = std::env::temp_dir().join(format!("colloc-fe-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let size = |collocation: &str| {
+        let text = SMALL
+            .replace("[collocation]\npoints = 30", collocation)
+            .replace("prefit = true", "prefit = false");
+        let path = dir.join("fe.toml");
+        std::fs::write(&path, text).unwrap();
+        let p = problem::load(&path).unwrap();
+        let n = p.nodes.len();
+        let built = collocation::build(&p, Formulation::Reduced, None).unwrap();
+        (n, built.nlp.dims())
+    };
+    // Same element size, 2× and 4× the elements.
+    let fe: Vec<_> = [10, 20, 40]
+        .iter()
+        .map(|k| {
+            size(&format!(
+                "[collocation]\nelements = {k}\npoints_per_element = 6"
+            ))
+        })
+        .collect();
+    let global: Vec<_> = [51, 101, 201]
+        .iter()
+        .map(|n| size(&format!("[collocation]\npoints = {n}")))
+        .collect();
+    for ((n_fe, d_fe), (n_gl, _)) in fe.iter().zip(&global) {
+        assert_eq!(n_fe, n_gl, "same number of points");
+        assert!(d_fe.nnz_jac > 0);
+    }
+    // nnz per point: constant for finite elements, growing for global collocation.
+    let per_point = |v: &[(usize, colloc::solvers::NlpDims)]| -> Vec<f64> {
+        v.iter()
+            .map(|(n, d)| d.nnz_jac as f64 / *n as f64)
+            .collect()
+    };
+    let (a, b) = (per_point(&fe), per_point(&global));
+    eprintln!("nnz_jac per point: finite elements {a:?}, global {b:?}");
+    assert!((a[2] / a[0] - 1.0).abs() < 0.02, "{a:?}");
+    assert!(b[2] / b[0] > 2.0, "{b:?}");
+    // And the finite-element NLP solves.
+    let text = SMALL.replace(
+        "[collocation]\npoints = 30",
+        "[collocation]\nelements = 6\npoints_per_element = 6",
+    );
+    let path = dir.join("fe-solve.toml");
+    std::fs::write(&path, text).unwrap();
+    let p = problem::load(&path).unwrap();
+    let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+    assert!(run.solution.is_success(), "{:?}", run.solution.status);
+    assert!(
+        run.evaluation.fit_mse.unwrap() < 0.01,
+        "{:?}",
+        run.evaluation.fit_mse
+    );
 }

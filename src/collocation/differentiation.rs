@@ -6,7 +6,29 @@ use super::{DenseMatrix, Nodes};
 /// nodes: off-diagonal `D_ij = (w_j/w_i)/(t_i − t_j)`, diagonal by negative row sums (exact on
 /// constants and more accurate than the closed form), computed on `[-1, 1]` and scaled by
 /// `2/(T − t0)`.
+///
+/// With finite elements, row `i` differentiates the polynomial of the element the node ends
+/// (a shared boundary node: the element on its left; the first node: the first element), so
+/// there is one row per node and the matrix is block-banded.
 pub fn differentiation_matrix(nodes: &Nodes) -> DenseMatrix {
+    if !nodes.elements.is_empty() {
+        let n = nodes.len();
+        let mut data = vec![0.0; n * n];
+        for (e, (first, local)) in nodes.elements.iter().enumerate() {
+            let d = differentiation_matrix(local);
+            let p = local.len();
+            for r in usize::from(e > 0)..p {
+                for c in 0..p {
+                    data[(first + r) * n + first + c] = d.get(r, c);
+                }
+            }
+        }
+        return DenseMatrix {
+            rows: n,
+            cols: n,
+            data,
+        };
+    }
     let (x, w) = (&nodes.reference, &nodes.weights);
     let n = x.len();
     let scale = 2.0 / (nodes.t1 - nodes.t0);
@@ -107,5 +129,52 @@ mod tests {
             assert!(w[1] < 1e-2 * w[0], "no geometric decrease: {e:?}");
         }
         assert!(e[3] < 1e-8, "n = 80: {:e}", e[3]);
+    }
+}
+
+#[cfg(test)]
+mod element_tests {
+    use super::super::{interpolation_matrix, NodeKind, Nodes};
+    use super::*;
+
+    #[test]
+    fn finite_elements_are_exact_on_polynomials_of_the_element_degree() {
+        for kind in [NodeKind::Chebyshev, NodeKind::LegendreGaussLobatto] {
+            let (k, p) = (7, 6);
+            let nodes = Nodes::finite_elements(kind, k, p, 1.0, 15.0).unwrap();
+            assert_eq!(nodes.len(), k * (p - 1) + 1);
+            assert!(nodes.times.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!((nodes.times[0], nodes.times[nodes.len() - 1]), (1.0, 15.0));
+            // Degree p − 1: every element reproduces it exactly.
+            let f = |t: f64| 0.5 + 0.2 * t - 0.03 * t.powi(3) + 1e-4 * t.powi(5);
+            let df = |t: f64| 0.2 - 0.09 * t * t + 5e-4 * t.powi(4);
+            let y: Vec<f64> = nodes.times.iter().map(|&t| f(t)).collect();
+            let dy = differentiation_matrix(&nodes).mul_vec(&y);
+            for (i, &t) in nodes.times.iter().enumerate() {
+                assert!(
+                    (dy[i] - df(t)).abs() < 1e-9 * df(t).abs().max(1.0),
+                    "{kind} D row {i}"
+                );
+            }
+            let at = [1.0, 1.37, 7.0, 8.999, 14.2, 15.0];
+            let v = interpolation_matrix(&nodes, &at).unwrap().mul_vec(&y);
+            for (x, &t) in v.iter().zip(&at) {
+                assert!(
+                    (x - f(t)).abs() < 1e-10 * f(t).abs().max(1.0),
+                    "{kind} L at {t}"
+                );
+            }
+            // Each row of D touches one element only: at most p nonzeros.
+            let d = differentiation_matrix(&nodes);
+            for i in 0..nodes.len() {
+                assert!(d.row(i).iter().filter(|v| **v != 0.0).count() <= p);
+            }
+        }
+        assert!(Nodes::finite_elements(NodeKind::Radau, 3, 4, 0.0, 1.0).is_err());
+        // One element is global collocation.
+        assert_eq!(
+            Nodes::finite_elements(NodeKind::Chebyshev, 1, 9, 0.0, 2.0).unwrap(),
+            Nodes::new(NodeKind::Chebyshev, 9, 0.0, 2.0).unwrap()
+        );
     }
 }

@@ -6,6 +6,8 @@ use super::{CollocationError, DenseMatrix, Nodes};
 /// `y` (second barycentric form). Times may be irregular, unordered or have gaps, but must lie
 /// in `[t0, T]` (interpolation, not extrapolation); a time within `1e-14·(T − t0)` of a node
 /// gives the unit row of that node.
+///
+/// With finite elements each time is interpolated in the element that holds it.
 pub fn interpolation_matrix(nodes: &Nodes, times: &[f64]) -> Result<DenseMatrix, CollocationError> {
     let n = nodes.len();
     let mut data = vec![0.0; times.len() * n];
@@ -18,6 +20,18 @@ pub fn interpolation_matrix(nodes: &Nodes, times: &[f64]) -> Result<DenseMatrix,
                 t0: nodes.t0,
                 t1: nodes.t1,
             });
+        }
+        if !nodes.elements.is_empty() {
+            let e = nodes
+                .elements
+                .iter()
+                .position(|(_, local)| t <= local.t1)
+                .unwrap_or(nodes.elements.len() - 1);
+            let (first, local) = &nodes.elements[e];
+            let t_in = t.clamp(local.t0, local.t1);
+            let row = interpolation_matrix(local, &[t_in])?;
+            data[k * n + first..k * n + first + local.len()].copy_from_slice(row.row(0));
+            continue;
         }
         let s = nodes.to_reference(t);
         let row = &mut data[k * n..(k + 1) * n];

@@ -1,4 +1,6 @@
-//! Chebyshev–Lagrange (and Legendre) collocation on one interval `[t0, T]`:
+//! Chebyshev–Lagrange (and Legendre) collocation on one interval `[t0, T]`, or on finite
+//! elements (sub-intervals, each with its own Lobatto-type nodes, neighbours sharing their
+//! boundary node so the state is continuous):
 //! nodes with barycentric weights ([`Nodes`]), the differentiation matrix `D` with
 //! `(D·y)_i ≈ y'(t_i)` ([`differentiation_matrix`]), and the barycentric interpolation matrix
 //! from the nodes to arbitrary times ([`interpolation_matrix`]), so a loss can be taken at the
@@ -65,6 +67,12 @@ pub enum CollocationError {
         t0: f64,
         /// End.
         t1: f64,
+    },
+    /// Finite elements need nodes that include both ends of each element.
+    #[error("finite elements need nodes with both ends (chebyshev or legendre-gauss-lobatto), not {kind}")]
+    ElementNodes {
+        /// Node kind.
+        kind: NodeKind,
     },
     /// An evaluation time outside the interval (or not finite).
     #[error("time {t} (entry {index}) is outside the collocation interval [{t0}, {t1}]")]

@@ -78,6 +78,9 @@ pub struct Nodes {
     pub times: Vec<f64>,
     /// Barycentric weights.
     pub weights: Vec<f64>,
+    /// Finite elements: the index of each element's first node and the element's own nodes
+    /// (empty for global collocation; then `reference` and `weights` describe the interval).
+    pub elements: Vec<(usize, Nodes)>,
 }
 
 impl Nodes {
@@ -113,6 +116,49 @@ impl Nodes {
             reference,
             times,
             weights,
+            elements: Vec::new(),
+        })
+    }
+
+    /// Finite elements: `[t0, t1]` cut into `elements` equal elements with `per_element`
+    /// nodes of `kind` each (Chebyshev or Legendre–Gauss–Lobatto: both ends are nodes, and
+    /// neighbours share them), `elements·(per_element − 1) + 1` nodes in all. One element is
+    /// global collocation.
+    pub fn finite_elements(
+        kind: NodeKind,
+        elements: usize,
+        per_element: usize,
+        t0: f64,
+        t1: f64,
+    ) -> Result<Self, CollocationError> {
+        if elements <= 1 {
+            return Self::new(kind, per_element, t0, t1);
+        }
+        if kind == NodeKind::Radau {
+            return Err(CollocationError::ElementNodes { kind });
+        }
+        if !(t0.is_finite() && t1.is_finite() && t0 < t1) {
+            return Err(CollocationError::InvalidInterval { t0, t1 });
+        }
+        let h = (t1 - t0) / elements as f64;
+        let bound = |e: usize| if e == elements { t1 } else { t0 + e as f64 * h };
+        let mut times = Vec::with_capacity(elements * (per_element - 1) + 1);
+        let mut parts = Vec::with_capacity(elements);
+        for e in 0..elements {
+            let nodes = Self::new(kind, per_element, bound(e), bound(e + 1))?;
+            let first = times.len().saturating_sub(1);
+            let skip = usize::from(e > 0);
+            times.extend_from_slice(&nodes.times[skip..]);
+            parts.push((if e == 0 { 0 } else { first }, nodes));
+        }
+        Ok(Self {
+            kind,
+            t0,
+            t1,
+            reference: Vec::new(),
+            times,
+            weights: Vec::new(),
+            elements: parts,
         })
     }
 

@@ -284,17 +284,57 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
     }
 
     // Collocation grid and model.
-    let nodes = Nodes::new(raw.collocation.nodes, raw.collocation.points, t0, t1)
-        .map_err(|e| field("collocation.points", e.to_string()))?;
-    if raw.collocation.points > 5000 {
-        return Err(field(
-            "collocation.points",
-            format!(
-                "{} points is too many for global collocation (at most 5000)",
-                raw.collocation.points
-            ),
-        ));
-    }
+    let c = &raw.collocation;
+    let nodes = match (c.elements, c.points_per_element, c.points) {
+        (None, None, Some(points)) => {
+            if points > 5000 {
+                return Err(field(
+                    "collocation.points",
+                    format!("{points} points is too many for global collocation (at most 5000; use elements)"),
+                ));
+            }
+            Nodes::new(c.nodes, points, t0, t1)
+                .map_err(|e| field("collocation.points", e.to_string()))?
+        }
+        (None, None, None) => {
+            return Err(field(
+                "collocation.points",
+                "give `points` (global collocation) or `elements` and `points_per_element`".into(),
+            ))
+        }
+        (_, None, _) | (None, Some(_), _) => {
+            return Err(field(
+                "collocation.points_per_element",
+                "finite elements need both `elements` and `points_per_element`".into(),
+            ))
+        }
+        (Some(k), Some(p), points) => {
+            if k == 0 || p < 2 {
+                return Err(field(
+                    "collocation.elements",
+                    format!("need at least 1 element of at least 2 points, got {k} × {p}"),
+                ));
+            }
+            let total = k * (p - 1) + 1;
+            if points.is_some_and(|n| n != total) {
+                return Err(field(
+                    "collocation.points",
+                    format!(
+                        "{k} elements of {p} points share their ends: {total} points, not {}",
+                        points.unwrap_or(0)
+                    ),
+                ));
+            }
+            if total > 5000 {
+                return Err(field(
+                    "collocation.elements",
+                    format!("{total} points in all is too many for the dense collocation matrices of this version (at most 5000)"),
+                ));
+            }
+            Nodes::finite_elements(c.nodes, k, p, t0, t1)
+                .map_err(|e| field("collocation.nodes", e.to_string()))?
+        }
+    };
     let activation: Activation = raw
         .model
         .activation

@@ -108,11 +108,16 @@ pub struct RawTest {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCollocation {
-    /// Number of collocation points.
-    pub points: usize,
+    /// Number of collocation points (global collocation; with `elements`, optional and then
+    /// equal to `elements·(points_per_element − 1) + 1`).
+    pub points: Option<usize>,
     /// Kind of points (default: chebyshev).
     #[serde(default = "default_nodes")]
     pub nodes: NodeKind,
+    /// Finite elements: number of equal elements (default 1: global collocation).
+    pub elements: Option<usize>,
+    /// Nodes per element, both ends included (required with `elements`).
+    pub points_per_element: Option<usize>,
 }
 
 fn default_nodes() -> NodeKind {

@@ -317,6 +317,8 @@ pub fn build_with(
         "differentiation",
         (0..n)
             .flat_map(|k| (0..d).flat_map(move |i| (0..n).map(move |j| (k, i, j))))
+            // Finite elements: D is block-banded; only its nonzeros enter the Jacobian.
+            .filter(|&(k, _, j)| dm.get(k, j) != 0.0)
             .map(|(k, i, j)| (row(k, i), states.at(&[j, i]), dm.get(k, j))),
     );
 
