@@ -1,6 +1,8 @@
 //! Bad input to `colloc solve`: every case exits 2 with a message naming the file and the
 //! line or field, and never panics.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -299,25 +301,7 @@ fn a_small_solve_writes_every_result_file() {
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
                 .unwrap();
-        for key in [
-            "status",
-            "iterations",
-            "wall_s",
-            "solve_s",
-            "eval_s",
-            "objective",
-            "fit_mse",
-            "train_mse",
-            "test_mse",
-            "train_mse_clean",
-            "test_mse_clean",
-            "n_vars",
-            "n_cons",
-            "nnz_jac",
-            "nnz_hess",
-        ] {
-            assert!(summary.get(key).is_some(), "summary.json lacks {key}");
-        }
+        common::assert_summary_keys(&summary, &[]);
         assert_eq!(summary["status"], "solve_succeeded");
         assert!(summary["fit_mse"].as_f64().unwrap() < 0.01, "{summary}");
         let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
@@ -348,49 +332,23 @@ fn a_small_solve_writes_every_result_file() {
 fn ctrl_c_stops_the_solve_and_still_writes_results() {
     let d = dir("ctrl-c");
     let out = d.join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_colloc"))
-        .args([
+    // Interrupt once IPOPT reports its third iteration (not after a fixed delay: the whole
+    // solve takes only a few seconds).
+    let start = std::time::Instant::now();
+    let (code, err) = common::interrupt_when(
+        &[
             "solve",
             "problems/vanderpol.toml",
             "--out",
             out.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until IPOPT reports its third iteration, then interrupt (not a fixed delay: the
-    // whole solve takes only a few seconds).
-    let start = std::time::Instant::now();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let line = line.unwrap();
-            if line.trim_start().starts_with("3 ") {
-                let _ = tx.send(());
-            }
-            s.push_str(&line);
-            s.push('\n');
-        }
-        s
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("IPOPT iterations are reported");
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
-    let err = reader.join().unwrap();
+        ],
+        |line| line.trim_start().starts_with("3 "),
+    );
     assert!(
         start.elapsed().as_secs() < 60,
         "the interrupt did not stop the solve"
     );
-    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();

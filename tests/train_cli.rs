@@ -2,6 +2,8 @@
 //! bad flags and bad `[sequential]` settings are refused with a clear message; `--init`
 //! starts from a saved model; runs are deterministic.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -85,28 +87,7 @@ fn every_method_trains_and_writes_its_results() {
         // Progress reached stderr (epoch counter and best MSE).
         assert!(err.contains("best mse"), "{method}: {err}");
         let s = summary(&out);
-        for key in [
-            "status",
-            "iterations",
-            "wall_s",
-            "solve_s",
-            "eval_s",
-            "objective",
-            "fit_mse",
-            "train_mse",
-            "test_mse",
-            "train_mse_clean",
-            "test_mse_clean",
-            "n_vars",
-            "n_cons",
-            "nnz_jac",
-            "nnz_hess",
-            "epochs",
-            "best_epoch",
-            "nfe",
-        ] {
-            assert!(s.get(key).is_some(), "{method}: summary.json lacks {key}");
-        }
+        common::assert_summary_keys(&s, &["epochs", "best_epoch", "nfe"]);
         assert_eq!(s["method"], method);
         assert_eq!(s["epochs"], epochs);
         assert!(s["nfe"].as_u64().unwrap() > 100);
@@ -273,44 +254,18 @@ fn bad_flags_and_settings_are_refused() {
 fn ctrl_c_stops_training_and_keeps_the_best_model() {
     let d = dir("ctrl-c");
     let out = d.join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_colloc"))
-        .args([
+    let (code, err) = common::interrupt_when(
+        &[
             "train",
             "problems/lotka_volterra.toml",
             "--method",
             "vanilla",
             "--out",
             out.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let line = line.unwrap();
-            if line.contains("train [") {
-                let _ = tx.send(());
-            }
-            s.push_str(&line);
-            s.push('\n');
-        }
-        s
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("progress is reported");
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
-    let err = reader.join().unwrap();
-    assert_eq!(status.code(), Some(1), "{err}");
+        ],
+        |line| line.contains("train ["),
+    );
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     let s = summary(&out);
     assert!(

@@ -7,8 +7,7 @@ use colloc::training::admm::{self, AdmmError, AdmmState, FaultInjection, Iterati
 use colloc::training::collocation::TrainError;
 use colloc_models::write_atomic;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Arguments of `colloc admm`.
@@ -81,11 +80,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     };
     std::fs::create_dir_all(&out).map_err(|e| Failure::run(format!("{}: {e}", out.display())))?;
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    let interrupted = super::interrupt_flag();
     if !args.quiet {
         eprintln!(
             "colloc admm {}: {} batches {:?}, model {:?} {}, ρ {} ({}), {} iterations at most{}",
@@ -240,10 +235,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         "wall time", summary.wall_s, summary.solve_s, summary.eval_s
     );
     super::print_scores(ev);
-    println!("{:<18} {}", "results", out.display());
-    if let Some(e) = &ev.simulation_error {
-        eprintln!("warning: {e}");
-    }
+    super::print_results_folder(ev, &out);
     if interrupted.load(Ordering::SeqCst) {
         return Err(Failure::run(format!(
             "interrupted; results and checkpoint written to {} (continue with --resume)",

@@ -5,6 +5,25 @@ pub mod solve;
 pub mod train;
 
 use colloc::training::collocation::Evaluation;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A flag that Ctrl-C sets. The handler can be installed once per process (each command runs
+/// in its own process), so a second call keeps the first handler.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    interrupted
+}
+
+/// Where the results went, and why the simulation of the learned ODE failed, if it did.
+pub fn print_results_folder(ev: &Evaluation, out: &std::path::Path) {
+    println!("{:<18} {}", "results", out.display());
+    if let Some(e) = &ev.simulation_error {
+        eprintln!("warning: {e}");
+    }
+}
 
 /// The figure lines every command ends with: simulation MSEs (and their noise-free versions).
 pub fn print_scores(ev: &Evaluation) {

@@ -6,8 +6,7 @@ use colloc::report::{self, Summary};
 use colloc::training::collocation::{self, TrainError};
 use colloc_models::Mlp;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Arguments of `colloc solve`.
@@ -48,13 +47,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&problem.name));
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // A second handler cannot be installed (tests run several commands in one process
-        // only through the binary, so this succeeds once per process).
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    let interrupted = super::interrupt_flag();
     if !args.quiet {
         eprintln!(
             "colloc solve {}: {} states, {} collocation points, model {:?} {}, {:?} formulation",
@@ -126,10 +119,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         "{:<18} {} vars, {} cons, {} jac nnz, {} hess nnz",
         "size", run.dims.n_vars, run.dims.n_cons, run.dims.nnz_jac, run.dims.nnz_hess
     );
-    println!("{:<18} {}", "results", out.display());
-    if let Some(e) = &ev.simulation_error {
-        eprintln!("warning: {e}");
-    }
+    super::print_results_folder(ev, &out);
     if interrupted.load(Ordering::SeqCst) {
         return Err(Failure::run(format!(
             "interrupted; results of the last iterate written to {}",

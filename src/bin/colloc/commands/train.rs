@@ -100,11 +100,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", problem.name, method_name)));
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    let interrupted = super::interrupt_flag();
     let total = settings.total_epochs();
     let pretrain = if settings.pretrain_fraction > 0.0 {
         settings.pretrain_epochs
@@ -216,10 +212,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     );
     println!("{:<18} {:.6e}", "loss at best", summary.objective);
     super::print_scores(ev);
-    println!("{:<18} {}", "results", out.display());
-    if let Some(e) = &ev.simulation_error {
-        eprintln!("warning: {e}");
-    }
+    super::print_results_folder(ev, &out);
     if interrupted.load(Ordering::SeqCst) {
         return Err(Failure::run(format!(
             "interrupted; the best model so far was written to {}",

@@ -1,0 +1,71 @@
+//! Helpers shared by the command-line tests.
+#![allow(dead_code)] // each test binary uses part of this module
+
+use std::process::{Command, Stdio};
+
+/// Keys every `summary.json` has (those of `colloc solve`).
+pub const SUMMARY_KEYS: [&str; 15] = [
+    "status",
+    "iterations",
+    "wall_s",
+    "solve_s",
+    "eval_s",
+    "objective",
+    "fit_mse",
+    "train_mse",
+    "test_mse",
+    "train_mse_clean",
+    "test_mse_clean",
+    "n_vars",
+    "n_cons",
+    "nnz_jac",
+    "nnz_hess",
+];
+
+/// Asserts that `summary` has every key of [`SUMMARY_KEYS`] and of `extra`.
+pub fn assert_summary_keys(summary: &serde_json::Value, extra: &[&str]) {
+    for key in SUMMARY_KEYS.iter().chain(extra) {
+        assert!(
+            summary.get(key).is_some(),
+            "summary.json lacks {key}: {summary}"
+        );
+    }
+}
+
+/// Runs `colloc ARGS`, sends SIGINT once a line of its stderr satisfies `ready`, and returns
+/// the exit code and the whole stderr.
+pub fn interrupt_when(
+    args: &[&str],
+    ready: impl Fn(&str) -> bool + Send + 'static,
+) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap();
+            if ready(&line) {
+                let _ = tx.send(());
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the command reports progress");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    (status.code(), reader.join().unwrap())
+}
