@@ -618,6 +618,14 @@ pub(crate) struct DmumpsStrucPrefix {
 thread_local! {
     /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
     static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
+    /// The first MUMPS allocation failure on this thread: (INFO(1), INFO(2)).
+    static MUMPS_MEMORY_FAILURE: std::cell::Cell<Option<(c_int, c_int)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Takes (and clears) this thread's record of a MUMPS allocation failure: INFO(1) = −13 and
+/// INFO(2), the size MUMPS tried to allocate (negative: in millions of entries).
+pub(crate) fn take_mumps_memory_failure() -> Option<(c_int, c_int)> {
+    MUMPS_MEMORY_FAILURE.with(std::cell::Cell::take)
 }
 
 /// MUMPS instances (by struct address) whose systems are solved densely.
@@ -734,8 +742,19 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
     // A panic cannot happen while the lock is held (the callee is C), so poisoning is moot.
     let _guard = MUMPS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     MUMPS_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: forwarding the caller's valid pointer to the real `dmumps_c`.
-    unsafe { real(id) }
+    // SAFETY: forwarding the caller's valid pointer to the real `dmumps_c`; afterwards INFO is
+    // a plain array in the struct.
+    let (info1, info2) = unsafe {
+        real(id);
+        ((*s).info[0], (*s).info[1])
+    };
+    if info1 == -13 {
+        MUMPS_MEMORY_FAILURE.with(|f| {
+            if f.get().is_none() {
+                f.set(Some((info1, info2)));
+            }
+        });
+    }
 }
 
 /// Sets INFO(1) and INFOG(1).

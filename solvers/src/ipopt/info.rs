@@ -62,4 +62,7 @@ pub struct SolveStats {
     pub eval_errors: usize,
     /// The first evaluation error, if any.
     pub first_eval_error: Option<String>,
+    /// What went wrong in the linear solver, if something did that IPOPT cannot recover from
+    /// (MUMPS out of memory); IPOPT then reports a failed restoration or step computation.
+    pub linear_solver_error: Option<String>,
 }

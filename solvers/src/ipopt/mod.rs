@@ -257,6 +257,7 @@ impl IpoptSolver {
             panic: None,
         };
 
+        let _ = ffi::take_mumps_memory_failure();
         let code = ffi::solve_raw(&mut problem, &mut iterate, &mut state).map_err(|e| match e {
             RawError::Create => {
                 IpoptError::CreateFailed(format!("n = {n}, m = {m}, nnz_jac = {}", d.nnz_jac))
@@ -274,6 +275,16 @@ impl IpoptSolver {
         let status = SolveStatus::from_code(code).unwrap_or(SolveStatus::InternalError);
         let mut stats = state.stats;
         stats.wall_s = started.elapsed().as_secs_f64();
+        if let Some((_, size)) = ffi::take_mumps_memory_failure() {
+            let amount = if size < 0 {
+                format!("{} million entries", -(size as i64))
+            } else {
+                format!("{size} entries")
+            };
+            stats.linear_solver_error = Some(format!(
+                "MUMPS ran out of memory factorizing the KKT system (INFO(1) = -13, tried to allocate {amount}); the NLP is too large or too densely coupled for this machine"
+            ));
+        }
         Ok(IpoptSolution {
             status,
             x: iterate.x,

@@ -128,9 +128,13 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     }
     if !summary.success {
         return Err(Failure::run(format!(
-            "IPOPT did not converge: {} ({})",
+            "IPOPT did not converge: {} ({}){}",
             run.solution.status,
-            run.solution.status.message()
+            run.solution.status.message(),
+            stats
+                .linear_solver_error
+                .as_ref()
+                .map_or(String::new(), |e| format!("; {e}"))
         )));
     }
     Ok(())
