@@ -67,19 +67,41 @@ pub fn normal_draws(seed: u64, n: usize) -> Vec<f64> {
     out
 }
 
-/// Reads `t, y1, …, yd` rows. A header line is allowed (first line with a non-numeric
-/// field); `#` starts a comment line. Errors name the file and line.
-pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> {
+/// The file's name (for messages) and text.
+fn read_text(path: &Path) -> Result<(String, String), ProblemError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ProblemError::Io {
         path: file.clone(),
         message: e.to_string(),
     })?;
-    let err = |line: usize, message: String| ProblemError::Data {
-        path: file.clone(),
+    Ok((file, text))
+}
+
+/// A bad line of a data file.
+fn data_error(file: &str, line: usize, message: String) -> ProblemError {
+    ProblemError::Data {
+        path: file.to_string(),
         line,
         message,
-    };
+    }
+}
+
+/// Appends a time that must be larger than the previous one.
+fn push_time(t: &mut Vec<f64>, time: f64) -> Result<(), String> {
+    if let Some(&last) = t.last() {
+        if time <= last {
+            return Err(format!("time {time} does not increase (previous {last})"));
+        }
+    }
+    t.push(time);
+    Ok(())
+}
+
+/// Reads `t, y1, …, yd` rows. A header line is allowed (first line with a non-numeric
+/// field); `#` starts a comment line. Errors name the file and line.
+pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> {
+    let (file, text) = read_text(path)?;
+    let err = |line: usize, message: String| data_error(&file, line, message);
     let mut t = Vec::new();
     let mut y: Vec<Vec<f64>> = Vec::new();
     let mut width = None;
@@ -135,15 +157,7 @@ pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> 
                 ),
             ));
         }
-        if let Some(&last) = t.last() {
-            if values[0] <= last {
-                return Err(err(
-                    line,
-                    format!("time {} does not increase (previous {last})", values[0]),
-                ));
-            }
-        }
-        t.push(values[0]);
+        push_time(&mut t, values[0]).map_err(|m| err(line, m))?;
         y.push(values[1..].to_vec());
     }
     Ok((t, y))
@@ -157,16 +171,8 @@ pub fn read_schmidt_lipson(
     path: &Path,
     trajectory: u32,
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ProblemError::Io {
-        path: file.clone(),
-        message: e.to_string(),
-    })?;
-    let err = |line: usize, message: String| ProblemError::Data {
-        path: file.clone(),
-        line,
-        message,
-    };
+    let (file, text) = read_text(path)?;
+    let err = |line: usize, message: String| data_error(&file, line, message);
     let (mut t, mut y) = (Vec::new(), Vec::new());
     let mut ids = std::collections::BTreeSet::new();
     let mut last_line = 0;
@@ -214,15 +220,7 @@ pub fn read_schmidt_lipson(
         if id != trajectory {
             continue;
         }
-        if let Some(&last) = t.last() {
-            if v[1] <= last {
-                return Err(err(
-                    line,
-                    format!("time {} does not increase (previous {last})", v[1]),
-                ));
-            }
-        }
-        t.push(v[1]);
+        push_time(&mut t, v[1]).map_err(|m| err(line, m))?;
         y.push(v[2..6].to_vec());
     }
     if t.len() < 2 {

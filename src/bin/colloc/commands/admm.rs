@@ -32,9 +32,7 @@ pub struct AdmmArgs {
 /// Runs the command.
 pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
-        colloc_solvers::ipopt::set_blas_threads(1);
-    }
+    super::single_blas_thread();
     let problem = problem::load(&args.file).map_err(Failure::input)?;
     let settings = problem.admm.clone().ok_or_else(|| {
         Failure::input(format!(

@@ -8,6 +8,14 @@ use colloc::training::collocation::Evaluation;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// One BLAS thread per process unless the user set `OPENBLAS_NUM_THREADS` (IPOPT's dense
+/// factorizations are not faster with two on these machines, and not bitwise repeatable).
+pub fn single_blas_thread() {
+    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
+        colloc_solvers::ipopt::set_blas_threads(1);
+    }
+}
+
 /// A flag that Ctrl-C sets. The handler can be installed once per process (each command runs
 /// in its own process), so a second call keeps the first handler.
 pub fn interrupt_flag() -> Arc<AtomicBool> {

@@ -31,9 +31,7 @@ pub struct SolveArgs {
 /// Runs the command.
 pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
-        colloc_solvers::ipopt::set_blas_threads(1);
-    }
+    super::single_blas_thread();
     let problem = problem::load(&args.file).map_err(Failure::input)?;
     let formulation = args.formulation.unwrap_or(problem.formulation);
     let init = args
