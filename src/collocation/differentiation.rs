@@ -1,54 +1,46 @@
 //! The collocation differentiation matrix.
 
-use super::{DenseMatrix, Nodes};
+use super::{NodeKind, Nodes, SparseMatrix};
 
-/// `D` with `(D·y)_i = p'(t_i)` for the interpolating polynomial `p` of the values `y` at the
-/// nodes: off-diagonal `D_ij = (w_j/w_i)/(t_i − t_j)`, diagonal by negative row sums (exact on
-/// constants and more accurate than the closed form), computed on `[-1, 1]` and scaled by
-/// `2/(T − t0)`.
+/// `D` with `(D·y)_r = p'(t_i)` at the `r`-th collocation point `t_i`
+/// ([`Nodes::collocation_points`]), for the interpolating polynomial `p` of the values `y` at
+/// the nodes: off-diagonal `D_ij = (w_j/w_i)/(t_i − t_j)`, diagonal by negative row sums
+/// (exact on constants and more accurate than the closed form), computed on `[-1, 1]` and
+/// scaled by `2/(T − t0)`.
 ///
-/// With finite elements, row `i` differentiates the polynomial of the element the node ends
-/// (a shared boundary node: the element on its left; the first node: the first element), so
-/// there is one row per node and the matrix is block-banded.
-pub fn differentiation_matrix(nodes: &Nodes) -> DenseMatrix {
+/// With finite elements, a row differentiates the polynomial of the element the point ends
+/// (a shared boundary node: the element on its left; the first node of Lobatto-type elements:
+/// the first element), so a row holds at most `points_per_element` entries.
+pub fn differentiation_matrix(nodes: &Nodes) -> SparseMatrix {
+    let mut d = SparseMatrix::new(nodes.len());
     if !nodes.elements.is_empty() {
-        let n = nodes.len();
-        let mut data = vec![0.0; n * n];
         for (e, (first, local)) in nodes.elements.iter().enumerate() {
-            let d = differentiation_matrix(local);
-            let p = local.len();
-            for r in usize::from(e > 0)..p {
-                for c in 0..p {
-                    data[(first + r) * n + first + c] = d.get(r, c);
-                }
+            let local_d = differentiation_matrix(local);
+            let skip = usize::from(e > 0 || nodes.kind == NodeKind::Radau);
+            for r in skip..local.len() {
+                d.push_row(local_d.row(r).map(|(c, v)| (first + c, v)));
             }
         }
-        return DenseMatrix {
-            rows: n,
-            cols: n,
-            data,
-        };
+        debug_assert_eq!(d.rows, nodes.collocation_points().len());
+        return d;
     }
     let (x, w) = (&nodes.reference, &nodes.weights);
     let n = x.len();
     let scale = 2.0 / (nodes.t1 - nodes.t0);
-    let mut data = vec![0.0; n * n];
+    let mut row = vec![0.0; n];
     for i in 0..n {
         let mut diag = 0.0;
         for j in 0..n {
             if i != j {
-                let d = (w[j] / w[i]) / (x[i] - x[j]);
-                data[i * n + j] = d * scale;
-                diag -= d;
+                let v = (w[j] / w[i]) / (x[i] - x[j]);
+                row[j] = v * scale;
+                diag -= v;
             }
         }
-        data[i * n + i] = diag * scale;
+        row[i] = diag * scale;
+        d.push_row(row.iter().copied().enumerate());
     }
-    DenseMatrix {
-        rows: n,
-        cols: n,
-        data,
-    }
+    d
 }
 
 #[cfg(test)]
@@ -139,7 +131,7 @@ mod element_tests {
 
     #[test]
     fn finite_elements_are_exact_on_polynomials_of_the_element_degree() {
-        for kind in [NodeKind::Chebyshev, NodeKind::LegendreGaussLobatto] {
+        for kind in NodeKind::ALL {
             let (k, p) = (7, 6);
             let nodes = Nodes::finite_elements(kind, k, p, 1.0, 15.0).unwrap();
             assert_eq!(nodes.len(), k * (p - 1) + 1);
@@ -150,10 +142,15 @@ mod element_tests {
             let df = |t: f64| 0.2 - 0.09 * t * t + 5e-4 * t.powi(4);
             let y: Vec<f64> = nodes.times.iter().map(|&t| f(t)).collect();
             let dy = differentiation_matrix(&nodes).mul_vec(&y);
-            for (i, &t) in nodes.times.iter().enumerate() {
+            // Radau elements collocate at every node but the first.
+            let points = nodes.collocation_points();
+            assert_eq!(points.start, usize::from(kind == NodeKind::Radau));
+            assert_eq!(dy.len(), points.len());
+            for (r, k) in points.enumerate() {
+                let t = nodes.times[k];
                 assert!(
-                    (dy[i] - df(t)).abs() < 1e-9 * df(t).abs().max(1.0),
-                    "{kind} D row {i}"
+                    (dy[r] - df(t)).abs() < 1e-9 * df(t).abs().max(1.0),
+                    "{kind} D row {r}"
                 );
             }
             let at = [1.0, 1.37, 7.0, 8.999, 14.2, 15.0];
@@ -166,11 +163,17 @@ mod element_tests {
             }
             // Each row of D touches one element only: at most p nonzeros.
             let d = differentiation_matrix(&nodes);
-            for i in 0..nodes.len() {
-                assert!(d.row(i).iter().filter(|v| **v != 0.0).count() <= p);
+            for i in 0..d.rows {
+                assert!(d.row(i).count() <= p);
             }
         }
-        assert!(Nodes::finite_elements(NodeKind::Radau, 3, 4, 0.0, 1.0).is_err());
+        // Radau elements: the element's start and Radau points that end at the element's end.
+        let radau = Nodes::finite_elements(NodeKind::Radau, 2, 3, 0.0, 2.0).unwrap();
+        // Two-point Radau on [-1, 1]: −1/3 and 1.
+        let expected = [0.0, 1.0 / 3.0, 1.0, 4.0 / 3.0, 2.0];
+        for (a, b) in radau.times.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-14, "{:?}", radau.times);
+        }
         // One element is global collocation.
         assert_eq!(
             Nodes::finite_elements(NodeKind::Chebyshev, 1, 9, 0.0, 2.0).unwrap(),

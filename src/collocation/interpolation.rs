@@ -1,16 +1,21 @@
 //! Barycentric interpolation from the nodes to arbitrary times.
 
-use super::{CollocationError, DenseMatrix, Nodes};
+use super::{CollocationError, Nodes, SparseMatrix};
 
 /// `L` (M × N) with `(L·y)_k = p(times[k])`, the interpolating polynomial of the node values
 /// `y` (second barycentric form). Times may be irregular, unordered or have gaps, but must lie
 /// in `[t0, T]` (interpolation, not extrapolation); a time within `1e-14·(T − t0)` of a node
 /// gives the unit row of that node.
 ///
-/// With finite elements each time is interpolated in the element that holds it.
-pub fn interpolation_matrix(nodes: &Nodes, times: &[f64]) -> Result<DenseMatrix, CollocationError> {
+/// With finite elements each time is interpolated in the element that holds it (found by
+/// bisection), so a row holds at most `points_per_element` entries.
+pub fn interpolation_matrix(
+    nodes: &Nodes,
+    times: &[f64],
+) -> Result<SparseMatrix, CollocationError> {
     let n = nodes.len();
-    let mut data = vec![0.0; times.len() * n];
+    let mut l = SparseMatrix::new(n);
+    let mut row = vec![0.0; n];
     for (k, &t) in times.iter().enumerate() {
         let span = nodes.t1 - nodes.t0;
         if !(t.is_finite() && t >= nodes.t0 - 1e-12 * span && t <= nodes.t1 + 1e-12 * span) {
@@ -24,19 +29,17 @@ pub fn interpolation_matrix(nodes: &Nodes, times: &[f64]) -> Result<DenseMatrix,
         if !nodes.elements.is_empty() {
             let e = nodes
                 .elements
-                .iter()
-                .position(|(_, local)| t <= local.t1)
-                .unwrap_or(nodes.elements.len() - 1);
+                .partition_point(|(_, local)| local.t1 < t)
+                .min(nodes.elements.len() - 1);
             let (first, local) = &nodes.elements[e];
             let t_in = t.clamp(local.t0, local.t1);
-            let row = interpolation_matrix(local, &[t_in])?;
-            data[k * n + first..k * n + first + local.len()].copy_from_slice(row.row(0));
+            let local_row = interpolation_matrix(local, &[t_in])?;
+            l.push_row(local_row.row(0).map(|(c, v)| (first + c, v)));
             continue;
         }
         let s = nodes.to_reference(t);
-        let row = &mut data[k * n..(k + 1) * n];
         if let Some(j) = nodes.reference.iter().position(|&x| (s - x).abs() < 2e-14) {
-            row[j] = 1.0;
+            l.push_row([(j, 1.0)]);
             continue;
         }
         let mut total = 0.0;
@@ -44,13 +47,9 @@ pub fn interpolation_matrix(nodes: &Nodes, times: &[f64]) -> Result<DenseMatrix,
             *r = w / (s - x);
             total += *r;
         }
-        row.iter_mut().for_each(|r| *r /= total);
+        l.push_row(row.iter().map(|r| r / total).enumerate());
     }
-    Ok(DenseMatrix {
-        rows: times.len(),
-        cols: n,
-        data,
-    })
+    Ok(l)
 }
 
 /// The interpolating polynomial of `values` (one per node) evaluated at `times`.
@@ -78,13 +77,13 @@ mod tests {
             let l = interpolation_matrix(&nodes, &times).unwrap();
             for (k, &t) in times.iter().enumerate() {
                 assert!(
-                    (l.row(k).iter().sum::<f64>() - 1.0).abs() < 1e-13,
+                    (l.row(k).map(|(_, v)| v).sum::<f64>() - 1.0).abs() < 1e-13,
                     "{kind}: row {k} does not sum to 1"
                 );
-                let v: f64 = l.row(k).iter().zip(&values).map(|(a, b)| a * b).sum();
+                let v: f64 = l.row(k).map(|(j, a)| a * values[j]).sum();
                 assert!((v - p(t)).abs() < 1e-12, "{kind}: p({t}) = {} vs {v}", p(t));
             }
-            assert_eq!(l.row(7)[4], 1.0);
+            assert_eq!(l.row(7).collect::<Vec<_>>(), vec![(4, 1.0)]);
         }
     }
 

@@ -7,7 +7,10 @@
 //! data's own times.
 //!
 //! With Lagrange polynomials through the nodes, the coefficients are the state values
-//! themselves, and the ODE `y' = f(y, t)` becomes `D·Y = F(Y, t)` at the nodes.
+//! themselves, and the ODE `y' = f(y, t)` becomes `D·Y = F(Y, t)` at the collocation points
+//! ([`Nodes::collocation_points`]: every node, except the start of finite Radau elements).
+//! Both matrices are sparse ([`SparseMatrix`]): with finite elements a row touches one
+//! element, so their entries grow linearly with the number of points.
 
 mod differentiation;
 mod interpolation;
@@ -17,32 +20,80 @@ pub use differentiation::differentiation_matrix;
 pub use interpolation::{interpolate, interpolation_matrix};
 pub use nodes::{NodeKind, Nodes};
 
-/// A dense row-major matrix.
+/// A sparse matrix in compressed sparse row form: `D` and `L` of finite elements hold a few
+/// entries per row, those of global collocation a full row each.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DenseMatrix {
+pub struct SparseMatrix {
     /// Number of rows.
     pub rows: usize,
     /// Number of columns.
     pub cols: usize,
-    /// Entries, row after row.
-    pub data: Vec<f64>,
+    indptr: Vec<usize>,
+    indices: Vec<usize>,
+    values: Vec<f64>,
 }
 
-impl DenseMatrix {
-    /// Entry `(i, j)`.
-    pub fn get(&self, i: usize, j: usize) -> f64 {
-        self.data[i * self.cols + j]
+impl SparseMatrix {
+    /// An empty `0 × cols` matrix to which rows are appended with [`Self::push_row`].
+    pub fn new(cols: usize) -> Self {
+        Self {
+            rows: 0,
+            cols,
+            indptr: vec![0],
+            indices: Vec::new(),
+            values: Vec::new(),
+        }
     }
 
-    /// Row `i`.
-    pub fn row(&self, i: usize) -> &[f64] {
-        &self.data[i * self.cols..(i + 1) * self.cols]
+    /// Appends a row from `(column, value)` entries in increasing column order (zeros are
+    /// kept out).
+    pub fn push_row(&mut self, entries: impl IntoIterator<Item = (usize, f64)>) {
+        for (j, v) in entries {
+            debug_assert!(j < self.cols);
+            debug_assert!(
+                self.indices.len() == self.indptr[self.rows] || self.indices.last() < Some(&j)
+            );
+            if v != 0.0 {
+                self.indices.push(j);
+                self.values.push(v);
+            }
+        }
+        self.indptr.push(self.indices.len());
+        self.rows += 1;
+    }
+
+    /// The nonzero entries of row `i` as `(column, value)`, by increasing column.
+    pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let range = self.indptr[i]..self.indptr[i + 1];
+        self.indices[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.values[range].iter().copied())
+    }
+
+    /// Entry `(i, j)` (zero when not stored).
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        let range = self.indptr[i]..self.indptr[i + 1];
+        match self.indices[range.clone()].binary_search(&j) {
+            Ok(pos) => self.values[range.start + pos],
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Number of stored (nonzero) entries.
+    pub fn nnz(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Every stored entry as `(row, column, value)`, row by row.
+    pub fn triplets(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
+        (0..self.rows).flat_map(move |i| self.row(i).map(move |(j, v)| (i, j, v)))
     }
 
     /// `self · v`.
     pub fn mul_vec(&self, v: &[f64]) -> Vec<f64> {
         (0..self.rows)
-            .map(|i| self.row(i).iter().zip(v).map(|(a, b)| a * b).sum())
+            .map(|i| self.row(i).map(|(j, a)| a * v[j]).sum())
             .collect()
     }
 }
@@ -67,12 +118,6 @@ pub enum CollocationError {
         t0: f64,
         /// End.
         t1: f64,
-    },
-    /// Finite elements need nodes that include both ends of each element.
-    #[error("finite elements need nodes with both ends (chebyshev or legendre-gauss-lobatto), not {kind}")]
-    ElementNodes {
-        /// Node kind.
-        kind: NodeKind,
     },
     /// An evaluation time outside the interval (or not finite).
     #[error("time {t} (entry {index}) is outside the collocation interval [{t0}, {t1}]")]

@@ -121,9 +121,10 @@ impl Nodes {
     }
 
     /// Finite elements: `[t0, t1]` cut into `elements` equal elements with `per_element`
-    /// nodes of `kind` each (Chebyshev or Legendre–Gauss–Lobatto: both ends are nodes, and
-    /// neighbours share them), `elements·(per_element − 1) + 1` nodes in all. One element is
-    /// global collocation.
+    /// nodes each, both ends included and shared with the neighbours (so the state is
+    /// continuous), `elements·(per_element − 1) + 1` nodes in all. Chebyshev and
+    /// Legendre–Gauss–Lobatto elements use those points; Radau elements their start and
+    /// `per_element − 1` Radau points. One element is global collocation.
     pub fn finite_elements(
         kind: NodeKind,
         elements: usize,
@@ -134,8 +135,12 @@ impl Nodes {
         if elements <= 1 {
             return Self::new(kind, per_element, t0, t1);
         }
-        if kind == NodeKind::Radau {
-            return Err(CollocationError::ElementNodes { kind });
+        if per_element < 2 {
+            return Err(CollocationError::TooFewPoints {
+                kind,
+                n: per_element,
+                min: 2,
+            });
         }
         if !(t0.is_finite() && t1.is_finite() && t0 < t1) {
             return Err(CollocationError::InvalidInterval { t0, t1 });
@@ -145,7 +150,15 @@ impl Nodes {
         let mut times = Vec::with_capacity(elements * (per_element - 1) + 1);
         let mut parts = Vec::with_capacity(elements);
         for e in 0..elements {
-            let nodes = Self::new(kind, per_element, bound(e), bound(e + 1))?;
+            let nodes = if kind == NodeKind::Radau {
+                // The element's start and its per_element − 1 Radau points (which include the
+                // element's end), as pyomo.dae's Radau collocation.
+                let mut reference = vec![-1.0];
+                reference.extend(radau_right(per_element - 1));
+                Self::from_reference(kind, reference, bound(e), bound(e + 1))
+            } else {
+                Self::new(kind, per_element, bound(e), bound(e + 1))?
+            };
             let first = times.len().saturating_sub(1);
             let skip = usize::from(e > 0);
             times.extend_from_slice(&nodes.times[skip..]);
@@ -160,6 +173,36 @@ impl Nodes {
             weights: Vec::new(),
             elements: parts,
         })
+    }
+
+    /// Nodes of the given points on `[-1, 1]` (ascending), mapped to `[t0, t1]`, with
+    /// general barycentric weights.
+    fn from_reference(kind: NodeKind, reference: Vec<f64>, t0: f64, t1: f64) -> Self {
+        let weights = barycentric_weights(&reference);
+        let times = reference
+            .iter()
+            .map(|&s| t0 + (s + 1.0) * 0.5 * (t1 - t0))
+            .collect();
+        Self {
+            kind,
+            t0,
+            t1,
+            reference,
+            times,
+            weights,
+            elements: Vec::new(),
+        }
+    }
+
+    /// The nodes where the ODE is collocated, one row of `D` each: every node, except the
+    /// start `t0` of finite Radau elements (there each element collocates at its Radau points,
+    /// and the first state is free).
+    pub fn collocation_points(&self) -> std::ops::Range<usize> {
+        if self.kind == NodeKind::Radau && !self.elements.is_empty() {
+            1..self.len()
+        } else {
+            0..self.len()
+        }
     }
 
     /// Number of nodes.

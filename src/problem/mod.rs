@@ -325,12 +325,6 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
                     ),
                 ));
             }
-            if total > 5000 {
-                return Err(field(
-                    "collocation.elements",
-                    format!("{total} points in all is too many for the dense collocation matrices of this version (at most 5000)"),
-                ));
-            }
             Nodes::finite_elements(c.nodes, k, p, t0, t1)
                 .map_err(|e| field("collocation.nodes", e.to_string()))?
         }

@@ -160,9 +160,6 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
                     rows.len()
                 )));
             }
-            let points = settings.points.unwrap_or_else(|| {
-                ((problem.nodes.len() as f64 * (b - a) / span).round() as usize).max(3)
-            });
             let mut p = problem.clone();
             p.name = format!("{}-batch{i}", problem.name);
             p.data = Dataset {
@@ -177,13 +174,39 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
             };
             p.t0 = a;
             p.t1 = b;
-            p.nodes = Nodes::new(problem.nodes.kind, points, a, b)?;
+            p.nodes = batch_nodes(&problem.nodes, settings.points, [a, b], span)?;
             Ok(Batch {
                 window: [a, b],
                 problem: p,
             })
         })
         .collect()
+}
+
+/// A batch's collocation grid on `[a, b]`: global collocation with `points` nodes (default:
+/// the problem's share for the window's length); finite elements with the problem's points
+/// per element and its share of elements (at least one).
+fn batch_nodes(
+    nodes: &Nodes,
+    points: Option<usize>,
+    [a, b]: [f64; 2],
+    span: f64,
+) -> Result<Nodes, TrainError> {
+    let share = (b - a) / span;
+    match nodes.elements.first() {
+        None => {
+            let points =
+                points.unwrap_or_else(|| ((nodes.len() as f64 * share).round() as usize).max(3));
+            Ok(Nodes::new(nodes.kind, points, a, b)?)
+        }
+        Some(_) if points.is_some() => Err(TrainError::Unsupported(
+            "admm.points sets the points of global collocation; with finite elements each batch gets the problem's points per element and its share of the elements".into(),
+        )),
+        Some((_, element)) => {
+            let k = ((nodes.elements.len() as f64 * share).round() as usize).max(1);
+            Ok(Nodes::finite_elements(nodes.kind, k, element.len(), a, b)?)
+        }
+    }
 }
 
 /// One batch's outcome in one iteration.

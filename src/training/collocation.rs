@@ -20,7 +20,7 @@ use super::metrics::mse;
 use super::prefit::{levenberg_marquardt, PrefitReport, PrefitSettings};
 use super::smoothing::{bandwidth_from_spacing, local_linear};
 use crate::collocation::{
-    differentiation_matrix, interpolation_matrix, CollocationError, DenseMatrix,
+    differentiation_matrix, interpolation_matrix, CollocationError, SparseMatrix,
 };
 use crate::nlp::{
     ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, ModelError, Nlp, Scalar,
@@ -192,9 +192,10 @@ pub struct CollocationNlp {
 /// Xavier draw.
 pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> PrefitReport {
     let nodes = &problem.nodes;
-    let (n, d) = (nodes.len(), problem.data.dim());
+    let d = problem.data.dim();
     let dm = differentiation_matrix(nodes);
-    let inputs: Vec<Vec<f64>> = (0..n)
+    let inputs: Vec<Vec<f64>> = nodes
+        .collocation_points()
         .map(|k| {
             let mut x = start_states[k].clone();
             if problem.model.time_input {
@@ -203,10 +204,10 @@ pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Prefi
             x
         })
         .collect();
-    let targets: Vec<Vec<f64>> = (0..n)
-        .map(|k| {
+    let targets: Vec<Vec<f64>> = (0..dm.rows)
+        .map(|r| {
             (0..d)
-                .map(|o| (0..n).map(|j| dm.get(k, j) * start_states[j][o]).sum())
+                .map(|o| dm.row(r).map(|(j, v)| v * start_states[j][o]).sum())
                 .collect()
         })
         .collect();
@@ -308,18 +309,20 @@ pub fn build_with(
             .start_each(start_states.concat()),
     )?;
     let theta = add_theta(&mut m, problem, &init)?;
-    let colloc = m.add_constraints(ConSpec::equal_zero("collocation", n * d))?;
-    let row = |k: usize, i: usize| colloc.row(k * d + i);
+    // One constraint per collocation point and state; `row(k, i)` for node `k`.
+    let points = nodes.collocation_points();
+    let colloc = m.add_constraints(ConSpec::equal_zero("collocation", points.len() * d))?;
+    let first_point = points.start;
+    let row = |k: usize, i: usize| colloc.row((k - first_point) * d + i);
 
-    // D·Y.
+    // D·Y (finite elements: only the few nonzeros of each row enter the Jacobian).
     let dm = differentiation_matrix(nodes);
     m.add_linear_triplets(
         "differentiation",
-        (0..n)
-            .flat_map(|k| (0..d).flat_map(move |i| (0..n).map(move |j| (k, i, j))))
-            // Finite elements: D is block-banded; only its nonzeros enter the Jacobian.
-            .filter(|&(k, _, j)| dm.get(k, j) != 0.0)
-            .map(|(k, i, j)| (row(k, i), states.at(&[j, i]), dm.get(k, j))),
+        dm.triplets().flat_map(|(r, j, v)| {
+            let states = &states;
+            (0..d).map(move |i| (row(first_point + r, i), states.at(&[j, i]), v))
+        }),
     );
 
     // Data fit at the observation times.
@@ -357,10 +360,10 @@ pub fn build_with(
         let l0 = interpolation_matrix(nodes, &[problem.data.t[first]])?;
         m.add_linear_triplets(
             "initial_state",
-            (0..d)
-                .flat_map(|i| (0..n).map(move |j| (i, j)))
-                .filter(|&(_, j)| l0.get(0, j) != 0.0)
-                .map(|(i, j)| (c.row(i), states.at(&[j, i]), l0.get(0, j))),
+            l0.row(0).flat_map(|(j, v)| {
+                let (c, states) = (&c, &states);
+                (0..d).map(move |i| (c.row(i), states.at(&[j, i]), v))
+            }),
         );
     }
 
@@ -370,7 +373,7 @@ pub fn build_with(
             &init,
             &states,
             &theta,
-            &nodes.times,
+            (points.clone(), &nodes.times),
             spec.time_input,
             &row,
         )?,
@@ -410,7 +413,7 @@ fn add_reduced_network(
     init: &Mlp,
     states: &VarBlock,
     theta: &VarBlock,
-    times: &[f64],
+    (points, times): (std::ops::Range<usize>, &[f64]),
     time_input: bool,
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
@@ -421,12 +424,13 @@ fn add_reduced_network(
             init.layers.len() - 2
         )));
     }
-    let (n, d, hidden) = (times.len(), init.n_outputs(), init.layers[1]);
+    let (d, hidden) = (init.n_outputs(), init.layers[1]);
     let n_in = 2 * d + 1 + d + usize::from(time_input);
     let mut units = ElementGroup::new("network", n_in, d);
-    units.reserve(n * hidden);
+    units.reserve(points.len() * hidden);
     let mut inputs = Vec::with_capacity(n_in);
-    for (k, &t) in times.iter().enumerate() {
+    for k in points.clone() {
+        let t = times[k];
         let targets: Vec<Target> = (0..d).map(|o| Target::Constraint(row(k, o))).collect();
         for j in 0..hidden {
             inputs.clear();
@@ -448,7 +452,7 @@ fn add_reduced_network(
     m.add_elements(units)?;
     m.add_linear_triplets(
         "output_bias",
-        (0..n)
+        points
             .flat_map(|k| (0..d).map(move |o| (k, o)))
             .map(|(k, o)| (row(k, o), theta.index(init.bias_index(1, o)), -1.0)),
     );
@@ -457,22 +461,19 @@ fn add_reduced_network(
 
 fn add_fit(
     m: &mut Model,
-    l: &DenseMatrix,
+    l: &SparseMatrix,
     states: &VarBlock,
     train: &[usize],
     problem: &Problem,
     d: usize,
 ) -> Result<(), TrainError> {
-    let n = l.cols;
-    let mut a = sprs::TriMat::new((train.len() * d, states.offset + states.len()));
+    let mut a =
+        sprs::TriMat::with_capacity((train.len() * d, states.offset + states.len()), l.nnz() * d);
     let mut target = Vec::with_capacity(train.len() * d);
     for (r, &k) in train.iter().enumerate() {
         for i in 0..d {
-            for j in 0..n {
-                let v = l.get(r, j);
-                if v != 0.0 {
-                    a.add_triplet(r * d + i, states.at(&[j, i]), v);
-                }
+            for (j, v) in l.row(r) {
+                a.add_triplet(r * d + i, states.at(&[j, i]), v);
             }
             target.push(problem.data.y[k][i]);
         }
@@ -497,13 +498,16 @@ fn add_full_network(
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
     let nodes = &problem.nodes;
-    let (n, d) = (nodes.len(), problem.data.dim());
+    let d = problem.data.dim();
+    // Network variables at the collocation points, `[point − first, unit]`.
+    let points = nodes.collocation_points();
+    let (n, first) = (points.len(), points.start);
     let time_input = problem.model.time_input;
     let n_layers = init.layers.len() - 1;
     // Forward pass at the start to start z and h consistently.
     let mut z_start: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(n); n_layers - 1];
     let mut h_start: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(n); n_layers - 1];
-    for (k, y) in start_states.iter().enumerate() {
+    for (k, y) in start_states.iter().enumerate().skip(first) {
         let mut x = y.clone();
         if time_input {
             x.push(nodes.times[k]);
@@ -538,10 +542,10 @@ fn add_full_network(
         let pre = m.add_constraints(ConSpec::equal_zero(format!("pre{}", l + 1), n * width))?;
         let act = m.add_constraints(ConSpec::equal_zero(format!("act{}", l + 1), n * width))?;
         let mut lin = Vec::new();
-        for k in 0..n {
+        for (p, k) in points.clone().enumerate() {
             for j in 0..width {
-                let r = pre.row(k * width + j);
-                lin.push((r, z.at(&[k, j]), 1.0));
+                let r = pre.row(p * width + j);
+                lin.push((r, z.at(&[p, j]), 1.0));
                 lin.push((r, theta.index(init.bias_index(l, j)), -1.0));
                 for i in 0..n_in {
                     let w = theta.index(init.weight_index(l, j, i));
@@ -552,20 +556,20 @@ fn add_full_network(
                             &[w, states.at(&[k, i])],
                             &[Target::Constraint(r)],
                         )?,
-                        (Some(p), false) => products.push(
+                        (Some(h_prev), false) => products.push(
                             Product { c: -1.0 },
-                            &[w, p.at(&[k, i])],
+                            &[w, h_prev.at(&[p, i])],
                             &[Target::Constraint(r)],
                         )?,
                     }
                 }
-                let ra = act.row(k * width + j);
-                lin.push((ra, h.at(&[k, j]), 1.0));
+                let ra = act.row(p * width + j);
+                lin.push((ra, h.at(&[p, j]), 1.0));
                 activations.push(
                     Activated {
                         activation: init.activation,
                     },
-                    &[z.at(&[k, j])],
+                    &[z.at(&[p, j])],
                     &[Target::Constraint(ra)],
                 )?;
             }
@@ -578,13 +582,13 @@ fn add_full_network(
     let l = n_layers - 1;
     let width = init.layers[l];
     let mut lin = Vec::new();
-    for k in 0..n {
+    for (p, k) in points.enumerate() {
         for o in 0..d {
             lin.push((row(k, o), theta.index(init.bias_index(l, o)), -1.0));
             for j in 0..width {
                 products.push(
                     Product { c: -1.0 },
-                    &[theta.index(init.weight_index(l, o, j)), last.at(&[k, j])],
+                    &[theta.index(init.weight_index(l, o, j)), last.at(&[p, j])],
                     &[Target::Constraint(row(k, o))],
                 )?;
             }
