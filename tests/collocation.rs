@@ -139,3 +139,51 @@ fn finite_elements_keep_the_jacobian_linear_in_the_points() {
         run.evaluation.fit_mse
     );
 }
+
+/// The block-arrow KKT solver (element chain + θ) and MUMPS take the same Newton steps on a
+/// finite-element problem: same iterations, same optimum. Radau elements too.
+#[test]
+fn block_arrow_kkt_solver_agrees_with_mumps_on_finite_elements() {
+    use colloc::solvers::ipopt::{block_factorization_count, kkt_factorization_counts};
+    let dir = std::env::temp_dir().join(format!("colloc-fe-blocks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for nodes in ["legendre-gauss-lobatto", "radau"] {
+        let solve = |solver: &str| {
+            let text = SMALL
+                .replace(
+                    "[collocation]\npoints = 30",
+                    &format!(
+                        "[collocation]\nelements = 8\npoints_per_element = 4\nnodes = \"{nodes}\""
+                    ),
+                )
+                .replace(
+                    "tol = 1e-9",
+                    &format!("tol = 1e-9\nlinear_solver = \"{solver}\""),
+                );
+            let path = dir.join(format!("{nodes}-{solver}.toml"));
+            std::fs::write(&path, text).unwrap();
+            let p = problem::load(&path).unwrap();
+            let blocks_before = block_factorization_count();
+            let mumps_before = kkt_factorization_counts().1;
+            let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+            let used_blocks = block_factorization_count() > blocks_before;
+            let used_mumps = kkt_factorization_counts().1 > mumps_before;
+            (run, used_blocks, used_mumps)
+        };
+        let (blocks, used_blocks, _) = solve("blocks");
+        let (mumps, _, used_mumps) = solve("mumps");
+        assert!(used_blocks && used_mumps, "{nodes}: each solver ran");
+        assert!(blocks.solution.is_success() && mumps.solution.is_success());
+        let (a, b) = (blocks.solution.objective, mumps.solution.objective);
+        eprintln!(
+            "{nodes}: objective blocks {a:.12} ({} it), MUMPS {b:.12} ({} it)",
+            blocks.solution.stats.iterations, mumps.solution.stats.iterations
+        );
+        assert!((a - b).abs() <= 1e-7 * a.abs(), "{nodes}: {a} vs {b}");
+        for (ya, yb) in blocks.states.iter().zip(&mumps.states) {
+            for (u, v) in ya.iter().zip(yb) {
+                assert!((u - v).abs() < 1e-5, "{nodes}: states differ: {u} vs {v}");
+            }
+        }
+    }
+}

@@ -56,6 +56,30 @@ pub struct NlpScaling {
     pub constraints: Vec<f64>,
 }
 
+/// Variables and constraints of one block of a [`KktBlocks`] partition (0-based indices).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KktBlock {
+    /// Variable indices.
+    pub variables: Vec<usize>,
+    /// Constraint indices.
+    pub constraints: Vec<usize>,
+}
+
+/// A partition of an NLP's variables and constraints that a KKT solver may exploit: a chain of
+/// blocks, each coupled (through the Jacobian or the Hessian) only with its neighbours in the
+/// chain and with one small global block — finite-element collocation, where a block holds an
+/// element's states and collocation equations and the global block the network parameters.
+/// Each block's own KKT matrix should be nonsingular (as many constraints as its equations
+/// determine). It is a hint: a solver checks it against the actual patterns and ignores it
+/// when they do not fit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KktBlocks {
+    /// The chain, in elimination order.
+    pub chain: Vec<KktBlock>,
+    /// The global block (eliminated last).
+    pub global: KktBlock,
+}
+
 /// A nonlinear program as a solver sees it.
 ///
 /// Index conventions: all indices are 0-based. The Hessian pattern is the lower triangle
@@ -80,6 +104,11 @@ pub trait NlpEvaluator {
 
     /// User scaling, if the problem defines one (default: none).
     fn scaling(&self) -> Option<NlpScaling> {
+        None
+    }
+
+    /// A block partition for the KKT solver (default: none).
+    fn kkt_blocks(&self) -> Option<std::sync::Arc<KktBlocks>> {
         None
     }
 

@@ -1,6 +1,6 @@
 //! The collocation differentiation matrix.
 
-use super::{NodeKind, Nodes, SparseMatrix};
+use super::{Nodes, SparseMatrix};
 
 /// `D` with `(D·y)_r = p'(t_i)` at the `r`-th collocation point `t_i`
 /// ([`Nodes::collocation_points`]), for the interpolating polynomial `p` of the values `y` at
@@ -8,16 +8,15 @@ use super::{NodeKind, Nodes, SparseMatrix};
 /// (exact on constants and more accurate than the closed form), computed on `[-1, 1]` and
 /// scaled by `2/(T − t0)`.
 ///
-/// With finite elements, a row differentiates the polynomial of the element the point ends
-/// (a shared boundary node: the element on its left; the first node of Lobatto-type elements:
-/// the first element), so a row holds at most `points_per_element` entries.
+/// With finite elements, a row differentiates the polynomial of the element a point ends or
+/// lies inside (a shared boundary node: the element on its left), so a row holds at most
+/// `points_per_element` entries.
 pub fn differentiation_matrix(nodes: &Nodes) -> SparseMatrix {
     let mut d = SparseMatrix::new(nodes.len());
     if !nodes.elements.is_empty() {
-        for (e, (first, local)) in nodes.elements.iter().enumerate() {
+        for (first, local) in &nodes.elements {
             let local_d = differentiation_matrix(local);
-            let skip = usize::from(e > 0 || nodes.kind == NodeKind::Radau);
-            for r in skip..local.len() {
+            for r in 1..local.len() {
                 d.push_row(local_d.row(r).map(|(c, v)| (first + c, v)));
             }
         }
@@ -142,9 +141,9 @@ mod element_tests {
             let df = |t: f64| 0.2 - 0.09 * t * t + 5e-4 * t.powi(4);
             let y: Vec<f64> = nodes.times.iter().map(|&t| f(t)).collect();
             let dy = differentiation_matrix(&nodes).mul_vec(&y);
-            // Radau elements collocate at every node but the first.
+            // Elements collocate at every node but the first.
             let points = nodes.collocation_points();
-            assert_eq!(points.start, usize::from(kind == NodeKind::Radau));
+            assert_eq!(points.start, 1);
             assert_eq!(dy.len(), points.len());
             for (r, k) in points.enumerate() {
                 let t = nodes.times[k];

@@ -194,11 +194,14 @@ impl Nodes {
         }
     }
 
-    /// The nodes where the ODE is collocated, one row of `D` each: every node, except the
-    /// start `t0` of finite Radau elements (there each element collocates at its Radau points,
-    /// and the first state is free).
+    /// The nodes where the ODE is collocated, one row of `D` each. Global collocation: every
+    /// node (as the simultaneous-collocation paper). Finite elements: every node but the start
+    /// `t0` — each element collocates at its nodes after its start, as pyomo.dae and CasADi do,
+    /// so the initial state is free and the equations for given θ leave one solution per
+    /// initial state (collocating at `t0` too would pin the initial state by a discretization
+    /// artefact and make the constraints nearly degenerate).
     pub fn collocation_points(&self) -> std::ops::Range<usize> {
-        if self.kind == NodeKind::Radau && !self.elements.is_empty() {
+        if !self.elements.is_empty() {
             1..self.len()
         } else {
             0..self.len()

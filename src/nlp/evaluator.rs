@@ -4,8 +4,9 @@ use super::derivatives::GroupKernels;
 use super::element::Target;
 use super::sparsity::Gather;
 use super::variables::{ConBlock, VarBlock};
-use colloc_solvers::{check_finite, EvalError, NlpDims, NlpEvaluator, NlpScaling};
+use colloc_solvers::{check_finite, EvalError, KktBlocks, NlpDims, NlpEvaluator, NlpScaling};
 use sprs::CsMat;
+use std::sync::Arc;
 
 pub(crate) struct CompiledGroup {
     pub val_offset: usize,
@@ -81,6 +82,7 @@ pub struct Nlp {
     pub(crate) hess_arena: Vec<f64>,
     pub(crate) weight_arena: Vec<f64>,
     pub(crate) groups: Vec<CompiledGroup>,
+    pub(crate) kkt_blocks: Option<Arc<KktBlocks>>,
 }
 
 impl Nlp {
@@ -118,6 +120,12 @@ impl Nlp {
         Ok(())
     }
 
+    /// Declares a block partition for the KKT solver (see [`KktBlocks`]); checked by the
+    /// solver against the actual patterns.
+    pub fn set_kkt_blocks(&mut self, blocks: KktBlocks) {
+        self.kkt_blocks = Some(Arc::new(blocks));
+    }
+
     fn eval_values(&mut self, x: &[f64], objective: bool, constraints: bool) {
         for g in &self.groups {
             if (objective && g.has_objective) || (constraints && g.has_constraints) {
@@ -130,6 +138,10 @@ impl Nlp {
 impl NlpEvaluator for Nlp {
     fn dims(&self) -> NlpDims {
         self.dims
+    }
+
+    fn kkt_blocks(&self) -> Option<Arc<KktBlocks>> {
+        self.kkt_blocks.clone()
     }
 
     fn bounds(

@@ -398,6 +398,7 @@ impl Model {
             hess_arena: vec![0.0; hess_len],
             weight_arena: vec![0.0; val_len],
             groups,
+            kkt_blocks: None,
         })
     }
 }

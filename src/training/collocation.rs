@@ -30,7 +30,7 @@ use crate::problem::{Formulation, Problem, Split};
 use colloc_models::{Activation, Mlp};
 use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo};
 use colloc_solvers::ode::{Dopri5, OdeError, OdeSystem};
-use colloc_solvers::{NlpDims, NlpEvaluator};
+use colloc_solvers::{KktBlock, KktBlocks, NlpDims, NlpEvaluator};
 use std::time::Instant;
 
 /// Why collocation training could not run.
@@ -186,6 +186,9 @@ pub struct CollocationNlp {
     pub prefit_s: f64,
 }
 
+/// Most collocation points the derivative pre-fit uses (evenly spread).
+const PREFIT_POINTS: usize = 4000;
+
 /// Fits θ to derivative estimates of the smoothed states: with `Y_s` fixed,
 /// `min_θ (1/N) Σ_k ‖(D·Y_s)_k − F_θ(Y_s,k, t_k)‖² + λ‖θ‖²` by Levenberg–Marquardt (see
 /// [`super::prefit`]). Used to start θ of the collocation NLP in a better basin than a bare
@@ -194,9 +197,14 @@ pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Prefi
     let nodes = &problem.nodes;
     let d = problem.data.dim();
     let dm = differentiation_matrix(nodes);
-    let inputs: Vec<Vec<f64>> = nodes
-        .collocation_points()
-        .map(|k| {
+    // At most PREFIT_POINTS evenly spread points: enough for ~160 parameters, and the
+    // Levenberg–Marquardt Gram matrix costs O(points · parameters²) per iteration.
+    let all = nodes.collocation_points();
+    let stride = all.len().div_ceil(PREFIT_POINTS).max(1);
+    let points: Vec<usize> = all.clone().step_by(stride).collect();
+    let inputs: Vec<Vec<f64>> = points
+        .iter()
+        .map(|&k| {
             let mut x = start_states[k].clone();
             if problem.model.time_input {
                 x.push(nodes.times[k]);
@@ -204,7 +212,9 @@ pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Prefi
             x
         })
         .collect();
-    let targets: Vec<Vec<f64>> = (0..dm.rows)
+    let targets: Vec<Vec<f64>> = points
+        .iter()
+        .map(|&k| k - all.start)
         .map(|r| {
             (0..d)
                 .map(|o| dm.row(r).map(|(j, v)| v * start_states[j][o]).sum())
@@ -350,6 +360,7 @@ pub fn build_with(
         ));
     }
 
+    let mut initial_rows = Vec::new();
     if problem.fix_initial_state {
         let first = train[0];
         let c = m.add_constraints(ConSpec::with_bounds(
@@ -365,6 +376,7 @@ pub fn build_with(
                 (0..d).map(move |i| (c.row(i), states.at(&[j, i]), v))
             }),
         );
+        initial_rows.extend((0..d).map(|i| c.row(i)));
     }
 
     match formulation {
@@ -382,7 +394,36 @@ pub fn build_with(
         }
     }
 
-    let nlp = m.build()?;
+    let mut nlp = m.build()?;
+    if formulation == Formulation::Reduced && !nodes.elements.is_empty() {
+        // Finite elements: each element's own states and collocation equations form a block
+        // coupled only to its neighbours; θ, the first state (and the initial-state rows)
+        // couple everything and are eliminated last (see colloc_solvers' block-arrow solver).
+        let chain = nodes
+            .elements
+            .iter()
+            .map(|(first, local)| {
+                let owned = first + 1..first + local.len();
+                KktBlock {
+                    variables: owned
+                        .clone()
+                        .flat_map(|k| (0..d).map(move |i| (k, i)))
+                        .map(|(k, i)| states.at(&[k, i]))
+                        .collect(),
+                    constraints: owned.flat_map(|k| (0..d).map(move |i| row(k, i))).collect(),
+                }
+            })
+            .collect();
+        let mut global: Vec<usize> = theta.indices().collect();
+        global.extend((0..d).map(|i| states.at(&[0, i])));
+        nlp.set_kkt_blocks(KktBlocks {
+            chain,
+            global: KktBlock {
+                variables: global,
+                constraints: initial_rows,
+            },
+        });
+    }
     Ok(CollocationNlp {
         nlp,
         states,

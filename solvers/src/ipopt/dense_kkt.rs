@@ -19,6 +19,8 @@ pub(crate) enum KktPolicy {
     Mumps,
     /// Always the dense LAPACK factorization.
     Dense,
+    /// The block-arrow solver when the NLP supplies a partition that fits, MUMPS otherwise.
+    Blocks,
     /// Dense when the matrix has at most `max_n` rows and its lower triangle is at least
     /// `min_density` full; MUMPS otherwise.
     Auto {
@@ -30,10 +32,15 @@ pub(crate) enum KktPolicy {
 }
 
 impl KktPolicy {
+    /// Whether the block-arrow solver may take a matrix whose NLP supplies a partition.
+    pub fn use_blocks(self) -> bool {
+        matches!(self, KktPolicy::Auto { .. } | KktPolicy::Blocks)
+    }
+
     /// Whether a matrix of order `n` with `nnz` triangle entries is factorized densely.
     pub fn use_dense(self, n: usize, nnz: usize) -> bool {
         match self {
-            KktPolicy::Mumps => false,
+            KktPolicy::Mumps | KktPolicy::Blocks => false,
             KktPolicy::Dense => true,
             KktPolicy::Auto { max_n, min_density } => {
                 let triangle = n as f64 * (n as f64 + 1.0) / 2.0;
@@ -126,42 +133,9 @@ impl DenseLdlt {
         Ok(inertia)
     }
 
-    /// Counts the signs of D's 1×1 and 2×2 blocks (Sylvester's law of inertia). A pivot smaller
-    /// than n·ε·max|entry| counts as zero.
+    /// The inertia of the factorized matrix (see [`ldlt_inertia`]).
     fn inertia(&self, scale: f64) -> Inertia {
-        let n = self.n;
-        let tiny = n as f64 * f64::EPSILON * scale.max(f64::MIN_POSITIVE);
-        let d = |i: usize, j: usize| self.factor[i + j * n];
-        let mut inertia = Inertia {
-            positive: 0,
-            negative: 0,
-            zero: 0,
-        };
-        let mut count = |v: f64| {
-            if v.abs() <= tiny {
-                inertia.zero += 1;
-            } else if v > 0.0 {
-                inertia.positive += 1;
-            } else {
-                inertia.negative += 1;
-            }
-        };
-        let mut k = 0;
-        while k < n {
-            if self.pivots[k] > 0 || k + 1 == n {
-                count(d(k, k));
-                k += 1;
-            } else {
-                // 2×2 block [a b; b c] (upper storage: b at (k, k+1)).
-                let (a, b, c) = (d(k, k), d(k, k + 1), d(k + 1, k + 1));
-                let mean = 0.5 * (a + c);
-                let radius = (0.25 * (a - c) * (a - c) + b * b).sqrt();
-                count(mean + radius);
-                count(mean - radius);
-                k += 2;
-            }
-        }
-        inertia
+        ldlt_inertia(self.n, &self.factor, &self.pivots, scale)
     }
 
     /// Solves A·x = rhs in place with the last successful factorization.
@@ -171,6 +145,44 @@ impl DenseLdlt {
         }
         lapack_dsytrs(self.n, &self.factor, &self.pivots, rhs) == 0
     }
+}
+
+/// Counts the signs of D's 1×1 and 2×2 blocks of a `dsytrf('U')` factorization of order `n`
+/// (column-major, leading dimension `n`) — Sylvester's law of inertia. A pivot smaller than
+/// n·ε·`scale` (the largest matrix entry) counts as zero.
+pub(crate) fn ldlt_inertia(n: usize, factor: &[f64], pivots: &[i32], scale: f64) -> Inertia {
+    let tiny = n as f64 * f64::EPSILON * scale.max(f64::MIN_POSITIVE);
+    let d = |i: usize, j: usize| factor[i + j * n];
+    let mut inertia = Inertia {
+        positive: 0,
+        negative: 0,
+        zero: 0,
+    };
+    let mut count = |v: f64| {
+        if v.abs() <= tiny {
+            inertia.zero += 1;
+        } else if v > 0.0 {
+            inertia.positive += 1;
+        } else {
+            inertia.negative += 1;
+        }
+    };
+    let mut k = 0;
+    while k < n {
+        if pivots[k] > 0 || k + 1 == n {
+            count(d(k, k));
+            k += 1;
+        } else {
+            // 2×2 block [a b; b c] (upper storage: b at (k, k+1)).
+            let (a, b, c) = (d(k, k), d(k, k + 1), d(k + 1, k + 1));
+            let mean = 0.5 * (a + c);
+            let radius = (0.25 * (a - c) * (a - c) + b * b).sqrt();
+            count(mean + radius);
+            count(mean - radius);
+            k += 2;
+        }
+    }
+    inertia
 }
 
 #[cfg(test)]

@@ -6,14 +6,17 @@
 //! every path. Trampolines never unwind into C: panics are caught and recorded.
 #![allow(unsafe_code)]
 
-use super::dense_kkt::{DenseLdlt, KktPolicy};
+use super::block_kkt::BlockArrowLdlt;
+use super::dense_kkt::{DenseLdlt, Inertia, KktPolicy, Singular};
 use super::info::IterationInfo;
 use super::settings::IpoptOption;
 use super::CallbackState;
+use crate::nlp::KktBlocks;
 use crate::nlp::NlpEvaluator;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 type Number = f64;
@@ -132,6 +135,8 @@ pub(crate) struct RawProblem {
     pub output_file: Option<(String, i32)>,
     /// Which factorization the KKT systems get (see `dense_kkt`).
     pub kkt_policy: KktPolicy,
+    /// The NLP's block partition and its number of variables, for the block-arrow solver.
+    pub kkt_blocks: Option<(Arc<KktBlocks>, usize)>,
 }
 
 /// In/out arrays of `IpoptSolve`: the start on entry, the solution on return.
@@ -193,7 +198,7 @@ pub(crate) fn solve_raw<E: NlpEvaluator>(
         return Err(RawError::Create);
     }
     let guard = ProblemGuard(raw);
-    let _policy = KktPolicyGuard::set(problem.kkt_policy);
+    let _policy = KktPolicyGuard::set(problem.kkt_policy, problem.kkt_blocks.clone());
     let result = configure::<E>(guard.0, problem).map(|()| {
         // SAFETY: all arrays have the sizes IPOPT expects (x, mult_x_*: n; g, mult_g: m);
         // `state` outlives the call and is only accessed through the user-data pointer
@@ -618,6 +623,8 @@ pub(crate) struct DmumpsStrucPrefix {
 thread_local! {
     /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
     static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
+    /// The block partition of the solve running on this thread, with its number of variables.
+    static KKT_BLOCKS: std::cell::RefCell<Option<(Arc<KktBlocks>, usize)>> = const { std::cell::RefCell::new(None) };
     /// The first MUMPS allocation failure on this thread: (INFO(1), INFO(2)).
     static MUMPS_MEMORY_FAILURE: std::cell::Cell<Option<(c_int, c_int)>> = const { std::cell::Cell::new(None) };
 }
@@ -628,38 +635,83 @@ pub(crate) fn take_mumps_memory_failure() -> Option<(c_int, c_int)> {
     MUMPS_MEMORY_FAILURE.with(std::cell::Cell::take)
 }
 
-/// MUMPS instances (by struct address) whose systems are solved densely.
-static DENSE_INSTANCES: std::sync::Mutex<Vec<(usize, Option<Box<DenseLdlt>>)>> =
+/// A KKT solver that answers an instance's MUMPS calls in its place.
+enum Replacement {
+    /// Dense LAPACK LDLᵀ (`dense_kkt`).
+    Dense(DenseLdlt),
+    /// Block-arrow elimination (`block_kkt`).
+    Block(Box<BlockArrowLdlt>),
+}
+
+impl Replacement {
+    fn order(&self) -> usize {
+        match self {
+            Self::Dense(d) => d.order(),
+            Self::Block(b) => b.order(),
+        }
+    }
+
+    fn factorize(&mut self, rows: &[i32], cols: &[i32], vals: &[f64]) -> Result<Inertia, Singular> {
+        match self {
+            Self::Dense(d) => {
+                DENSE_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                d.factorize(rows, cols, vals)
+            }
+            Self::Block(b) => {
+                BLOCK_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                b.factorize(vals)
+            }
+        }
+    }
+
+    fn solve(&mut self, rhs: &mut [f64]) -> bool {
+        match self {
+            Self::Dense(d) => d.solve(rhs),
+            Self::Block(b) => b.solve(rhs),
+        }
+    }
+}
+
+/// MUMPS instances (by struct address) whose systems another solver answers.
+static DENSE_INSTANCES: std::sync::Mutex<Vec<(usize, Option<Box<Replacement>>)>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Number of dense KKT factorizations carried out (for tests).
 pub(crate) static DENSE_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
-/// Sets this thread's KKT policy for the lifetime of the guard.
-pub(crate) struct KktPolicyGuard(KktPolicy);
+/// Number of block-arrow KKT factorizations carried out (for tests).
+pub(crate) static BLOCK_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets this thread's KKT policy and block partition for the lifetime of the guard.
+pub(crate) struct KktPolicyGuard(KktPolicy, Option<(Arc<KktBlocks>, usize)>);
 
 impl KktPolicyGuard {
-    pub(crate) fn set(policy: KktPolicy) -> Self {
-        Self(KKT_POLICY.with(|p| p.replace(policy)))
+    pub(crate) fn set(policy: KktPolicy, blocks: Option<(Arc<KktBlocks>, usize)>) -> Self {
+        Self(
+            KKT_POLICY.with(|p| p.replace(policy)),
+            KKT_BLOCKS.with(|b| b.replace(blocks)),
+        )
     }
 }
 
 impl Drop for KktPolicyGuard {
     fn drop(&mut self) {
         KKT_POLICY.with(|p| p.set(self.0));
+        KKT_BLOCKS.with(|b| *b.borrow_mut() = self.1.take());
     }
 }
 
-/// Takes the dense solver of instance `key` out of the registry (None: not a dense instance).
-fn take_dense(key: usize) -> Option<Box<DenseLdlt>> {
+/// Takes the replacement solver of instance `key` out of the registry (None: MUMPS answers).
+fn take_dense(key: usize) -> Option<Box<Replacement>> {
     let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
     reg.iter_mut()
         .find(|(k, _)| *k == key)
         .and_then(|(_, d)| d.take())
 }
 
-fn put_dense(key: usize, dense: Option<Box<DenseLdlt>>) {
+fn put_dense(key: usize, dense: Option<Box<Replacement>>) {
     let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
     match reg.iter_mut().find(|(k, _)| *k == key) {
         Some(slot) => slot.1 = dense,
@@ -692,8 +744,32 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
             // SAFETY: IPOPT set n, nz, irn, jcn before the analysis.
             let (n, nz) = unsafe { ((*s).n, (*s).nz) };
             let policy = KKT_POLICY.with(std::cell::Cell::get);
+            let block = KKT_BLOCKS.with(|b| {
+                let b = b.borrow();
+                let (partition, n_vars) = b.as_ref()?;
+                if n <= 0 || nz < 0 || !policy.use_blocks() {
+                    return None;
+                }
+                // SAFETY: IPOPT set irn, jcn (nz entries) before the analysis.
+                let (rows, cols) = unsafe {
+                    (
+                        slice_raw((*s).irn, nz as usize),
+                        slice_raw((*s).jcn, nz as usize),
+                    )
+                };
+                BlockArrowLdlt::analyse(n as usize, *n_vars, rows, cols, partition)
+            });
+            if let Some(block) = block {
+                put_dense(key, Some(Box::new(Replacement::Block(Box::new(block)))));
+                // SAFETY: INFO/INFOG are plain arrays in the struct.
+                unsafe { set_info(s, 0) };
+                return;
+            }
             if n > 0 && nz >= 0 && policy.use_dense(n as usize, nz as usize) {
-                put_dense(key, Some(Box::new(DenseLdlt::new(n as usize))));
+                put_dense(
+                    key,
+                    Some(Box::new(Replacement::Dense(DenseLdlt::new(n as usize)))),
+                );
                 // SAFETY: as above; INFO/INFOG are plain arrays in the struct.
                 unsafe { set_info(s, 0) };
                 return;
@@ -711,7 +787,6 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                         let rows = slice_raw((*s).irn, nz);
                         let cols = slice_raw((*s).jcn, nz);
                         let vals = slice_raw((*s).a, nz);
-                        DENSE_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         match dense.factorize(rows, cols, vals) {
                             Ok(inertia) => {
                                 (*s).infog[11] = inertia.negative as c_int;
@@ -810,6 +885,21 @@ extern "C" {
 }
 
 extern "C" {
+    fn dgemm_(
+        transa: *const c_char,
+        transb: *const c_char,
+        m: *const c_int,
+        n: *const c_int,
+        k: *const c_int,
+        alpha: *const f64,
+        a: *const f64,
+        lda: *const c_int,
+        b: *const f64,
+        ldb: *const c_int,
+        beta: *const f64,
+        c: *mut f64,
+        ldc: *const c_int,
+    );
     fn dsyrk_(
         uplo: *const c_char,
         trans: *const c_char,
@@ -869,6 +959,51 @@ pub(crate) fn blas_dsyrk_lower_t(
             &beta,
             c.as_mut_ptr(),
             &ni,
+        );
+    }
+}
+
+/// BLAS `dgemm`: `c ← alpha·op(a)·op(b) + beta·c` with `op(x) = xᵀ` when its flag is set;
+/// `op(a)` is m×k, `op(b)` k×n, `c` m×n, all column-major with the given leading dimensions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn blas_dgemm(
+    (ta, tb): (bool, bool),
+    (m, n, k): (usize, usize, usize),
+    alpha: f64,
+    (a, lda): (&[f64], usize),
+    (b, ldb): (&[f64], usize),
+    beta: f64,
+    (c, ldc): (&mut [f64], usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Stored shapes: a is (rows × cols) = (k × m) when transposed, else (m × k); same for b.
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    assert!(lda >= ar.max(1) && ldb >= br.max(1) && ldc >= m);
+    assert!(ac == 0 || a.len() >= lda * (ac - 1) + ar);
+    assert!(bc == 0 || b.len() >= ldb * (bc - 1) + br);
+    assert!(c.len() >= ldc * (n - 1) + m);
+    let flag = |t: bool| if t { c"T".as_ptr() } else { c"N".as_ptr() };
+    let (mi, ni, ki) = (m as c_int, n as c_int, k as c_int);
+    let (la, lb, lc) = (lda.max(1) as c_int, ldb.max(1) as c_int, ldc as c_int);
+    // SAFETY: the slices cover every element BLAS reads and writes (checked above).
+    unsafe {
+        dgemm_(
+            flag(ta),
+            flag(tb),
+            &mi,
+            &ni,
+            &ki,
+            &alpha,
+            a.as_ptr(),
+            &la,
+            b.as_ptr(),
+            &lb,
+            &beta,
+            c.as_mut_ptr(),
+            &lc,
         );
     }
 }
@@ -945,20 +1080,36 @@ pub(crate) fn lapack_dsytrf(
 
 /// `dsytrs('U')` for one right-hand side with the output of [`lapack_dsytrf`]; returns INFO.
 pub(crate) fn lapack_dsytrs(n: usize, a: &[f64], ipiv: &[c_int], b: &mut [f64]) -> c_int {
-    assert!(a.len() >= n * n && ipiv.len() >= n && b.len() >= n);
-    let (ni, lda, one) = (n as c_int, n.max(1) as c_int, 1 as c_int);
+    lapack_dsytrs_many(n, a, ipiv, (b, n.max(1)), 1)
+}
+
+/// `dsytrs('U')` for `nrhs` right-hand sides, the columns of the column-major `b` with leading
+/// dimension `ldb`; returns INFO.
+pub(crate) fn lapack_dsytrs_many(
+    n: usize,
+    a: &[f64],
+    ipiv: &[c_int],
+    (b, ldb): (&mut [f64], usize),
+    nrhs: usize,
+) -> c_int {
+    if n == 0 || nrhs == 0 {
+        return 0;
+    }
+    assert!(a.len() >= n * n && ipiv.len() >= n && ldb >= n);
+    assert!(b.len() >= ldb * (nrhs - 1) + n);
+    let (ni, lda, nr, lb) = (n as c_int, n as c_int, nrhs as c_int, ldb as c_int);
     let mut info: c_int = 0;
     // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
     unsafe {
         dsytrs_(
             c"U".as_ptr(),
             &ni,
-            &one,
+            &nr,
             a.as_ptr(),
             &lda,
             ipiv.as_ptr(),
             b.as_mut_ptr(),
-            &lda,
+            &lb,
             &mut info,
         );
     }

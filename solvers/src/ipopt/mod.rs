@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod block_kkt;
 mod dense_kkt;
 mod ffi;
 /// Safe BLAS/LAPACK wrappers for [`crate::linalg`].
@@ -170,6 +171,7 @@ impl IpoptSolver {
                 .to_options(warm.is_some_and(WarmStart::has_multipliers)),
             scaling: None,
             kkt_policy: self.settings.kkt_policy(),
+            kkt_blocks: None,
             output_file: self
                 .settings
                 .output_file
@@ -182,6 +184,17 @@ impl IpoptSolver {
             &mut problem.g_lower,
             &mut problem.g_upper,
         );
+        // The block-arrow solver reads IPOPT's KKT rows as variables then constraints: true
+        // when every constraint is an equality and no variable is fixed (IPOPT would remove it).
+        let all_equalities = problem.g_lower == problem.g_upper;
+        let none_fixed = problem
+            .x_lower
+            .iter()
+            .zip(&problem.x_upper)
+            .all(|(l, u)| l < u);
+        if all_equalities && none_fixed {
+            problem.kkt_blocks = nlp.kkt_blocks().map(|b| (b, n));
+        }
         // IPOPT's infinity is ±1e19 (nlp_lower/upper_bound_inf); map ±∞ onto it.
         for v in problem.x_lower.iter_mut().chain(problem.g_lower.iter_mut()) {
             *v = v.max(-1e19);
@@ -331,6 +344,12 @@ pub fn kkt_factorization_counts() -> (usize, usize) {
         ffi::DENSE_FACTORIZATIONS.load(Relaxed),
         ffi::MUMPS_CALLS.load(Relaxed),
     )
+}
+
+/// Process-wide count of KKT factorizations by the block-arrow solver (NLPs with a
+/// [`KktBlocks`](crate::KktBlocks) partition).
+pub fn block_factorization_count() -> usize {
+    ffi::BLOCK_FACTORIZATIONS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Which derivatives IPOPT's derivative checker compares with finite differences.

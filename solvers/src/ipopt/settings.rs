@@ -47,9 +47,11 @@ pub struct IpoptSettings {
     pub hessian: HessianMode,
     /// Linear solver for IPOPT's KKT systems (default: "auto"). "mumps": IPOPT's MUMPS;
     /// "dense": LAPACK's Bunch–Kaufman LDLᵀ on the full matrix (BLAS-3 speed; memory 8·n²
-    /// bytes); "auto": dense when the KKT matrix has at most 5000 rows and its lower triangle
-    /// is at least 20 % nonzero (global collocation), MUMPS otherwise. Any other name is passed
-    /// to IPOPT's `linear_solver` verbatim.
+    /// bytes); "blocks": block-arrow elimination along the NLP's block partition (finite
+    /// elements; MUMPS when the NLP has none); "auto": blocks when the NLP supplies a
+    /// partition, else dense when the KKT matrix has at most 5000 rows and its lower triangle
+    /// is at least 20 % nonzero (global collocation), else MUMPS. Any other name is passed to
+    /// IPOPT's `linear_solver` verbatim.
     pub linear_solver: String,
     /// Barrier update `mu_strategy`, "monotone" or "adaptive" (default: "monotone").
     pub mu_strategy: String,
@@ -164,7 +166,7 @@ impl IpoptSettings {
     /// The name IPOPT's `linear_solver` option gets: the dense solver takes MUMPS's place.
     fn ipopt_linear_solver(&self) -> &str {
         match self.linear_solver.as_str() {
-            "auto" | "dense" => "mumps",
+            "auto" | "dense" | "blocks" => "mumps",
             other => other,
         }
     }
@@ -173,6 +175,7 @@ impl IpoptSettings {
     pub(crate) fn kkt_policy(&self) -> KktPolicy {
         match self.linear_solver.as_str() {
             "dense" => KktPolicy::Dense,
+            "blocks" => KktPolicy::Blocks,
             "auto" => KktPolicy::Auto {
                 max_n: 5000,
                 min_density: 0.2,

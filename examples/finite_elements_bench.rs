@@ -1,0 +1,144 @@
+//! Finite elements against global collocation on long forced Van der Pol records: for
+//! m ∈ {1, 10, 100}, t ∈ [0, 15·m] with N = 200·m uniform observations (noise 0.1), tested on
+//! the next 15 time units, network [2, 32, 2] tanh. Finite elements: N/4 elements of 5
+//! Legendre–Gauss–Lobatto points (N + 1 points, block-arrow KKT solver); global Chebyshev
+//! collocation with N points where it is feasible (N ≤ 1000). Prints build time, pre-fit,
+//! IPOPT time, iterations, time per iteration, peak memory (RSS) and fit/test errors. Each case
+//! runs in its own process, so the peak RSS is the case's own.
+//!
+//! `cargo run --release --example finite_elements_bench [-- 1,10,100]`
+
+use colloc::problem::{self, Formulation};
+use colloc::training::collocation;
+use std::process::Command;
+
+/// The problem file of one case.
+fn problem_toml(m: usize, finite_elements: bool) -> String {
+    let (n, t1) = (200 * m, 15 * m);
+    let grid = if finite_elements {
+        format!(
+            "elements = {}\npoints_per_element = 5\nnodes = \"legendre-gauss-lobatto\"",
+            n / 4
+        )
+    } else {
+        format!("points = {n}\nnodes = \"chebyshev\"")
+    };
+    format!(
+        r#"name = "vanderpol-m{m}"
+seed = 0
+[data]
+system = "vanderpol"
+parameters = {{ mu = 1.0, a = 1.0, omega = 1.0 }}
+initial_state = [0.0, 1.0]
+noise = 0.1
+[train]
+t0 = 0.0
+t1 = {t1}.0
+points = {n}
+sampling = "uniform"
+[test]
+t1 = {test}.0
+points = 200
+[collocation]
+{grid}
+[model]
+layers = [2, 32, 2]
+activation = "tanh"
+[loss]
+lambda = 1e-3
+[bounds]
+parameters = 100.0
+[solver]
+formulation = "reduced"
+prefit = true
+[solver.ipopt]
+tol = 1e-4
+max_iter = 500
+mu_strategy = "adaptive"
+"#,
+        test = t1 + 15
+    )
+}
+
+/// Peak resident memory of this process in MB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs one case and prints its table row.
+fn run_case(m: usize, finite_elements: bool) -> Result<(), Box<dyn std::error::Error>> {
+    colloc::solvers::ipopt::set_blas_threads(1);
+    let path = std::env::temp_dir().join(format!(
+        "colloc-fe-bench-{m}-{}-{}.toml",
+        finite_elements,
+        std::process::id()
+    ));
+    std::fs::write(&path, problem_toml(m, finite_elements))?;
+    let loaded = problem::load(&path);
+    std::fs::remove_file(&path)?;
+    let p = loaded?;
+    let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true)?;
+    let s = &run.solution.stats;
+    let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.4}"));
+    println!(
+        "| {m} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {:.3} | {:.0} | {} | {} |",
+        if finite_elements {
+            "elements"
+        } else {
+            "global"
+        },
+        p.nodes.len(),
+        run.dims.nnz_jac,
+        run.solution.status,
+        run.build_s,
+        run.prefit_s,
+        s.wall_s,
+        s.iterations,
+        s.wall_s / s.iterations.max(1) as f64,
+        peak_rss_mb().unwrap_or(f64::NAN),
+        f(run.evaluation.fit_mse),
+        f(run.evaluation.test_mse_clean),
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--case" {
+        let m = args[2].parse()?;
+        return run_case(m, args[3] == "elements");
+    }
+    let scales: Vec<usize> = match args.get(1) {
+        Some(s) => s
+            .split(',')
+            .map(|v| v.trim().parse())
+            .collect::<Result<_, _>>()?,
+        None => vec![1, 10, 100],
+    };
+    println!("| m | grid | points | nnz_jac | status | build s | pre-fit s | IPOPT s | iter | s/iter | peak RSS MB | fit_mse | test_mse_clean |");
+    println!("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let exe = std::env::current_exe()?;
+    for &m in &scales {
+        let kinds: &[&str] = if 200 * m <= 1000 {
+            &["global", "elements"]
+        } else {
+            &["elements"]
+        };
+        for kind in kinds {
+            let out = Command::new(&exe)
+                .args(["--case", &m.to_string(), kind])
+                .output()?;
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            if !out.status.success() {
+                println!(
+                    "| {m} | {kind} | failed: {} |",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+    }
+    Ok(())
+}
