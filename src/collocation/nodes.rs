@@ -105,19 +105,7 @@ impl Nodes {
             NodeKind::Chebyshev => chebyshev_weights(n),
             _ => barycentric_weights(&reference),
         };
-        let times = reference
-            .iter()
-            .map(|&s| t0 + (s + 1.0) * 0.5 * (t1 - t0))
-            .collect();
-        Ok(Self {
-            kind,
-            t0,
-            t1,
-            reference,
-            times,
-            weights,
-            elements: Vec::new(),
-        })
+        Ok(Self::from_parts(kind, reference, weights, t0, t1))
     }
 
     /// Finite elements: `[t0, t1]` cut into `elements` equal elements with `per_element`
@@ -155,7 +143,8 @@ impl Nodes {
                 // element's end), as pyomo.dae's Radau collocation.
                 let mut reference = vec![-1.0];
                 reference.extend(radau_right(per_element - 1));
-                Self::from_reference(kind, reference, bound(e), bound(e + 1))
+                let weights = barycentric_weights(&reference);
+                Self::from_parts(kind, reference, weights, bound(e), bound(e + 1))
             } else {
                 Self::new(kind, per_element, bound(e), bound(e + 1))?
             };
@@ -175,10 +164,15 @@ impl Nodes {
         })
     }
 
-    /// Nodes of the given points on `[-1, 1]` (ascending), mapped to `[t0, t1]`, with
-    /// general barycentric weights.
-    fn from_reference(kind: NodeKind, reference: Vec<f64>, t0: f64, t1: f64) -> Self {
-        let weights = barycentric_weights(&reference);
+    /// Nodes of the given points on `[-1, 1]` (ascending) with their barycentric weights,
+    /// mapped to `[t0, t1]`.
+    fn from_parts(
+        kind: NodeKind,
+        reference: Vec<f64>,
+        weights: Vec<f64>,
+        t0: f64,
+        t1: f64,
+    ) -> Self {
         let times = reference
             .iter()
             .map(|&s| t0 + (s + 1.0) * 0.5 * (t1 - t0))
