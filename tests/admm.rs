@@ -206,3 +206,43 @@ fn bad_admm_input_is_refused() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("no [admm] section"), "{text}");
 }
+
+/// A second trajectory (another initial state, its own problem file) joins the consensus as
+/// its own batches; a trajectory with another model is refused naming its file.
+#[test]
+fn several_trajectories_join_the_consensus() {
+    let d = dir("trajectories");
+    let main = problem(2, "keep").replace(
+        "on_failure = \"keep\"",
+        "on_failure = \"keep\"\ntrajectories = [\"other.toml\"]",
+    );
+    std::fs::write(d.join("main.toml"), &main).unwrap();
+    // Another initial state, split in two windows of its own.
+    let other = problem(2, "keep")
+        .replace("initial_state = [0.0, 1.0]", "initial_state = [1.5, -0.5]")
+        .replace("name = \"admm-small\"", "name = \"other\"")
+        .replace(
+            "windows = [[0.0, 3.0], [3.0, 6.0], [6.0, 9.0], [9.0, 12.0]]",
+            "windows = [[0.0, 6.0], [6.0, 12.0]]",
+        );
+    std::fs::write(d.join("other.toml"), &other).unwrap();
+    let (code, text) = admm(&d.join("main.toml"), &d.join("out"), &["-q"]);
+    assert!(code == Some(0) || code == Some(1), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let s = summary(&d.join("out"));
+    assert_eq!(s["batches"], 6, "{s}");
+    let history = std::fs::read_to_string(d.join("out").join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 1 + 2 * 6);
+
+    std::fs::write(
+        d.join("other.toml"),
+        other.replace("layers = [2, 8, 2]", "layers = [2, 9, 2]"),
+    )
+    .unwrap();
+    let (code, text) = admm(&d.join("main.toml"), &d.join("bad"), &["-q"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("other.toml") && text.contains("one model"),
+        "{text}"
+    );
+}

@@ -46,6 +46,11 @@ pub struct AdmmSettings {
     /// Collocation points per batch (default: the problem's collocation points × the batch's
     /// share of the training window).
     pub points: Option<usize>,
+    /// Further trajectories in the consensus: problem files (paths relative to this file), each
+    /// with its own data source (another initial state, another CSV, …) and the same model;
+    /// each is split by its own `[admm] windows`, or is one batch over its training window
+    /// (default: none).
+    pub trajectories: Vec<std::path::PathBuf>,
     /// Penalty ρ (default: 1).
     pub rho: f64,
     /// Iteration limit (default: 50).
@@ -71,6 +76,7 @@ impl Default for AdmmSettings {
         Self {
             windows: Vec::new(),
             points: None,
+            trajectories: Vec::new(),
             rho: 1.0,
             max_iter: 50,
             eps_abs: 1e-4,
@@ -139,12 +145,68 @@ pub struct Batch {
     pub problem: Problem,
 }
 
-/// Splits the problem's training data into the batches of `settings`.
+/// Splits the problem's training data into the batches of `settings`, then adds the batches of
+/// each further trajectory (`settings.trajectories`, loaded relative to the problem's file).
 pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Batch>, TrainError> {
+    let mut batches = window_batches(problem, &settings.windows, settings.points, "")?;
+    let folder = problem
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    for (j, file) in settings.trajectories.iter().enumerate() {
+        let path = folder.join(file);
+        let other = crate::problem::load(&path).map_err(|e| TrainError::Trajectory {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mismatch = |what: &str| TrainError::Trajectory {
+            path: path.display().to_string(),
+            message: format!(
+                "its {what} differs from {}'s; the consensus needs one model",
+                problem.path.display()
+            ),
+        };
+        let (a, b) = (&other.model, &problem.model);
+        if a.layers != b.layers || a.activation != b.activation || a.time_input != b.time_input {
+            return Err(mismatch("model (layers, activation or time input)"));
+        }
+        if !a.is_plain() || !b.is_plain() {
+            return Err(mismatch("model structure"));
+        }
+        if other.data.dim() != problem.data.dim() {
+            return Err(mismatch("number of states"));
+        }
+        let (windows, points) = match &other.admm {
+            Some(o) if !o.trajectories.is_empty() => {
+                return Err(TrainError::Trajectory {
+                    path: path.display().to_string(),
+                    message: "a further trajectory cannot list trajectories itself".into(),
+                })
+            }
+            Some(o) => (o.windows.clone(), o.points),
+            None => (vec![[other.t0, other.t1]], None),
+        };
+        batches.extend(window_batches(
+            &other,
+            &windows,
+            points,
+            &format!("-trajectory{}", j + 1),
+        )?);
+    }
+    Ok(batches)
+}
+
+/// The batches of one trajectory: its training data restricted to each window.
+fn window_batches(
+    problem: &Problem,
+    windows: &[[f64; 2]],
+    points: Option<usize>,
+    label: &str,
+) -> Result<Vec<Batch>, TrainError> {
     let train = problem.data.indices(Split::Train);
     let span = problem.t1 - problem.t0;
-    settings
-        .windows
+    windows
         .iter()
         .enumerate()
         .map(|(i, &[a, b])| {
@@ -155,13 +217,14 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
                 .collect();
             if rows.len() < 3 {
                 return Err(TrainError::Unsupported(format!(
-                    "ADMM batch {i} {:?} holds {} training observations (need at least 3)",
+                    "ADMM batch {i} {:?} of {} holds {} training observations (need at least 3)",
                     [a, b],
+                    problem.path.display(),
                     rows.len()
                 )));
             }
             let mut p = problem.clone();
-            p.name = format!("{}-batch{i}", problem.name);
+            p.name = format!("{}{label}-batch{i}", problem.name);
             p.data = Dataset {
                 t: rows.iter().map(|&k| problem.data.t[k]).collect(),
                 y: rows.iter().map(|&k| problem.data.y[k].clone()).collect(),
@@ -174,7 +237,7 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
             };
             p.t0 = a;
             p.t1 = b;
-            p.nodes = batch_nodes(&problem.nodes, settings.points, [a, b], span)?;
+            p.nodes = batch_nodes(&problem.nodes, points, [a, b], span)?;
             Ok(Batch {
                 window: [a, b],
                 problem: p,

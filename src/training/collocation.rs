@@ -51,6 +51,14 @@ pub enum TrainError {
     /// The formulation does not support this network.
     #[error("{0}")]
     Unsupported(String),
+    /// A further trajectory of an ADMM run could not be used.
+    #[error("ADMM trajectory {path}: {message}")]
+    Trajectory {
+        /// Its problem file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// `−Σ_o v_o σ(w·y [+ w_t t] + b)` for one hidden unit at one point (reduced formulation).

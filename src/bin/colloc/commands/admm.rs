@@ -58,7 +58,9 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-admm", problem.name)));
     let input_or_run = |e: TrainError| match e {
-        TrainError::Network(_) | TrainError::Unsupported(_) => Failure::input(e),
+        TrainError::Network(_) | TrainError::Unsupported(_) | TrainError::Trajectory { .. } => {
+            Failure::input(e)
+        }
         other => Failure::run(other),
     };
     let batches = admm::make_batches(&problem, &settings).map_err(input_or_run)?;
