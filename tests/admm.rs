@@ -183,6 +183,11 @@ fn bad_admm_input_is_refused() {
         ),
         ("rho = 0.5", "rho = -1.0", "admm.rho"),
         (
+            "rho = 0.5",
+            "rho = 0.5\nrelaxation = 2.5",
+            "admm.relaxation",
+        ),
+        (
             "on_failure = \"keep\"",
             "on_failure = \"retry\"",
             "unknown variant",
