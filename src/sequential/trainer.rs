@@ -544,12 +544,8 @@ mod tests {
             };
             let h = 1e-6;
             for i in (0..init.n_params()).step_by(5) {
-                let (mut up, mut dn) = (init.params.clone(), init.params.clone());
-                up[i] += h;
-                dn[i] -= h;
-                let fd = (epoch_loss(&settings, &init, &up, 0)
-                    - epoch_loss(&settings, &init, &dn, 0))
-                    / (2.0 * h);
+                let fd =
+                    central_difference(&init.params, i, h, |q| epoch_loss(&settings, &init, q, 0));
                 assert!(
                     (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
                     "{method}: θ_{i}: {} vs {fd}",
@@ -557,6 +553,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `(f(p + h e_i) − f(p − h e_i)) / 2h`.
+    fn central_difference(p: &[f64], i: usize, h: f64, f: impl Fn(&[f64]) -> f64) -> f64 {
+        let (mut up, mut dn) = (p.to_vec(), p.to_vec());
+        up[i] += h;
+        dn[i] -= h;
+        (f(&up) - f(&dn)) / (2.0 * h)
     }
 
     #[test]
@@ -579,16 +583,11 @@ mod tests {
             .grad;
         let h = 1e-6;
         for i in (n..n + 6).chain([0, 7]) {
-            let (mut up, mut dn) = (p.clone(), p.clone());
-            up[i] += h;
-            dn[i] -= h;
-            let fd = (shooting_epoch(&init, &up, &data, &bounds, beta, &m)
-                .unwrap()
-                .loss
-                - shooting_epoch(&init, &dn, &data, &bounds, beta, &m)
+            let fd = central_difference(&p, i, h, |q| {
+                shooting_epoch(&init, q, &data, &bounds, beta, &m)
                     .unwrap()
-                    .loss)
-                / (2.0 * h);
+                    .loss
+            });
             assert!(
                 (g[i] - fd).abs() < 1e-6 * fd.abs().max(1e-3),
                 "parameter {i}: {} vs {fd}",

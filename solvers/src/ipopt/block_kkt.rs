@@ -228,11 +228,6 @@ impl BlockArrowLdlt {
             negative: 0,
             zero: 0,
         };
-        let add = |t: &mut Inertia, i: Inertia| {
-            t.positive += i.positive;
-            t.negative += i.negative;
-            t.zero += i.zero;
-        };
         let k = self.sizes.len();
         for e in 0..k {
             let (b, start, at) = (self.sizes[e], self.starts[e], self.block_at[e]);
@@ -245,7 +240,7 @@ impl BlockArrowLdlt {
             if lapack_dsytrf(b, factor, pivots, &mut self.work, false).info != 0 {
                 return Err(Singular);
             }
-            add(&mut total, ldlt_inertia(b, factor, pivots, scale));
+            total += ldlt_inertia(b, factor, pivots, scale);
             block.fill(0.0);
             block.iter_mut().step_by(b + 1).for_each(|v| *v = 1.0);
             if lapack_dsytrs_many(b, factor, pivots, (block, b), b) != 0 {
@@ -331,10 +326,7 @@ impl BlockArrowLdlt {
             if out.info != 0 {
                 return Err(Singular);
             }
-            add(
-                &mut total,
-                ldlt_inertia(g, &self.c, &self.corner_pivots, scale),
-            );
+            total += ldlt_inertia(g, &self.c, &self.corner_pivots, scale);
         }
         if total.zero > 0 {
             return Err(Singular);

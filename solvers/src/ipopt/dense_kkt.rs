@@ -61,6 +61,14 @@ pub(crate) struct Inertia {
     pub zero: usize,
 }
 
+impl std::ops::AddAssign for Inertia {
+    fn add_assign(&mut self, other: Self) {
+        self.positive += other.positive;
+        self.negative += other.negative;
+        self.zero += other.zero;
+    }
+}
+
 /// The factorization failed because the matrix is (numerically) singular.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Singular;

@@ -673,7 +673,7 @@ impl Replacement {
 }
 
 /// MUMPS instances (by struct address) whose systems another solver answers.
-static DENSE_INSTANCES: std::sync::Mutex<Vec<(usize, Option<Box<Replacement>>)>> =
+static REPLACEMENTS: std::sync::Mutex<Vec<(usize, Option<Box<Replacement>>)>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Number of dense KKT factorizations carried out (for tests).
@@ -704,23 +704,23 @@ impl Drop for KktPolicyGuard {
 }
 
 /// Takes the replacement solver of instance `key` out of the registry (None: MUMPS answers).
-fn take_dense(key: usize) -> Option<Box<Replacement>> {
-    let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+fn take_replacement(key: usize) -> Option<Box<Replacement>> {
+    let mut reg = REPLACEMENTS.lock().unwrap_or_else(|p| p.into_inner());
     reg.iter_mut()
         .find(|(k, _)| *k == key)
         .and_then(|(_, d)| d.take())
 }
 
-fn put_dense(key: usize, dense: Option<Box<Replacement>>) {
-    let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+fn put_replacement(key: usize, solver: Option<Box<Replacement>>) {
+    let mut reg = REPLACEMENTS.lock().unwrap_or_else(|p| p.into_inner());
     match reg.iter_mut().find(|(k, _)| *k == key) {
-        Some(slot) => slot.1 = dense,
-        None => reg.push((key, dense)),
+        Some(slot) => slot.1 = solver,
+        None => reg.push((key, solver)),
     }
 }
 
-fn forget_dense(key: usize) -> bool {
-    let mut reg = DENSE_INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+fn forget_replacement(key: usize) -> bool {
+    let mut reg = REPLACEMENTS.lock().unwrap_or_else(|p| p.into_inner());
     let before = reg.len();
     reg.retain(|(k, _)| *k != key);
     reg.len() != before
@@ -760,13 +760,13 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                 BlockArrowLdlt::analyse(n as usize, *n_vars, rows, cols, partition)
             });
             if let Some(block) = block {
-                put_dense(key, Some(Box::new(Replacement::Block(Box::new(block)))));
+                put_replacement(key, Some(Box::new(Replacement::Block(Box::new(block)))));
                 // SAFETY: INFO/INFOG are plain arrays in the struct.
                 unsafe { set_info(s, 0) };
                 return;
             }
             if n > 0 && nz >= 0 && policy.use_dense(n as usize, nz as usize) {
-                put_dense(
+                put_replacement(
                     key,
                     Some(Box::new(Replacement::Dense(DenseLdlt::new(n as usize)))),
                 );
@@ -774,20 +774,20 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                 unsafe { set_info(s, 0) };
                 return;
             }
-            forget_dense(key);
+            forget_replacement(key);
         }
         2 | 3 => {
-            if let Some(mut dense) = take_dense(key) {
+            if let Some(mut solver) = take_replacement(key) {
                 // SAFETY: for JOB = 2 IPOPT has filled `a` (nz values) for the pattern
                 // irn/jcn given at the analysis; for JOB = 3 `rhs` holds n values.
                 unsafe {
-                    let n = dense.order();
+                    let n = solver.order();
                     let code = if job == 2 {
                         let nz = (*s).nz.max(0) as usize;
                         let rows = slice_raw((*s).irn, nz);
                         let cols = slice_raw((*s).jcn, nz);
                         let vals = slice_raw((*s).a, nz);
-                        match dense.factorize(rows, cols, vals) {
+                        match solver.factorize(rows, cols, vals) {
                             Ok(inertia) => {
                                 (*s).infog[11] = inertia.negative as c_int;
                                 0
@@ -796,7 +796,7 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                         }
                     } else {
                         let rhs = std::slice::from_raw_parts_mut((*s).rhs, n);
-                        if dense.solve(rhs) {
+                        if solver.solve(rhs) {
                             0
                         } else {
                             -1
@@ -804,12 +804,12 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                     };
                     set_info(s, code);
                 }
-                put_dense(key, Some(dense));
+                put_replacement(key, Some(solver));
                 return;
             }
         }
         -2 => {
-            forget_dense(key);
+            forget_replacement(key);
         }
         _ => {}
     }
