@@ -405,9 +405,13 @@ pub fn build_with(
     let mut nlp = m.build()?;
     if formulation == Formulation::Reduced && !nodes.elements.is_empty() {
         // Finite elements: each element's own states and collocation equations form a block
-        // coupled only to its neighbours; θ, the first state (and the initial-state rows)
-        // couple everything and are eliminated last (see colloc_solvers' block-arrow solver).
-        let chain = nodes
+        // coupled only to its neighbours; θ couples everything and is eliminated last (see
+        // colloc_solvers' block-arrow solver). The first state (and the initial-state rows)
+        // open the first block: with y(t0) free the forward elimination is a Kalman-type
+        // recursion (the data downstream pin the state), whereas with y(t0) eliminated last
+        // it would be single shooting, whose sensitivities grow like the dynamics' expanding
+        // modes (measured: multipliers of 1e7 and a wrong inertia on a 375-unit window).
+        let mut chain: Vec<KktBlock> = nodes
             .elements
             .iter()
             .map(|(first, local)| {
@@ -422,13 +426,17 @@ pub fn build_with(
                 }
             })
             .collect();
-        let mut global: Vec<usize> = theta.indices().collect();
-        global.extend((0..d).map(|i| states.at(&[0, i])));
+        if let Some(first) = chain.first_mut() {
+            first
+                .variables
+                .splice(0..0, (0..d).map(|i| states.at(&[0, i])));
+            first.constraints.splice(0..0, initial_rows);
+        }
         nlp.set_kkt_blocks(KktBlocks {
             chain,
             global: KktBlock {
-                variables: global,
-                constraints: initial_rows,
+                variables: theta.indices().collect(),
+                constraints: Vec::new(),
             },
         });
     }
