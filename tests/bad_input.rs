@@ -163,6 +163,22 @@ fn invalid_values_name_the_field() {
         &["solver.ipopt", "tol"],
     );
     expect_input_error(
+        "penalties-order",
+        &GOOD.replace(
+            "[solver.ipopt]",
+            "[solver]\ndefect_penalties = [1e4, 1e2]\n[solver.ipopt]",
+        ),
+        &["solver.defect_penalties", "increase"],
+    );
+    expect_input_error(
+        "penalties-sign",
+        &GOOD.replace(
+            "[solver.ipopt]",
+            "[solver]\ndefect_penalties = [-1.0]\n[solver.ipopt]",
+        ),
+        &["solver.defect_penalties", "positive"],
+    );
+    expect_input_error(
         "both-sources",
         &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),
         &["exactly one data source"],

@@ -243,3 +243,52 @@ linear_solver = "{solver}"
         .fold(0.0, f64::max);
     assert!(gap < 1e-5, "θ differs by {gap}");
 }
+
+/// The defect continuation ends in the exact problem: its penalty stages report shrinking
+/// defects, and the result is an optimum of the exact NLP (started there, IPOPT stays).
+#[test]
+fn defect_continuation_ends_at_an_optimum_of_the_exact_problem() {
+    let dir = std::env::temp_dir().join(format!("colloc-defects-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = SMALL
+        .replace(
+            "[collocation]\npoints = 30",
+            "[collocation]\nelements = 8\npoints_per_element = 4",
+        )
+        .replace(
+            "prefit = true",
+            "prefit = true\ndefect_penalties = [1e2, 1e4, 1e6]",
+        );
+    let path = dir.join("continuation.toml");
+    std::fs::write(&path, text).unwrap();
+    let p = problem::load(&path).unwrap();
+    let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+    assert!(run.solution.is_success(), "{}", run.solution.status);
+    assert_eq!(run.stages.len(), 3);
+    let defects: Vec<f64> = run.stages.iter().map(|s| s.max_defect).collect();
+    eprintln!("max |defect| per stage: {defects:?}");
+    assert!(defects.windows(2).all(|w| w[1] < w[0]), "{defects:?}");
+    assert!(run.solution.constraints.iter().all(|c| c.abs() < 1e-7));
+    // Iterations are numbered on across the stages.
+    assert!(run
+        .history
+        .windows(2)
+        .all(|w| w[1].iteration > w[0].iteration));
+    // The exact problem from the continuation's θ alone (states from the smoothing) finds the
+    // same objective.
+    let again = collocation::train(
+        &p_exact(&path),
+        Formulation::Reduced,
+        Some(&run.model),
+        &mut |_| true,
+    )
+    .unwrap();
+    let (a, b) = (run.solution.objective, again.solution.objective);
+    assert!((a - b).abs() <= 1e-5 * a.abs(), "{a} vs {b}");
+}
+
+fn p_exact(path: &std::path::Path) -> problem::Problem {
+    let mut p = problem::load(path).unwrap();
+    p.defect_penalties.clear();
+    p
+}

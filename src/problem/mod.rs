@@ -131,6 +131,8 @@ pub struct Problem {
     pub formulation: Formulation,
     /// Pre-fit θ to derivative estimates before the solve.
     pub prefit: bool,
+    /// Weights `w` of the defect-continuation stages of `colloc solve` (empty: none).
+    pub defect_penalties: Vec<f64>,
     /// IPOPT settings.
     pub ipopt: IpoptSettings,
     /// Sequential-trainer settings (`colloc train`).
@@ -416,6 +418,19 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         .states
         .map(|b| positive("bounds.states", b))
         .transpose()?;
+    let penalties = &raw.solver.defect_penalties;
+    if let Some(w) = penalties.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+        return Err(field(
+            "solver.defect_penalties",
+            format!("weights must be positive numbers, got {w}"),
+        ));
+    }
+    if penalties.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(field(
+            "solver.defect_penalties",
+            format!("weights must increase, got {penalties:?}"),
+        ));
+    }
     raw.solver
         .ipopt
         .validate()
@@ -451,6 +466,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         state_bound,
         formulation: raw.solver.formulation,
         prefit: raw.solver.prefit,
+        defect_penalties: raw.solver.defect_penalties,
         ipopt: raw.solver.ipopt,
         sequential: raw.sequential,
         admm: raw.admm,

@@ -249,6 +249,12 @@ pub struct RawSolver {
     /// layer; default: false).
     #[serde(default)]
     pub prefit: bool,
+    /// Defect continuation for long windows: before the exact problem, solve it with the
+    /// collocation equations relaxed to `D·Y − F_θ = s` and `(w/N)·Σ‖s‖²` added to the
+    /// objective, for each weight `w` in turn (increasing; each stage starts from the last),
+    /// then the exact problem from the last stage's solution. Default: none.
+    #[serde(default)]
+    pub defect_penalties: Vec<f64>,
     /// IPOPT settings (`[solver.ipopt]`, with raw options in `[solver.ipopt.options]`).
     #[serde(default)]
     pub ipopt: IpoptSettings,

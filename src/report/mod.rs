@@ -67,8 +67,11 @@ pub struct Summary<'a> {
     pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
-    /// Calls and seconds per callback.
+    /// Calls and seconds per callback (of the exact solve).
     pub ipopt_stats: &'a colloc_solvers::ipopt::SolveStats,
+    /// Penalty stages of the defect continuation before the exact solve (their iterations and
+    /// seconds are included in `iterations`, `solve_s` and `eval_s`).
+    pub penalty_stages: &'a [crate::training::collocation::PenaltyStage],
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `history.csv` and

@@ -28,7 +28,7 @@ use crate::nlp::{
 };
 use crate::problem::{Formulation, Problem, Split};
 use colloc_models::{Activation, Mlp};
-use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo};
+use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo, WarmStart};
 use colloc_solvers::ode::{Dopri5, OdeError, OdeSystem};
 use colloc_solvers::{KktBlock, KktBlocks, NlpDims, NlpEvaluator};
 use std::time::Instant;
@@ -184,6 +184,8 @@ pub struct CollocationNlp {
     pub states: VarBlock,
     /// Network parameters.
     pub theta: VarBlock,
+    /// Defects `s` of the relaxed collocation equations `D·Y − F_θ = s` (penalty stages only).
+    pub defects: Option<VarBlock>,
     /// The network whose parameters start θ (and define the layout).
     pub init: Mlp,
     /// Starting states at the collocation points (smoothed observations).
@@ -262,6 +264,20 @@ pub fn build_with(
     init: Option<&Mlp>,
     proximal: Option<&Proximal>,
 ) -> Result<CollocationNlp, TrainError> {
+    build_stage(problem, formulation, init, proximal, None)
+}
+
+/// [`build_with`], with the collocation equations relaxed when `defect_weight = Some(w)`:
+/// each row becomes `(D·Y)_k − F_θ(Y_k, t_k) = s_k` with free defects `s`, and
+/// `(w/N)·Σ_k ‖s_k‖²` joins the objective (`N` collocation points) — a penalty stage of
+/// [`train`]'s defect continuation.
+pub fn build_stage(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    proximal: Option<&Proximal>,
+    defect_weight: Option<f64>,
+) -> Result<CollocationNlp, TrainError> {
     let started = Instant::now();
     let spec = &problem.model;
     // The pre-fit improves a random start; a given model is used as it is.
@@ -332,6 +348,24 @@ pub fn build_with(
     let colloc = m.add_constraints(ConSpec::equal_zero("collocation", points.len() * d))?;
     let first_point = points.start;
     let row = |k: usize, i: usize| colloc.row((k - first_point) * d + i);
+    let defects = match defect_weight {
+        Some(w) => {
+            let rows = points.len() * d;
+            let s = m.add_variables(VarSpec::new("defects", &[rows]))?;
+            m.add_linear_triplets(
+                "defects",
+                (0..rows).map(|r| (colloc.row(r), s.at(&[r]), -1.0)),
+            );
+            m.add_l2(L2Regularization::new(
+                "defect_penalty",
+                s.indices(),
+                w / points.len() as f64,
+            ));
+            Some(s)
+        }
+        None => None,
+    };
+    let defect = |k: usize, i: usize| defects.as_ref().map(|s| s.at(&[(k - first_point) * d + i]));
 
     // D·Y (finite elements: only the few nonzeros of each row enter the Jacobian).
     let dm = differentiation_matrix(nodes);
@@ -421,6 +455,11 @@ pub fn build_with(
                         .clone()
                         .flat_map(|k| (0..d).map(move |i| (k, i)))
                         .map(|(k, i)| states.at(&[k, i]))
+                        .chain(
+                            owned
+                                .clone()
+                                .flat_map(|k| (0..d).filter_map(move |i| defect(k, i))),
+                        )
                         .collect(),
                     constraints: owned.flat_map(|k| (0..d).map(move |i| row(k, i))).collect(),
                 }
@@ -444,6 +483,7 @@ pub fn build_with(
         nlp,
         states,
         theta,
+        defects,
         init,
         start_states,
         build_s: started.elapsed().as_secs_f64() - prefit_s,
@@ -698,8 +738,10 @@ pub struct CollocationRun {
     pub states: Vec<Vec<f64>>,
     /// IPOPT's outcome.
     pub solution: IpoptSolution,
-    /// Iteration history.
+    /// Iteration history (all stages, numbered on).
     pub history: Vec<IterationInfo>,
+    /// The penalty stages of the defect continuation before the exact solve (empty without).
+    pub stages: Vec<PenaltyStage>,
     /// NLP sizes.
     pub dims: NlpDims,
     /// Seconds to build the NLP.
@@ -833,40 +875,183 @@ fn describe(e: &OdeError) -> String {
     }
 }
 
+/// One penalty stage of the defect continuation (see [`train`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PenaltyStage {
+    /// Weight `w` of the penalty `(w/N)·Σ_k ‖s_k‖²`.
+    pub defect_weight: f64,
+    /// IPOPT's status for the stage.
+    pub status: String,
+    /// IPOPT iterations of the stage.
+    pub iterations: usize,
+    /// Objective at the stage's solution (penalty included).
+    pub objective: f64,
+    /// Largest |defect| at the stage's solution.
+    pub max_defect: f64,
+    /// Seconds to build the stage's NLP (pre-fit excluded).
+    pub build_s: f64,
+    /// Seconds of the stage's IPOPT solve.
+    pub solve_s: f64,
+    /// Seconds of function and derivative evaluations in the solve.
+    pub eval_s: f64,
+}
+
 /// Builds, solves and evaluates. `observer` sees every IPOPT iteration and can stop the solve
 /// (the results of the last iterate are still returned).
+///
+/// With `[solver] defect_penalties = [w₁, w₂, …]` the exact problem is preceded by penalty
+/// stages ([`build_stage`]): the collocation equations relaxed by free defects weighted
+/// `w_j/N`, each stage started from the previous one's states and θ; the exact problem then
+/// starts from the last stage's primal and dual solution. Over long windows the exact problem
+/// started from smoothed data needs the model's trajectory to follow the data for the whole
+/// window at once, and IPOPT stalls in restoration phases; the relaxed problems let θ settle
+/// while the states stay near the data (measured on forced Van der Pol over [0, 375]: the exact
+/// problem alone fails in 150 iterations, the continuation converges).
+/// Iteration numbers seen by `observer` and kept in the history continue across stages.
 pub fn train(
     problem: &Problem,
     formulation: Formulation,
     init: Option<&Mlp>,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
 ) -> Result<CollocationRun, TrainError> {
-    let mut built = build(problem, formulation, init)?;
     let solver = IpoptSolver::new(problem.ipopt.clone())?;
     let mut history = Vec::new();
+    let offset = std::cell::Cell::new(0usize);
+    let stopped = std::cell::Cell::new(false);
     let mut watch = |it: &IterationInfo| {
-        history.push(*it);
-        observer(it)
+        let mut it = *it;
+        it.iteration += offset.get();
+        history.push(it);
+        let go = observer(&it);
+        stopped.set(!go);
+        go
     };
-    let solution = solver.solve_with(&mut built.nlp, None, Some(&mut watch))?;
-    let x = &solution.x;
+    let (mut stages, mut prefit_s, mut build_s) = (Vec::new(), 0.0, 0.0);
+    // The previous stage: its variable layout and solution (its NLP is dropped before the
+    // next one is built, so two large NLPs are never held at once).
+    let mut previous: Option<(Layout, IpoptSolution)> = None;
+    let weights = problem.defect_penalties.iter().map(|&w| Some(w));
+    for defect_weight in weights.chain(std::iter::once(None)) {
+        let start_model = match &previous {
+            Some((built, solution)) => Some(model_at(built, &solution.x)),
+            None => init.cloned(),
+        };
+        let mut built = build_stage(
+            problem,
+            formulation,
+            start_model.as_ref(),
+            None,
+            defect_weight,
+        )?;
+        prefit_s += built.prefit_s;
+        build_s += built.build_s;
+        let warm = previous.as_ref().map(|(before, solution)| {
+            carry_over(before, solution, &built, defect_weight.is_none())
+        });
+        let solution = solver.solve_with(&mut built.nlp, warm.as_ref(), Some(&mut watch))?;
+        drop(warm);
+        offset.set(offset.get() + solution.stats.iterations + 1);
+        if let Some(w) = defect_weight {
+            stages.push(PenaltyStage {
+                defect_weight: w,
+                status: solution.status.to_string(),
+                iterations: solution.stats.iterations,
+                objective: solution.objective,
+                max_defect: built.defects.as_ref().map_or(0.0, |s| {
+                    s.slice(&solution.x).iter().fold(0.0, |m, v| m.max(v.abs()))
+                }),
+                build_s: built.build_s,
+                solve_s: solution.stats.wall_s,
+                eval_s: solution.stats.eval_s,
+            });
+        }
+        let last = defect_weight.is_none() || stopped.get();
+        previous = Some((Layout::of(&built), solution));
+        drop(built);
+        if last {
+            break;
+        }
+    }
+    let (built, solution) = previous.expect("the exact stage always runs");
     let (n, d) = (problem.nodes.len(), problem.data.dim());
     let states: Vec<Vec<f64>> = (0..n)
-        .map(|k| (0..d).map(|i| x[built.states.at(&[k, i])]).collect())
+        .map(|k| {
+            (0..d)
+                .map(|i| solution.x[built.states.at(&[k, i])])
+                .collect()
+        })
         .collect();
-    let mut model = built.init.clone();
-    model.params = built.theta.slice(x).to_vec();
+    let model = model_at(&built, &solution.x);
     let evaluation = evaluate(problem, &model, &states)?;
     Ok(CollocationRun {
         model,
         states,
+        dims: built.dims,
         solution,
         history,
-        dims: built.nlp.dims(),
-        build_s: built.build_s,
-        prefit_s: built.prefit_s,
+        stages,
+        build_s,
+        prefit_s,
         evaluation,
     })
+}
+
+/// Where a stage's states and θ sit in its variables.
+struct Layout {
+    states: VarBlock,
+    theta: VarBlock,
+    init: Mlp,
+    dims: NlpDims,
+}
+
+impl Layout {
+    fn of(built: &CollocationNlp) -> Self {
+        Self {
+            states: built.states.clone(),
+            theta: built.theta.clone(),
+            init: built.init.clone(),
+            dims: built.nlp.dims(),
+        }
+    }
+}
+
+/// The network with θ read from `x`.
+fn model_at(built: &Layout, x: &[f64]) -> Mlp {
+    let mut model = built.init.clone();
+    model.params = built.theta.slice(x).to_vec();
+    model
+}
+
+/// Start of the next stage from the previous one's solution: states and θ (defects from 0);
+/// for the exact stage also the multipliers (same constraint rows; bound multipliers of states
+/// and θ), which IPOPT then uses as a warm start.
+fn carry_over(
+    before: &Layout,
+    solution: &IpoptSolution,
+    next: &CollocationNlp,
+    with_multipliers: bool,
+) -> WarmStart {
+    let n = next.nlp.dims().n_vars;
+    let copy = |from: &[f64], fill: f64| {
+        let mut to = vec![fill; n];
+        for (a, b) in [(&before.states, &next.states), (&before.theta, &next.theta)] {
+            to[b.indices()].copy_from_slice(a.slice(from));
+        }
+        to
+    };
+    let mut x = copy(&solution.x, 0.0);
+    if let Some(s) = &next.defects {
+        x[s.indices()].fill(0.0);
+    }
+    if !with_multipliers {
+        return WarmStart::primal(x);
+    }
+    WarmStart {
+        x,
+        mult_g: Some(solution.mult_g.clone()),
+        mult_x_lower: Some(copy(&solution.mult_x_lower, 0.0)),
+        mult_x_upper: Some(copy(&solution.mult_x_upper, 0.0)),
+    }
 }
 
 #[cfg(test)]

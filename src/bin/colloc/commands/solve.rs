@@ -91,22 +91,37 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         formulation,
         status: run.solution.status.to_string(),
         success: run.solution.is_success(),
-        iterations: stats.iterations,
+        iterations: stats.iterations + run.stages.iter().map(|s| s.iterations).sum::<usize>(),
         wall_s: started.elapsed().as_secs_f64(),
         build_s: run.build_s,
         prefit_s: run.prefit_s,
-        solve_s: stats.wall_s,
-        eval_s: stats.eval_s,
+        solve_s: stats.wall_s + run.stages.iter().map(|s| s.solve_s).sum::<f64>(),
+        eval_s: stats.eval_s + run.stages.iter().map(|s| s.eval_s).sum::<f64>(),
         objective: run.solution.objective,
         scores: ev,
         size: run.dims,
         seed: problem.seed,
         ipopt_stats: stats,
+        penalty_stages: &run.stages,
     };
     report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
     println!("{:<18} {}", "status", summary.status);
     println!("{:<18} {}", "iterations", summary.iterations);
+    for stage in &run.stages {
+        println!(
+            "{:<18} weight {:.0e}: {} iterations, {}, max |defect| {:.2e}, {:.1} s",
+            "penalty stage",
+            stage.defect_weight,
+            stage.iterations,
+            stage.status,
+            stage.max_defect,
+            stage.solve_s
+        );
+    }
+    if !run.stages.is_empty() {
+        println!("{:<18} {} iterations", "exact problem", stats.iterations);
+    }
     println!(
         "{:<18} {:.3} s (build {:.3} s, pre-fit {:.3} s, IPOPT {:.3} s of which evaluations {:.3} s)",
         "wall time", summary.wall_s, summary.build_s, summary.prefit_s, summary.solve_s, summary.eval_s
