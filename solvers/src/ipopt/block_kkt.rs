@@ -429,7 +429,9 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
         };
-        let n_vars = 2 * k + 3;
+        // Eleven global unknowns: every quarter of the Schur product is exercised.
+        const NT: usize = 11;
+        let n_vars = 2 * k + NT;
         let mut entries = std::collections::BTreeMap::new();
         let mut put = |i: usize, j: usize, v: f64| {
             let (a, b) = (i.max(j), i.min(j));
@@ -444,7 +446,7 @@ mod tests {
                 if e > 0 {
                     put(x, 2 * (e - 1) + s, 0.2 * rand());
                 }
-                for t in 0..3 {
+                for t in 0..NT {
                     put(x, theta(t), 0.3 * rand());
                 }
                 // Equation row: own states (dominant), previous states, θ.
@@ -454,12 +456,12 @@ mod tests {
                 if e > 0 {
                     put(c, 2 * (e - 1) + s, -2.0 + rand());
                 }
-                for t in 0..3 {
+                for t in 0..NT {
                     put(c, theta(t), rand());
                 }
             }
         }
-        for t in 0..3 {
+        for t in 0..NT {
             put(theta(t), theta(t), 1.0 + rand());
         }
         put(theta(1), theta(0), 0.4);
@@ -484,7 +486,7 @@ mod tests {
                 })
                 .collect(),
             global: KktBlock {
-                variables: (0..3).map(theta).collect(),
+                variables: (0..NT).map(theta).collect(),
                 constraints: vec![],
             },
         };
