@@ -53,6 +53,11 @@ fn random_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 
 /// A model that uses every term kind, with overlapping variables so that duplicates must merge.
 fn build(rng: &mut ChaCha8Rng) -> Nlp {
+    build_with_l2(rng, 0.05)
+}
+
+/// [`build`] with the weight of its L2 term.
+fn build_with_l2(rng: &mut ChaCha8Rng, l2_weight: f64) -> Nlp {
     let mut m = Model::new();
     let n = 30;
     let x = m.add_variables(VarSpec::new("x", &[n])).unwrap();
@@ -123,7 +128,7 @@ fn build(rng: &mut ChaCha8Rng) -> Nlp {
     m.add_l2(L2Regularization::new(
         "l2",
         (10..25).map(|k| x.index(k)),
-        0.05,
+        l2_weight,
     ));
     m.build().unwrap()
 }
@@ -302,4 +307,34 @@ fn bad_models_are_rejected_with_names() {
             .contains("`prod`: variable index 7 out of range"),
         "{err}"
     );
+}
+
+/// Changing an L2 weight in place gives the NLP built with that weight.
+#[test]
+fn l2_weights_change_without_a_rebuild() {
+    let mut changed = build_with_l2(&mut ChaCha8Rng::seed_from_u64(5), 0.05);
+    let mut built = build_with_l2(&mut ChaCha8Rng::seed_from_u64(5), 0.8);
+    changed.set_l2_weight("l2", 0.8).unwrap();
+    assert!(changed.set_l2_weight("nope", 1.0).is_err());
+    assert!(changed.set_l2_weight("l2", f64::NAN).is_err());
+    let d = built.dims();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x = random_vec(&mut rng, d.n_vars);
+    let lambda = random_vec(&mut rng, d.n_cons);
+    let close = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .all(|(u, v)| (u - v).abs() <= 1e-13 * (1.0 + v.abs()))
+    };
+    let (fa, fb) = (changed.objective(&x).unwrap(), built.objective(&x).unwrap());
+    assert!(close(&[fa], &[fb]), "{fa} vs {fb}");
+    let (mut ga, mut gb) = (vec![0.0; d.n_vars], vec![0.0; d.n_vars]);
+    changed.gradient(&x, &mut ga).unwrap();
+    built.gradient(&x, &mut gb).unwrap();
+    assert!(close(&ga, &gb));
+    let (mut ha, mut hb) = (vec![0.0; d.nnz_hess], vec![0.0; d.nnz_hess]);
+    changed.hessian_values(&x, 1.3, &lambda, &mut ha).unwrap();
+    built.hessian_values(&x, 1.3, &lambda, &mut hb).unwrap();
+    assert!(close(&ha, &hb));
+    assert!(ha.iter().zip(&hb).any(|(a, _)| *a != 0.0));
 }

@@ -51,6 +51,14 @@ impl CompiledLeastSquares {
     }
 }
 
+/// A compiled `weight · Σ x_i²` term and the Hessian slots of its diagonal.
+pub(crate) struct CompiledL2 {
+    pub name: String,
+    pub indices: Vec<usize>,
+    pub weight: f64,
+    pub hess_slots: Vec<usize>,
+}
+
 /// A compiled NLP: fixed patterns, preallocated buffers. Built by [`super::Model::build`].
 pub struct Nlp {
     pub(crate) dims: NlpDims,
@@ -66,7 +74,7 @@ pub struct Nlp {
     pub(crate) linear_objective: Vec<f64>,
     pub(crate) objective_constant: f64,
     pub(crate) least_squares: Vec<CompiledLeastSquares>,
-    pub(crate) l2: Vec<(Vec<usize>, f64)>,
+    pub(crate) l2: Vec<CompiledL2>,
     pub(crate) objective_values: Vec<usize>,
     pub(crate) g_gather: Gather,
     pub(crate) grad_gather: Gather,
@@ -117,6 +125,27 @@ impl Nlp {
         }
         check_finite("start", x)?;
         self.x_start.copy_from_slice(x);
+        Ok(())
+    }
+
+    /// Changes the weight of the L2 term `name` (see [`super::L2Regularization`]) without
+    /// rebuilding: objective, gradient and the constant Hessian entries follow.
+    pub fn set_l2_weight(&mut self, name: &str, weight: f64) -> Result<(), EvalError> {
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(EvalError::Domain(format!(
+                "weight of `{name}` must be a non-negative number, got {weight}"
+            )));
+        }
+        let term = self
+            .l2
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| EvalError::Domain(format!("no L2 term named `{name}`")))?;
+        let delta = 2.0 * (weight - term.weight);
+        for &slot in &term.hess_slots {
+            self.hess_gather.constant[slot] += delta;
+        }
+        term.weight = weight;
         Ok(())
     }
 
@@ -193,8 +222,8 @@ impl NlpEvaluator for Nlp {
             ls.update_residual(x);
             f += ls.weight * ls.residual.iter().map(|r| r * r).sum::<f64>();
         }
-        for (indices, w) in &self.l2 {
-            f += w * indices.iter().map(|&i| x[i] * x[i]).sum::<f64>();
+        for term in &self.l2 {
+            f += term.weight * term.indices.iter().map(|&i| x[i] * x[i]).sum::<f64>();
         }
         check_finite("objective", &[f])?;
         Ok(f)
@@ -211,9 +240,9 @@ impl NlpEvaluator for Nlp {
                 }
             }
         }
-        for (indices, w) in &self.l2 {
-            for &i in indices {
-                grad[i] += 2.0 * w * x[i];
+        for term in &self.l2 {
+            for &i in &term.indices {
+                grad[i] += 2.0 * term.weight * x[i];
             }
         }
         if self.grad_gather.reads_arena() {

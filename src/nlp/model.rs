@@ -2,7 +2,7 @@
 
 use super::derivatives::{packed_len, GroupKernels};
 use super::element::{Element, ElementGroup, Target};
-use super::evaluator::{CompiledGroup, CompiledLeastSquares, Nlp};
+use super::evaluator::{CompiledGroup, CompiledL2, CompiledLeastSquares, Nlp};
 use super::sparsity::{dense_gather, PatternBuilder, Source};
 use super::terms::{L2Regularization, LeastSquares};
 use super::variables::{check_finite, ConBlock, ConSpec, VarBlock, VarSpec};
@@ -279,7 +279,12 @@ impl Model {
             for &i in &term.indices {
                 hess.push(i, i, Source::Const(2.0 * term.weight));
             }
-            l2.push((term.indices, term.weight));
+            l2.push(CompiledL2 {
+                name: term.name,
+                indices: term.indices,
+                weight: term.weight,
+                hess_slots: Vec::new(),
+            });
         }
 
         // Element groups: arenas and their maps into global nonzeros.
@@ -352,6 +357,21 @@ impl Model {
 
         let jac = jac.finish();
         let hess = hess.finish();
+        // Hessian slots of the L2 diagonals (the pattern is sorted by row, then column), so
+        // their weights can change without a rebuild.
+        for term in &mut l2 {
+            term.hess_slots = term
+                .indices
+                .iter()
+                .map(|&i| {
+                    let from = hess.rows.partition_point(|&r| r < i);
+                    let to = hess.rows.partition_point(|&r| r <= i);
+                    let slot = from + hess.cols[from..to].partition_point(|&c| c < i);
+                    debug_assert!(hess.rows[slot] == i && hess.cols[slot] == i);
+                    slot
+                })
+                .collect();
+        }
         let dims = NlpDims {
             n_vars: n,
             n_cons: m,

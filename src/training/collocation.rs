@@ -359,7 +359,7 @@ pub fn build_stage(
             m.add_l2(L2Regularization::new(
                 "defect_penalty",
                 s.indices(),
-                w / points.len() as f64,
+                defect_term_weight(problem, w),
             ));
             Some(s)
         }
@@ -927,22 +927,43 @@ pub fn train(
         go
     };
     let (mut stages, mut prefit_s, mut build_s) = (Vec::new(), 0.0, 0.0);
-    // The previous stage: its variable layout and solution (its NLP is dropped before the
+    // The previous stage: its variable layout and solution (an NLP is dropped before the
     // next one is built, so two large NLPs are never held at once).
     let mut previous: Option<(Layout, IpoptSolution)> = None;
+    // The relaxed NLP, built once: later penalty stages only change its weight.
+    let mut relaxed: Option<CollocationNlp> = None;
     let weights = problem.defect_penalties.iter().map(|&w| Some(w));
     for defect_weight in weights.chain(std::iter::once(None)) {
         let start_model = match &previous {
             Some((built, solution)) => Some(model_at(built, &solution.x)),
             None => init.cloned(),
         };
-        let mut built = build_stage(
-            problem,
-            formulation,
-            start_model.as_ref(),
-            None,
-            defect_weight,
-        )?;
+        let reuse = match defect_weight {
+            Some(w) => relaxed.take().map(|mut built| {
+                built.build_s = 0.0;
+                built.prefit_s = 0.0;
+                built
+                    .nlp
+                    .set_l2_weight("defect_penalty", defect_term_weight(problem, w))
+                    .map(|()| built)
+            }),
+            None => {
+                relaxed = None;
+                None
+            }
+        };
+        let mut built = match reuse {
+            Some(built) => {
+                built.map_err(|e| TrainError::Unsupported(format!("defect continuation: {e}")))?
+            }
+            None => build_stage(
+                problem,
+                formulation,
+                start_model.as_ref(),
+                None,
+                defect_weight,
+            )?,
+        };
         prefit_s += built.prefit_s;
         build_s += built.build_s;
         let warm = previous.as_ref().map(|(before, solution)| {
@@ -967,7 +988,9 @@ pub fn train(
         }
         let last = defect_weight.is_none() || stopped.get();
         previous = Some((Layout::of(&built), solution));
-        drop(built);
+        if defect_weight.is_some() {
+            relaxed = Some(built);
+        }
         if last {
             break;
         }
@@ -1013,6 +1036,12 @@ impl Layout {
             dims: built.nlp.dims(),
         }
     }
+}
+
+/// Weight of `Σ‖s_k‖²` in the objective for the defect weight `w`: `w/N`, `N` collocation
+/// points.
+fn defect_term_weight(problem: &Problem, w: f64) -> f64 {
+    w / problem.nodes.collocation_points().len() as f64
 }
 
 /// The network with θ read from `x`.
