@@ -38,6 +38,16 @@ fn load(name: &str) -> problem::Problem {
     problem::load(&path).unwrap()
 }
 
+/// Writes a problem file into this process's temporary folder and loads it.
+fn load_text(name: &str, text: &str) -> (std::path::PathBuf, problem::Problem) {
+    let dir = std::env::temp_dir().join(format!("colloc-collocation-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let p = problem::load(&path).unwrap();
+    (path, p)
+}
+
 #[test]
 fn reduced_and_full_formulations_reach_the_same_optimum() {
     let p = load("formulations");
@@ -128,9 +138,7 @@ fn finite_elements_keep_the_jacobian_linear_in_the_points() {
         "[collocation]\npoints = 30",
         "[collocation]\nelements = 6\npoints_per_element = 6",
     );
-    let path = dir.join("fe-solve.toml");
-    std::fs::write(&path, text).unwrap();
-    let p = problem::load(&path).unwrap();
+    let (_, p) = load_text("fe-solve", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(run.solution.is_success(), "{:?}", run.solution.status);
     assert!(
@@ -248,8 +256,6 @@ linear_solver = "{solver}"
 /// defects, and the result is an optimum of the exact NLP (started there, IPOPT stays).
 #[test]
 fn defect_continuation_ends_at_an_optimum_of_the_exact_problem() {
-    let dir = std::env::temp_dir().join(format!("colloc-defects-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let text = SMALL
         .replace(
             "[collocation]\npoints = 30",
@@ -259,9 +265,7 @@ fn defect_continuation_ends_at_an_optimum_of_the_exact_problem() {
             "prefit = true",
             "prefit = true\ndefect_penalties = [1e2, 1e4, 1e6]",
         );
-    let path = dir.join("continuation.toml");
-    std::fs::write(&path, text).unwrap();
-    let p = problem::load(&path).unwrap();
+    let (path, p) = load_text("continuation", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(run.solution.is_success(), "{}", run.solution.status);
     assert_eq!(run.stages.len(), 3);
