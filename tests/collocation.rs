@@ -31,11 +31,7 @@ tol = 1e-9
 "#;
 
 fn load(name: &str) -> problem::Problem {
-    let dir = std::env::temp_dir().join(format!("colloc-collocation-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, SMALL).unwrap();
-    problem::load(&path).unwrap()
+    load_text(name, SMALL).1
 }
 
 /// Writes a problem file into this process's temporary folder and loads it.
@@ -93,15 +89,11 @@ fn same_problem_same_seed_same_numbers() {
 /// the number of points with finite elements and quadratically with global collocation.
 #[test]
 fn finite_elements_keep_the_jacobian_linear_in_the_points() {
-    let dir = std::env::temp_dir().join(format!("colloc-fe-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let size = |collocation: &str| {
         let text = SMALL
             .replace("[collocation]\npoints = 30", collocation)
             .replace("prefit = true", "prefit = false");
-        let path = dir.join("fe.toml");
-        std::fs::write(&path, text).unwrap();
-        let p = problem::load(&path).unwrap();
+        let (_, p) = load_text("fe", &text);
         let n = p.nodes.len();
         let built = collocation::build(&p, Formulation::Reduced, None).unwrap();
         (n, built.nlp.dims())
@@ -153,8 +145,6 @@ fn finite_elements_keep_the_jacobian_linear_in_the_points() {
 #[test]
 fn block_arrow_kkt_solver_agrees_with_mumps_on_finite_elements() {
     use colloc::solvers::ipopt::{block_factorization_count, kkt_factorization_counts};
-    let dir = std::env::temp_dir().join(format!("colloc-fe-blocks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     for nodes in ["legendre-gauss-lobatto", "radau"] {
         let solve = |solver: &str| {
             let text = SMALL
@@ -168,9 +158,7 @@ fn block_arrow_kkt_solver_agrees_with_mumps_on_finite_elements() {
                     "tol = 1e-9",
                     &format!("tol = 1e-9\nlinear_solver = \"{solver}\""),
                 );
-            let path = dir.join(format!("{nodes}-{solver}.toml"));
-            std::fs::write(&path, text).unwrap();
-            let p = problem::load(&path).unwrap();
+            let (_, p) = load_text(&format!("{nodes}-{solver}"), &text);
             let blocks_before = block_factorization_count();
             let mumps_before = kkt_factorization_counts().1;
             let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
@@ -202,8 +190,6 @@ fn block_arrow_kkt_solver_agrees_with_mumps_on_finite_elements() {
 /// iterates of both solvers must agree.
 #[test]
 fn block_arrow_kkt_solver_stays_accurate_on_a_long_window() {
-    let dir = std::env::temp_dir().join(format!("colloc-fe-long-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let solve = |solver: &str| {
         let text = format!(
             r#"
@@ -234,9 +220,7 @@ max_iter = 4
 linear_solver = "{solver}"
 "#
         );
-        let path = dir.join(format!("long-{solver}.toml"));
-        std::fs::write(&path, text).unwrap();
-        let p = problem::load(&path).unwrap();
+        let (_, p) = load_text(&format!("long-{solver}"), &text);
         collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap()
     };
     let (blocks, mumps) = (solve("blocks"), solve("mumps"));

@@ -970,7 +970,6 @@ pub fn train(
             carry_over(before, solution, &built, defect_weight.is_none())
         });
         let solution = solver.solve_with(&mut built.nlp, warm.as_ref(), Some(&mut watch))?;
-        drop(warm);
         offset.set(offset.get() + solution.stats.iterations + 1);
         if let Some(w) = defect_weight {
             stages.push(PenaltyStage {
