@@ -1139,6 +1139,33 @@ pub(crate) fn set_openblas_threads(n: usize) -> bool {
     true
 }
 
+// ---------------------------------------------------------------------------------------------
+// Memory reuse. glibc serves large requests (≥ 32 MB always, smaller ones adaptively) with fresh
+// `mmap`s and returns them on `free`, so every IPOPT iteration that allocates a Jacobian or
+// Hessian value array of tens of MB pays for the kernel zeroing new pages (15 % of a 20,000-point
+// solve's time). `mallopt` turns this off for the whole process; absent (non-glibc), nothing.
+
+/// glibc's `M_TRIM_THRESHOLD` and `M_MMAP_MAX` (`malloc.h`).
+const M_TRIM_THRESHOLD: c_int = -1;
+const M_MMAP_MAX: c_int = -4;
+
+/// Asks glibc's allocator to serve every request from its heap and keep freed memory for reuse
+/// (`mallopt(M_MMAP_MAX, 0)`, `mallopt(M_TRIM_THRESHOLD, 1 GiB)`); false when the C library
+/// has no `mallopt` or refuses.
+pub(crate) fn malloc_retain_freed_memory() -> bool {
+    // SAFETY: a valid NUL-terminated symbol name.
+    let f = unsafe { dlsym(RTLD_DEFAULT, c"mallopt".as_ptr()) };
+    if f.is_null() {
+        return false;
+    }
+    // SAFETY: glibc exports `int mallopt(int param, int value)`; both settings are documented
+    // and may be changed at any time.
+    unsafe {
+        let f = std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int, c_int) -> c_int>(f);
+        f(M_MMAP_MAX, 0) == 1 && f(M_TRIM_THRESHOLD, 1 << 30) == 1
+    }
+}
+
 /// The core OpenBLAS selected for its kernels (`openblas_get_corename`), if OpenBLAS is loaded.
 pub(crate) fn openblas_core_name() -> Option<String> {
     // SAFETY: a valid NUL-terminated symbol name.

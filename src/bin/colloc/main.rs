@@ -88,6 +88,8 @@ fn fix_blas_core_type() {
 
 fn main() -> ExitCode {
     fix_blas_core_type();
+    // Large per-iteration buffers are reused instead of re-faulted (README, "Memory").
+    colloc_solvers::ipopt::retain_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
