@@ -5,8 +5,10 @@
 //! collocation with N points where it is feasible (N ≤ 1000). Prints build time, pre-fit,
 //! IPOPT time, iterations, time per iteration, peak memory (RSS) and fit/test errors. Each case
 //! runs in its own process, so the peak RSS is the case's own. Windows longer than 150 time
-//! units (m = 100) use the defect continuation `defect_penalties = [1e2, 1e4, 1e6]`, as
-//! `problems/vanderpol-long.toml` does; IPOPT time and iterations include its stages.
+//! units (m = 100) use the defect continuation `defect_penalties = [1e2, 1e4, 1e6]` with θ
+//! scaled by 30 for IPOPT (`parameter_scaling`), as `problems/vanderpol-long.toml` does; IPOPT
+//! time and iterations include its stages. Like the `colloc` binary, each case keeps freed
+//! memory for reuse (`retain_freed_memory`).
 //!
 //! `cargo run --release --example finite_elements_bench [-- 1,10,100]`
 
@@ -61,7 +63,7 @@ mu_strategy = "adaptive"
 "#,
         test = t1 + 15,
         continuation = if t1 > 150 {
-            "defect_penalties = [1e2, 1e4, 1e6]"
+            "defect_penalties = [1e2, 1e4, 1e6]\nparameter_scaling = 30.0"
         } else {
             ""
         }
@@ -131,6 +133,7 @@ fn run_case(m: usize, finite_elements: bool) -> Result<(), Box<dyn std::error::E
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--case" {
+        colloc::solvers::ipopt::retain_freed_memory();
         let m = args[2].parse()?;
         return run_case(m, args[3] == "elements");
     }

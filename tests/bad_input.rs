@@ -179,6 +179,14 @@ fn invalid_values_name_the_field() {
         &["solver.defect_penalties", "positive"],
     );
     expect_input_error(
+        "parameter-scaling",
+        &GOOD.replace(
+            "[solver.ipopt]",
+            "[solver]\nparameter_scaling = 0.0\n[solver.ipopt]",
+        ),
+        &["solver.parameter_scaling", "positive"],
+    );
+    expect_input_error(
         "both-sources",
         &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),
         &["exactly one data source"],

@@ -280,3 +280,60 @@ fn p_exact(path: &std::path::Path) -> problem::Problem {
     p.defect_penalties.clear();
     p
 }
+
+/// `[solver] parameter_scaling = s` hands IPOPT θ in the coordinates `s·θ` (states, defects
+/// unscaled), except in the exact stage after a defect continuation; it changes the path, not
+/// the optimum: started at an optimum of the unscaled problem, the scaled solve stays there.
+#[test]
+fn parameter_scaling_changes_ipopt_coordinates_not_the_optimum() {
+    let fe = SMALL.replace(
+        "[collocation]\npoints = 30",
+        "[collocation]\nelements = 8\npoints_per_element = 4",
+    );
+    let scaled_text = fe.replace("prefit = true", "prefit = true\nparameter_scaling = 20.0");
+    let (_, plain) = load_text("scaling-plain", &fe);
+    let (_, scaled) = load_text("scaling-20", &scaled_text);
+
+    let built = collocation::build(&scaled, Formulation::Reduced, None).unwrap();
+    let factors = built.nlp.scaling().expect("θ is scaled").variables;
+    assert!(built.theta.indices().all(|j| factors[j] == 20.0));
+    assert!(built.states.indices().all(|j| factors[j] == 1.0));
+    assert!(collocation::build(&plain, Formulation::Reduced, None)
+        .unwrap()
+        .nlp
+        .scaling()
+        .is_none());
+    // The exact stage after a continuation is unscaled.
+    let mut continued = scaled.clone();
+    continued.defect_penalties = vec![1e2];
+    let exact = collocation::build(&continued, Formulation::Reduced, None).unwrap();
+    assert!(exact.nlp.scaling().is_none());
+    let relaxed =
+        collocation::build_stage(&continued, Formulation::Reduced, None, None, Some(1e2)).unwrap();
+    assert!(relaxed.nlp.scaling().is_some());
+
+    let first = collocation::train(&plain, Formulation::Reduced, None, &mut |_| true).unwrap();
+    assert!(first.solution.is_success(), "{}", first.solution.status);
+    let again = collocation::train(
+        &scaled,
+        Formulation::Reduced,
+        Some(&first.model),
+        &mut |_| true,
+    )
+    .unwrap();
+    assert!(again.solution.is_success(), "{}", again.solution.status);
+    let (a, b) = (first.solution.objective, again.solution.objective);
+    eprintln!(
+        "objective unscaled {a:.12}, scaled from there {b:.12} in {} iterations",
+        again.solution.stats.iterations
+    );
+    assert!((a - b).abs() <= 1e-6 * a.abs(), "{a} vs {b}");
+    let gap = first
+        .model
+        .params
+        .iter()
+        .zip(&again.model.params)
+        .map(|(u, v)| (u - v).abs())
+        .fold(0.0, f64::max);
+    assert!(gap < 1e-3, "θ moved by {gap}");
+}

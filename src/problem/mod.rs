@@ -133,6 +133,8 @@ pub struct Problem {
     pub prefit: bool,
     /// Weights `w` of the defect-continuation stages of `colloc solve` (empty: none).
     pub defect_penalties: Vec<f64>,
+    /// IPOPT's scaling factor for θ (`[solver] parameter_scaling`; 1 = none).
+    pub parameter_scaling: f64,
     /// IPOPT settings.
     pub ipopt: IpoptSettings,
     /// Sequential-trainer settings (`colloc train`).
@@ -431,6 +433,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             format!("weights must increase, got {penalties:?}"),
         ));
     }
+    let parameter_scaling = positive("solver.parameter_scaling", raw.solver.parameter_scaling)?;
     raw.solver
         .ipopt
         .validate()
@@ -467,6 +470,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         formulation: raw.solver.formulation,
         prefit: raw.solver.prefit,
         defect_penalties: raw.solver.defect_penalties,
+        parameter_scaling,
         ipopt: raw.solver.ipopt,
         sequential: raw.sequential,
         admm: raw.admm,

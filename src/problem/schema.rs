@@ -238,8 +238,12 @@ impl std::str::FromStr for Formulation {
     }
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// `[solver]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSolver {
     /// Network formulation (default: reduced).
@@ -255,7 +259,27 @@ pub struct RawSolver {
     /// then the exact problem from the last stage's solution. Default: none.
     #[serde(default)]
     pub defect_penalties: Vec<f64>,
+    /// IPOPT variable scaling of the network parameters: IPOPT works with `s·θ` (default 1:
+    /// none). Values above 1 shrink θ's curvature next to the states', and with it the
+    /// Hessian regularization IPOPT adds in nonconvex iterations, which otherwise damps the
+    /// state steps of long finite-element problems. IPOPT's convergence test then sees θ's
+    /// gradient divided by `s`. Any value other than 1 switches IPOPT to user scaling (no
+    /// gradient-based scaling of objective and constraints).
+    #[serde(default = "one")]
+    pub parameter_scaling: f64,
     /// IPOPT settings (`[solver.ipopt]`, with raw options in `[solver.ipopt.options]`).
     #[serde(default)]
     pub ipopt: IpoptSettings,
+}
+
+impl Default for RawSolver {
+    fn default() -> Self {
+        Self {
+            formulation: Formulation::default(),
+            prefit: false,
+            defect_penalties: Vec::new(),
+            parameter_scaling: 1.0,
+            ipopt: IpoptSettings::default(),
+        }
+    }
 }

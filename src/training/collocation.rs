@@ -342,7 +342,15 @@ pub fn build_stage(
             .bounds(-state_bound, state_bound)
             .start_each(start_states.concat()),
     )?;
-    let theta = add_theta(&mut m, problem, &init)?;
+    // θ's IPOPT scaling: in every stage but the exact stage after a defect continuation,
+    // which thus meets IPOPT's tolerances unscaled.
+    let exact_after_stages = defect_weight.is_none() && !problem.defect_penalties.is_empty();
+    let theta_scaling = if exact_after_stages {
+        1.0
+    } else {
+        problem.parameter_scaling
+    };
+    let theta = add_theta(&mut m, problem, &init, theta_scaling)?;
     // One constraint per collocation point and state; `row(k, i)` for node `k`.
     let points = nodes.collocation_points();
     let colloc = m.add_constraints(ConSpec::equal_zero("collocation", points.len() * d))?;
@@ -493,13 +501,20 @@ pub fn build_stage(
 
 /// The network parameters θ as a variable block, bounded by `[bounds] parameters`, starting
 /// at `init`'s parameters.
-fn add_theta(m: &mut Model, problem: &Problem, init: &Mlp) -> Result<VarBlock, TrainError> {
+fn add_theta(
+    m: &mut Model,
+    problem: &Problem,
+    init: &Mlp,
+    scaling: f64,
+) -> Result<VarBlock, TrainError> {
     let pb = problem.parameter_bound.unwrap_or(f64::INFINITY);
-    Ok(m.add_variables(
-        VarSpec::new("theta", &[init.n_params()])
-            .bounds(-pb, pb)
-            .start_each(init.params.clone()),
-    )?)
+    let mut spec = VarSpec::new("theta", &[init.n_params()])
+        .bounds(-pb, pb)
+        .start_each(init.params.clone());
+    if scaling != 1.0 {
+        spec = spec.scaling(scaling);
+    }
+    Ok(m.add_variables(spec)?)
 }
 
 /// Adds `−F_θ(Y_k, t_k)` to the rows `row(k, o)` in the reduced form: one element per point
