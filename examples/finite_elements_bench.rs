@@ -7,7 +7,8 @@
 //! runs in its own process, so the peak RSS is the case's own. Windows longer than 150 time
 //! units (m = 100) use the defect continuation `defect_penalties = [1e2, 1e4, 1e6]` with θ
 //! scaled by 30 for IPOPT (`parameter_scaling`), as `problems/vanderpol-long.toml` does; IPOPT
-//! time and iterations include its stages. Like the `colloc` binary, each case keeps freed
+//! time and iterations include its stages. m = 10 runs with and without θ scaled by 10 (m = 100
+//! unscaled takes ~130 s more and is left out). Like the `colloc` binary, each case keeps freed
 //! memory for reuse (`retain_freed_memory`).
 //!
 //! `cargo run --release --example finite_elements_bench [-- 1,10,100]`
@@ -17,7 +18,7 @@ use colloc::training::collocation;
 use std::process::Command;
 
 /// The problem file of one case.
-fn problem_toml(m: usize, finite_elements: bool) -> String {
+fn problem_toml(m: usize, finite_elements: bool, theta_scaling: f64) -> String {
     let (n, t1) = (200 * m, 15 * m);
     let grid = if finite_elements {
         format!(
@@ -55,6 +56,7 @@ parameters = 100.0
 [solver]
 formulation = "reduced"
 prefit = true
+parameter_scaling = {theta_scaling:?}
 {continuation}
 [solver.ipopt]
 tol = 1e-4
@@ -63,7 +65,7 @@ mu_strategy = "adaptive"
 "#,
         test = t1 + 15,
         continuation = if t1 > 150 {
-            "defect_penalties = [1e2, 1e4, 1e6]\nparameter_scaling = 30.0"
+            "defect_penalties = [1e2, 1e4, 1e6]"
         } else {
             ""
         }
@@ -79,14 +81,18 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 /// Runs one case and prints its table row.
-fn run_case(m: usize, finite_elements: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn run_case(
+    m: usize,
+    finite_elements: bool,
+    theta_scaling: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
     colloc::solvers::ipopt::set_blas_threads(1);
     let path = std::env::temp_dir().join(format!(
         "colloc-fe-bench-{m}-{}-{}.toml",
         finite_elements,
         std::process::id()
     ));
-    std::fs::write(&path, problem_toml(m, finite_elements))?;
+    std::fs::write(&path, problem_toml(m, finite_elements, theta_scaling))?;
     let loaded = problem::load(&path);
     std::fs::remove_file(&path)?;
     let p = loaded?;
@@ -109,10 +115,10 @@ fn run_case(m: usize, finite_elements: bool) -> Result<(), Box<dyn std::error::E
     let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.4}"));
     println!(
         "| {m} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {}{} | {:.3} | {:.0} | {} | {} |",
-        if finite_elements {
-            "elements"
-        } else {
-            "global"
+        match (finite_elements, theta_scaling == 1.0) {
+            (false, _) => "global".to_string(),
+            (true, true) => "elements".to_string(),
+            (true, false) => format!("elements, θ × {theta_scaling}"),
         },
         p.nodes.len(),
         run.dims.nnz_jac,
@@ -132,10 +138,10 @@ fn run_case(m: usize, finite_elements: bool) -> Result<(), Box<dyn std::error::E
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() == 4 && args[1] == "--case" {
+    if args.len() == 5 && args[1] == "--case" {
         colloc::solvers::ipopt::retain_freed_memory();
         let m = args[2].parse()?;
-        return run_case(m, args[3] == "elements");
+        return run_case(m, args[3] == "elements", args[4].parse()?);
     }
     let scales: Vec<usize> = match args.get(1) {
         Some(s) => s
@@ -148,14 +154,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe()?;
     for &m in &scales {
-        let kinds: &[&str] = if 200 * m <= 1000 {
-            &["global", "elements"]
-        } else {
-            &["elements"]
-        };
-        for kind in kinds {
+        // (grid, θ scaling): global where feasible; finite elements unscaled, and from
+        // m = 10 on also with the θ scaling measured to help (10 at N = 2001, 30 at 20,001).
+        let mut kinds = Vec::new();
+        if 200 * m <= 1000 {
+            kinds.push(("global", 1.0));
+        }
+        kinds.push(("elements", 1.0));
+        match m {
+            10 => kinds.push(("elements", 10.0)),
+            100 => kinds = vec![("elements", 30.0)],
+            _ => {}
+        }
+        for (kind, theta_scaling) in kinds {
             let out = Command::new(&exe)
-                .args(["--case", &m.to_string(), kind])
+                .args(["--case", &m.to_string(), kind, &theta_scaling.to_string()])
                 .output()?;
             print!("{}", String::from_utf8_lossy(&out.stdout));
             if !out.status.success() {
