@@ -72,6 +72,8 @@ pub struct Summary<'a> {
     /// Penalty stages of the defect continuation before the exact solve (their iterations and
     /// seconds are included in `iterations`, `solve_s` and `eval_s`).
     pub penalty_stages: &'a [crate::training::collocation::PenaltyStage],
+    /// IPOPT's scaling factor for θ (`[solver] parameter_scaling`; 1 = none).
+    pub parameter_scaling: f64,
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `history.csv` and

@@ -103,6 +103,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         seed: problem.seed,
         ipopt_stats: stats,
         penalty_stages: &run.stages,
+        parameter_scaling: problem.parameter_scaling,
     };
     report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
