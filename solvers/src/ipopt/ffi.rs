@@ -1142,8 +1142,9 @@ pub(crate) fn set_openblas_threads(n: usize) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Memory reuse. glibc serves large requests (≥ 32 MB always, smaller ones adaptively) with fresh
 // `mmap`s and returns them on `free`, so every IPOPT iteration that allocates a Jacobian or
-// Hessian value array of tens of MB pays for the kernel zeroing new pages (15 % of a 20,000-point
-// solve's time). `mallopt` turns this off for the whole process; absent (non-glibc), nothing.
+// Hessian value array of tens of MB pays for the kernel zeroing new pages (15 % of a profile of a
+// 20,000-point solve). `mallopt` makes glibc keep and reuse them, for the whole process; without
+// glibc's `mallopt` nothing is done.
 
 /// glibc's `M_TRIM_THRESHOLD` and `M_MMAP_MAX` (`malloc.h`).
 const M_TRIM_THRESHOLD: c_int = -1;
