@@ -187,6 +187,22 @@ fn invalid_values_name_the_field() {
         &["solver.parameter_scaling", "positive"],
     );
     expect_input_error(
+        "smoothing-factor",
+        &GOOD.replace(
+            "[solver.ipopt]",
+            "[solver]\nsmoothing = -1.0\n[solver.ipopt]",
+        ),
+        &["solver.smoothing", "positive"],
+    );
+    expect_input_error(
+        "smoothing-name",
+        &GOOD.replace(
+            "[solver.ipopt]",
+            "[solver]\nsmoothing = \"gcv\"\n[solver.ipopt]",
+        ),
+        &["smoothing"],
+    );
+    expect_input_error(
         "both-sources",
         &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),
         &["exactly one data source"],

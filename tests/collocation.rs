@@ -75,6 +75,31 @@ fn reduced_and_full_formulations_reach_the_same_optimum() {
     assert!(reduced.evaluation.train_mse_clean.unwrap() < 0.05);
 }
 
+/// Two hidden layers: the reduced formulation (one structured term over the points) and the
+/// full one (activations as variables) share their optima.
+#[test]
+fn deep_reduced_and_full_formulations_reach_the_same_optimum() {
+    let text = SMALL.replace("layers = [2, 5, 2]", "layers = [2, 4, 4, 2]");
+    let p = load_text("deep-formulations", &text).1;
+    let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+    let full =
+        collocation::train(&p, Formulation::Full, Some(&reduced.model), &mut |_| true).unwrap();
+    assert!(reduced.solution.is_success() && full.solution.is_success());
+    let (a, b) = (reduced.solution.objective, full.solution.objective);
+    eprintln!(
+        "deep: objective reduced {a:.12}, full {b:.12}; iterations {} / {}",
+        reduced.solution.stats.iterations, full.solution.stats.iterations
+    );
+    assert!(
+        (a - b).abs() <= 1e-6 * a.abs(),
+        "objectives differ: {a} vs {b}"
+    );
+    for (u, v) in reduced.model.params.iter().zip(&full.model.params) {
+        assert!((u - v).abs() < 1e-3, "parameters differ: {u} vs {v}");
+    }
+    assert!(reduced.evaluation.fit_mse.unwrap() < 0.01);
+}
+
 #[test]
 fn same_problem_same_seed_same_numbers() {
     let p = load("determinism");

@@ -156,12 +156,62 @@ fn lagrangian_gradient(nlp: &mut Nlp, x: &[f64], sigma: f64, lambda: &[f64]) -> 
 fn gradient_jacobian_hessian_match_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut nlp = build(&mut rng);
+    check_against_finite_differences(&mut nlp, &mut rng, 5);
+}
+
+/// The reduced collocation NLP of deeper networks (one structured term over all points): two
+/// and three hidden layers, with and without time input, smooth activations.
+#[test]
+fn deep_reduced_network_matches_finite_differences() {
+    for (layers, activation, time_input) in [
+        ("[2, 4, 3, 2]", "tanh", false),
+        ("[3, 3, 4, 2]", "gelu", true),
+        ("[2, 3, 2, 3, 2]", "softplus", false),
+    ] {
+        let text = format!(
+            r#"
+seed = 3
+[data]
+system = "vanderpol"
+initial_state = [0.0, 1.0]
+noise = 0.05
+[train]
+t1 = 2.0
+points = 6
+[collocation]
+points = 5
+[model]
+layers = {layers}
+activation = "{activation}"
+time_input = {time_input}
+"#
+        );
+        let dir = std::env::temp_dir().join(format!("colloc-derivatives-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("deep.toml");
+        std::fs::write(&path, text).unwrap();
+        let problem = colloc::problem::load(&path).unwrap();
+        let built = colloc::training::collocation::build(
+            &problem,
+            colloc::problem::Formulation::Reduced,
+            None,
+        )
+        .unwrap();
+        let mut nlp = built.nlp;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        check_against_finite_differences(&mut nlp, &mut rng, 2);
+    }
+}
+
+/// Checks the gradient, the Jacobian and the Hessian of the Lagrangian at random points
+/// against central finite differences, and the patterns for completeness and duplicates.
+fn check_against_finite_differences(nlp: &mut Nlp, rng: &mut ChaCha8Rng, trials: usize) {
     let d = nlp.dims();
     let h = 1e-6;
-    for _trial in 0..5 {
-        let x = random_vec(&mut rng, d.n_vars);
+    for _trial in 0..trials {
+        let x = random_vec(rng, d.n_vars);
         let sigma = rng.gen_range(0.5..2.0);
-        let lambda = random_vec(&mut rng, d.n_cons);
+        let lambda = random_vec(rng, d.n_cons);
 
         // Gradient.
         let mut grad = vec![0.0; d.n_vars];
@@ -238,8 +288,8 @@ fn gradient_jacobian_hessian_match_finite_differences() {
             let (mut xp, mut xm) = (x.clone(), x.clone());
             xp[j] += h;
             xm[j] -= h;
-            let gp = lagrangian_gradient(&mut nlp, &xp, sigma, &lambda);
-            let gm = lagrangian_gradient(&mut nlp, &xm, sigma, &lambda);
+            let gp = lagrangian_gradient(nlp, &xp, sigma, &lambda);
+            let gm = lagrangian_gradient(nlp, &xm, sigma, &lambda);
             for i in j..d.n_vars {
                 let fd = (gp[i] - gm[i]) / (2.0 * h);
                 let exact = dense[i][j];

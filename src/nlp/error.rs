@@ -76,6 +76,14 @@ pub enum ModelError {
         /// Repeated global variable.
         index: usize,
     },
+    /// A structured term lists the same constraint row twice.
+    #[error("`{term}`: constraint row {row} appears twice among its outputs")]
+    RepeatedRow {
+        /// Term name.
+        term: String,
+        /// The row.
+        row: usize,
+    },
     /// A sparse matrix of the wrong shape.
     #[error("`{term}`: matrix has {got} rows, expected {expected}")]
     ShapeMismatch {

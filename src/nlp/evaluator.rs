@@ -3,6 +3,7 @@
 use super::derivatives::GroupKernels;
 use super::element::Target;
 use super::sparsity::Gather;
+use super::structured::CompiledStructured;
 use super::variables::{ConBlock, VarBlock};
 use colloc_solvers::{check_finite, EvalError, KktBlocks, NlpDims, NlpEvaluator, NlpScaling};
 use sprs::CsMat;
@@ -90,6 +91,7 @@ pub struct Nlp {
     pub(crate) hess_arena: Vec<f64>,
     pub(crate) weight_arena: Vec<f64>,
     pub(crate) groups: Vec<CompiledGroup>,
+    pub(crate) structured: Vec<CompiledStructured>,
     pub(crate) kkt_blocks: Option<Arc<KktBlocks>>,
 }
 
@@ -159,6 +161,13 @@ impl Nlp {
         for g in &self.groups {
             if (objective && g.has_objective) || (constraints && g.has_constraints) {
                 g.kernels.values(x, &mut self.val_arena[g.val_range()]);
+            }
+        }
+        if constraints {
+            for t in &self.structured {
+                let out = &mut self.val_arena[t.val_range()];
+                out.fill(0.0);
+                t.term.values(x, out);
             }
         }
     }
@@ -271,6 +280,11 @@ impl NlpEvaluator for Nlp {
                 g.kernels.jacobians(x, &mut self.jac_arena[g.jac_range()]);
             }
         }
+        for t in &self.structured {
+            let out = &mut self.jac_arena[t.jac_range()];
+            out.fill(0.0);
+            t.term.jacobian(x, out);
+        }
         self.jac_gather.assemble(&self.jac_arena, 1.0, values);
         check_finite("jacobian", values)
     }
@@ -292,6 +306,12 @@ impl NlpEvaluator for Nlp {
             let weights = &self.weight_arena[g.val_range()];
             g.kernels
                 .hessians(x, weights, &mut self.hess_arena[g.hess_range()]);
+        }
+        for t in &self.structured {
+            let weights = &self.weight_arena[t.val_range()];
+            let out = &mut self.hess_arena[t.hess_range()];
+            out.fill(0.0);
+            t.term.hessian(x, weights, out);
         }
         self.hess_gather
             .assemble(&self.hess_arena, obj_factor, values);

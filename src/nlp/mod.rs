@@ -9,7 +9,9 @@
 //! - **objective terms**: least squares `w‖A x − b‖²` and L2 regularization `w Σ x_i²`;
 //! - **nonlinear elements** ([`Element`]): a function of a short list of global variables,
 //!   written once generically over num-dual scalars; its outputs are added to constraint rows
-//!   or to the objective ([`Target`]).
+//!   or to the objective ([`Target`]);
+//! - **structured terms** ([`StructuredTerm`]): large constraint terms (a deep network at
+//!   every collocation point) that state their own sparsity and exact derivatives.
 //!
 //! [`Model::build`] fixes every sparsity pattern once (Jacobian; lower-triangular Hessian with
 //! duplicates merged) and precomputes the maps from element-local derivatives to global
@@ -24,6 +26,7 @@ mod evaluator;
 pub mod hock_schittkowski;
 mod model;
 mod sparsity;
+mod structured;
 mod terms;
 mod variables;
 
@@ -31,5 +34,6 @@ pub use element::{Element, ElementGroup, Scalar, Target};
 pub use error::ModelError;
 pub use evaluator::Nlp;
 pub use model::Model;
+pub use structured::StructuredTerm;
 pub use terms::{L2Regularization, LeastSquares};
 pub use variables::{ConBlock, ConSpec, VarBlock, VarSpec};

@@ -4,6 +4,7 @@ use super::derivatives::{packed_len, GroupKernels};
 use super::element::{Element, ElementGroup, Target};
 use super::evaluator::{CompiledGroup, CompiledL2, CompiledLeastSquares, Nlp};
 use super::sparsity::{dense_gather, PatternBuilder, Source};
+use super::structured::{CompiledStructured, StructuredTerm};
 use super::terms::{L2Regularization, LeastSquares};
 use super::variables::{check_finite, ConBlock, ConSpec, VarBlock, VarSpec};
 use super::ModelError;
@@ -40,6 +41,7 @@ pub struct Model {
     least_squares: Vec<LeastSquares>,
     l2: Vec<L2Regularization>,
     groups: Vec<Box<dyn GroupKernels>>,
+    structured: Vec<Box<dyn StructuredTerm>>,
 }
 
 impl Model {
@@ -166,6 +168,20 @@ impl Model {
             return Err(ModelError::EmptyBlock(group.name.clone()));
         }
         self.groups.push(Box::new(group));
+        Ok(())
+    }
+
+    /// Adds a [`StructuredTerm`] (a large nonlinear constraint term with its own sparsity and
+    /// derivatives).
+    pub fn add_structured<T: StructuredTerm + 'static>(
+        &mut self,
+        term: T,
+    ) -> Result<(), ModelError> {
+        self.claim_name(term.name())?;
+        if term.rows().is_empty() {
+            return Err(ModelError::EmptyBlock(term.name().to_string()));
+        }
+        self.structured.push(Box::new(term));
         Ok(())
     }
 
@@ -355,6 +371,52 @@ impl Model {
             hess_len += len * np;
         }
 
+        // Structured terms: their outputs, Jacobian and Hessian values follow the groups'.
+        let mut structured = Vec::with_capacity(self.structured.len());
+        let mut structured_targets = Vec::new();
+        for term in self.structured {
+            let name = term.name().to_string();
+            let rows = term.rows();
+            for (o, &r) in rows.iter().enumerate() {
+                check_row(&name, r)?;
+                if rows[..o].contains(&r) {
+                    return Err(ModelError::RepeatedRow { term: name, row: r });
+                }
+                g_sources.push((r, val_len + o));
+                structured_targets.push(Target::Constraint(r));
+            }
+            let jac_pattern = term.jacobian_pattern();
+            jac.reserve(jac_pattern.len());
+            for (p, &(o, v)) in jac_pattern.iter().enumerate() {
+                check_var(&name, v)?;
+                let r = *rows.get(o).ok_or_else(|| ModelError::RowOutOfRange {
+                    term: name.clone(),
+                    row: o,
+                    n_cons: rows.len(),
+                })?;
+                jac.push(r, v, Source::Arena(jac_len + p));
+            }
+            let hess_pattern = term.hessian_pattern();
+            hess.reserve(hess_pattern.len());
+            for (p, &(a, b)) in hess_pattern.iter().enumerate() {
+                check_var(&name, a)?;
+                check_var(&name, b)?;
+                hess.push(a.max(b), a.min(b), Source::Arena(hess_len + p));
+            }
+            let (n_out, n_jac, n_hess) = (rows.len(), jac_pattern.len(), hess_pattern.len());
+            structured.push(CompiledStructured {
+                val_offset: val_len,
+                jac_offset: jac_len,
+                hess_offset: hess_len,
+                n_jac,
+                n_hess,
+                term,
+            });
+            val_len += n_out;
+            jac_len += n_jac;
+            hess_len += n_hess;
+        }
+
         let jac = jac.finish();
         let hess = hess.finish();
         // Hessian slots of the L2 diagonals (the pattern is sorted by row, then column), so
@@ -387,6 +449,7 @@ impl Model {
         let weight_targets = groups
             .iter()
             .flat_map(|g| g.kernels.targets().iter().copied())
+            .chain(structured_targets)
             .collect::<Vec<_>>();
         Ok(Nlp {
             dims,
@@ -418,6 +481,7 @@ impl Model {
             hess_arena: vec![0.0; hess_len],
             weight_arena: vec![0.0; val_len],
             groups,
+            structured,
             kkt_blocks: None,
         })
     }

@@ -7,7 +7,7 @@ pub mod schema;
 mod systems;
 
 pub use data::{normal_draws, read_csv, read_schmidt_lipson, Dataset, Split};
-pub use schema::{Formulation, Sampling};
+pub use schema::{Formulation, Sampling, Smoothing, SmoothingMethod};
 pub use systems::{BuiltinSystem, SYSTEMS};
 
 use crate::collocation::{NodeKind, Nodes};
@@ -131,6 +131,8 @@ pub struct Problem {
     pub formulation: Formulation,
     /// Pre-fit θ to derivative estimates before the solve.
     pub prefit: bool,
+    /// Smoothing that starts the collocation states.
+    pub smoothing: Smoothing,
     /// Weights `w` of the defect-continuation stages of `colloc solve` (empty: none).
     pub defect_penalties: Vec<f64>,
     /// IPOPT's scaling factor for θ (`[solver] parameter_scaling`; 1 = none).
@@ -434,6 +436,9 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         ));
     }
     let parameter_scaling = positive("solver.parameter_scaling", raw.solver.parameter_scaling)?;
+    if let Smoothing::Factor(f) = raw.solver.smoothing {
+        positive("solver.smoothing", f)?;
+    }
     raw.solver
         .ipopt
         .validate()
@@ -469,6 +474,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         state_bound,
         formulation: raw.solver.formulation,
         prefit: raw.solver.prefit,
+        smoothing: raw.solver.smoothing,
         defect_penalties: raw.solver.defect_penalties,
         parameter_scaling,
         ipopt: raw.solver.ipopt,

@@ -216,6 +216,32 @@ pub struct RawBounds {
     pub states: Option<f64>,
 }
 
+/// How the collocation states are started: local linear smoothing of the training
+/// observations with a Gaussian kernel whose bandwidth is a multiple of their mean spacing, or
+/// chosen by leave-one-out cross-validation (`"cv"`: among 0.5–6 × the spacing).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum Smoothing {
+    /// Bandwidth = this factor × the mean spacing of the observations.
+    Factor(f64),
+    /// Bandwidth chosen by a method.
+    Method(SmoothingMethod),
+}
+
+/// Data-driven bandwidth choices for [`Smoothing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmoothingMethod {
+    /// Leave-one-out cross-validation over all states.
+    Cv,
+}
+
+impl Default for Smoothing {
+    fn default() -> Self {
+        Self::Factor(3.0)
+    }
+}
+
 /// Network formulation inside the NLP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -249,10 +275,14 @@ pub struct RawSolver {
     /// Network formulation (default: reduced).
     #[serde(default)]
     pub formulation: Formulation,
-    /// Fit θ to derivative estimates of the smoothed states before the solve (one hidden
-    /// layer; default: false).
+    /// Fit θ to derivative estimates of the smoothed states before the solve (default:
+    /// false).
     #[serde(default)]
     pub prefit: bool,
+    /// Smoothing that starts the states (default: 3 × the mean spacing of the observations;
+    /// `"cv"`: leave-one-out cross-validation).
+    #[serde(default)]
+    pub smoothing: Smoothing,
     /// Defect continuation for long windows: before the exact problem, solve it with the
     /// collocation equations relaxed to `D·Y − F_θ = s` and `(w/N)·Σ‖s‖²` added to the
     /// objective, for each weight `w` in turn (increasing; each stage starts from the last),
@@ -277,6 +307,7 @@ impl Default for RawSolver {
         Self {
             formulation: Formulation::default(),
             prefit: false,
+            smoothing: Smoothing::default(),
             defect_penalties: Vec::new(),
             parameter_scaling: 1.0,
             ipopt: IpoptSettings::default(),

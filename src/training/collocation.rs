@@ -9,16 +9,19 @@
 //! `Y` holds the states at the collocation points, `D` is the differentiation matrix and `L`
 //! interpolates from the points to the observation times (the identity when they coincide).
 //! Two formulations of the network inside the NLP:
-//! - **reduced** (one hidden layer): `F_θ` substituted into the constraints, one element per
-//!   point and hidden unit (inputs: the point's states, the unit's incoming weights and bias
-//!   and its outgoing weights), so the Hessian holds only each unit's own block;
+//! - **reduced** (any depth): `F_θ` substituted into the constraints; with one hidden layer one
+//!   element per point and hidden unit (inputs: the point's states, the unit's incoming weights
+//!   and bias and its outgoing weights), so the Hessian holds only each unit's own block; with
+//!   more, one structured term whose exact Hessian is accumulated over the points
+//!   ([`super::deep_network`]);
 //! - **full** (any depth): pre-activations `z` and activations `h` are variables at every
 //!   point, tied by `z = W x + b` (bilinear elements of two variables) and `h = σ(z)`
 //!   (elements of one variable), as OMLT does.
 
+use super::deep_network::{NetworkPoint, ReducedNetwork};
 use super::metrics::mse;
 use super::prefit::{levenberg_marquardt, PrefitReport, PrefitSettings};
-use super::smoothing::{bandwidth_from_spacing, local_linear};
+use super::smoothing::{bandwidth_from_spacing, cross_validated_bandwidth, local_linear};
 use crate::collocation::{
     differentiation_matrix, interpolation_matrix, CollocationError, SparseMatrix,
 };
@@ -26,7 +29,7 @@ use crate::nlp::{
     ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, ModelError, Nlp, Scalar,
     Target, VarBlock, VarSpec,
 };
-use crate::problem::{Formulation, Problem, Split};
+use crate::problem::{Formulation, Problem, Smoothing, SmoothingMethod, Split};
 use colloc_models::{Activation, Mlp};
 use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo, WarmStart};
 use colloc_solvers::ode::{Dopri5, OdeError, OdeSystem};
@@ -312,12 +315,19 @@ pub fn build_stage(
     let t_obs: Vec<f64> = train.iter().map(|&k| problem.data.t[k]).collect();
 
     // Start: local linear smoothing of the training observations at the nodes.
-    let bw = bandwidth_from_spacing(&t_obs, 3.0);
-    let per_state: Vec<Vec<f64>> = (0..d)
-        .map(|i| {
-            let y: Vec<f64> = train.iter().map(|&k| problem.data.y[k][i]).collect();
-            local_linear(&t_obs, &y, &nodes.times, bw)
-        })
+    let series: Vec<Vec<f64>> = (0..d)
+        .map(|i| train.iter().map(|&k| problem.data.y[k][i]).collect())
+        .collect();
+    let bw = match problem.smoothing {
+        Smoothing::Factor(f) => bandwidth_from_spacing(&t_obs, f),
+        Smoothing::Method(SmoothingMethod::Cv) => {
+            let factors: Vec<f64> = (0..15).map(|i| 0.5 * 1.2f64.powi(i)).collect();
+            cross_validated_bandwidth(&t_obs, &series, &factors)
+        }
+    };
+    let per_state: Vec<Vec<f64>> = series
+        .iter()
+        .map(|y| local_linear(&t_obs, y, &nodes.times, bw))
         .collect();
     let start_states: Vec<Vec<f64>> = (0..n)
         .map(|k| (0..d).map(|i| per_state[i][k]).collect())
@@ -517,9 +527,10 @@ fn add_theta(
     Ok(m.add_variables(spec)?)
 }
 
-/// Adds `−F_θ(Y_k, t_k)` to the rows `row(k, o)` in the reduced form: one element per point
-/// `k` and hidden unit (the point's states, the unit's incoming weights and bias, its outgoing
-/// weights), and the output biases as linear terms. One hidden layer only.
+/// Adds `−F_θ(Y_k, t_k)` to the rows `row(k, o)` in the reduced form: with one hidden layer one
+/// element per point `k` and hidden unit (the point's states, the unit's incoming weights and
+/// bias, its outgoing weights); with more, one [`ReducedNetwork`] term over all points. The
+/// output biases enter as linear terms.
 fn add_reduced_network(
     m: &mut Model,
     init: &Mlp,
@@ -529,13 +540,54 @@ fn add_reduced_network(
     time_input: bool,
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
-    if init.layers.len() != 3 {
-        return Err(TrainError::Unsupported(format!(
-            "the reduced formulation supports networks with one hidden layer; {:?} has {} — use formulation = \"full\"",
-            init.layers,
-            init.layers.len() - 2
-        )));
+    let d = init.n_outputs();
+    if init.layers.len() > 3 {
+        // Deeper networks: one structured term over all points.
+        let network_points = points
+            .clone()
+            .map(|k| NetworkPoint {
+                states: (0..d).map(|i| states.at(&[k, i])).collect(),
+                time: times[k],
+                rows: (0..d).map(|o| row(k, o)).collect(),
+            })
+            .collect();
+        m.add_structured(ReducedNetwork::new(
+            "network",
+            init,
+            theta.index(0),
+            network_points,
+        ))?;
+    } else {
+        add_reduced_units(
+            m,
+            init,
+            states,
+            theta,
+            (points.clone(), times),
+            time_input,
+            row,
+        )?;
     }
+    let last = init.layers.len() - 2;
+    m.add_linear_triplets(
+        "output_bias",
+        points
+            .flat_map(|k| (0..d).map(move |o| (k, o)))
+            .map(|(k, o)| (row(k, o), theta.index(init.bias_index(last, o)), -1.0)),
+    );
+    Ok(())
+}
+
+/// One element per point and hidden unit (one hidden layer).
+fn add_reduced_units(
+    m: &mut Model,
+    init: &Mlp,
+    states: &VarBlock,
+    theta: &VarBlock,
+    (points, times): (std::ops::Range<usize>, &[f64]),
+    time_input: bool,
+    row: &dyn Fn(usize, usize) -> usize,
+) -> Result<(), TrainError> {
     let (d, hidden) = (init.n_outputs(), init.layers[1]);
     let n_in = 2 * d + 1 + d + usize::from(time_input);
     let mut units = ElementGroup::new("network", n_in, d);
@@ -562,12 +614,6 @@ fn add_reduced_network(
         }
     }
     m.add_elements(units)?;
-    m.add_linear_triplets(
-        "output_bias",
-        points
-            .flat_map(|k| (0..d).map(move |o| (k, o)))
-            .map(|(k, o)| (row(k, o), theta.index(init.bias_index(1, o)), -1.0)),
-    );
     Ok(())
 }
 

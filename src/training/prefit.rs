@@ -94,19 +94,14 @@ pub fn levenberg_marquardt(
     let norm2 = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
     let objective = |r: &[f64], theta: &[f64]| weight * norm2(r) + lambda * norm2(theta);
     // Gauss–Newton model: A = 2w·JᵀJ + 2λI, g = 2w·Jᵀr + 2λθ.
-    let normal = |jac: &[f64], r: &[f64], theta: &[f64]| {
-        let mut a = gram(jac, rows, p, 2.0 * weight);
-        for i in 0..p {
-            a[i + i * p] += 2.0 * lambda;
-        }
-        let g: Vec<f64> = (0..p)
+    let gradient = |jac: &[f64], r: &[f64], theta: &[f64]| -> Vec<f64> {
+        (0..p)
             .map(|c| {
                 let col = &jac[c * rows..(c + 1) * rows];
                 2.0 * weight * col.iter().zip(r).map(|(j, r)| j * r).sum::<f64>()
                     + 2.0 * lambda * theta[c]
             })
-            .collect();
-        (a, g)
+            .collect()
     };
 
     let mut theta = init.params.clone();
@@ -114,24 +109,22 @@ pub fn levenberg_marquardt(
     let mut r = evaluate(&theta, Some(&mut jac));
     let mut phi = objective(&r, &theta);
     let initial_objective = phi;
-    let (mut a, mut g) = normal(&jac, &r, &theta);
+    let mut g = gradient(&jac, &r, &theta);
+    let mut system = GaussNewton::new(&jac, rows, p, weight, lambda);
     let amax = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let mut mu: f64 = 1e-3 * (0..p).map(|i| a[i + i * p]).fold(0.0, f64::max).max(1e-12);
+    let max_diag = (0..p)
+        .map(|c| 2.0 * weight * norm2(&jac[c * rows..(c + 1) * rows]) + 2.0 * lambda)
+        .fold(0.0, f64::max);
+    let mut mu: f64 = 1e-3 * max_diag.max(1e-12);
     let mut nu = 2.0;
     let mut iterations = 0;
     while iterations < settings.max_iter && amax(&g) > settings.gradient_tol {
         iterations += 1;
-        let mut damped = a.clone();
-        for i in 0..p {
-            damped[i + i * p] += mu;
-        }
-        let Some(chol) = Cholesky::new(damped, p) else {
+        let Some(step) = system.step(&jac, &g, mu) else {
             mu *= nu;
             nu *= 2.0;
             continue;
         };
-        let mut step: Vec<f64> = g.iter().map(|v| -v).collect();
-        chol.solve_in_place(&mut step);
         let bound = settings.parameter_bound;
         let trial: Vec<f64> = theta
             .iter()
@@ -140,14 +133,13 @@ pub fn levenberg_marquardt(
             .collect();
         let r_trial = evaluate(&trial, None);
         let phi_trial = objective(&r_trial, &trial);
-        // Decrease predicted by the quadratic model: −gᵀs − ½sᵀAs for the step s taken.
+        // Decrease predicted by the quadratic model: −gᵀs − ½sᵀAs for the step s taken,
+        // sᵀAs = 2w‖Js‖² + 2λ‖s‖².
         let s: Vec<f64> = trial.iter().zip(&theta).map(|(a, b)| a - b).collect();
-        let as_: Vec<f64> = (0..p)
-            .map(|i| (0..p).map(|j| a[i + j * p] * s[j]).sum())
-            .collect();
-        let predicted = -(0..p)
-            .map(|i| g[i] * s[i] + 0.5 * s[i] * as_[i])
-            .sum::<f64>();
+        let js = jacobian_times(&jac, rows, &s);
+        let predicted = -(g.iter().zip(&s).map(|(g, s)| g * s).sum::<f64>()
+            + weight * norm2(&js)
+            + lambda * norm2(&s));
         let rho = if predicted > 0.0 {
             (phi - phi_trial) / predicted
         } else {
@@ -158,7 +150,8 @@ pub fn levenberg_marquardt(
             theta = trial;
             r = evaluate(&theta, Some(&mut jac));
             phi = objective(&r, &theta);
-            (a, g) = normal(&jac, &r, &theta);
+            g = gradient(&jac, &r, &theta);
+            system = GaussNewton::new(&jac, rows, p, weight, lambda);
             mu *= (1.0 - (2.0 * rho - 1.0).powi(3)).max(1.0 / 3.0);
             nu = 2.0;
             if decrease < settings.relative_tol {
@@ -182,10 +175,123 @@ pub fn levenberg_marquardt(
     }
 }
 
+/// `J·v` for the column-major `rows × p` matrix `J`.
+fn jacobian_times(jac: &[f64], rows: usize, v: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; rows];
+    for (col, vc) in jac.chunks_exact(rows).zip(v) {
+        for (o, j) in out.iter_mut().zip(col) {
+            *o += j * vc;
+        }
+    }
+    out
+}
+
+/// The Gauss–Newton matrix `A = 2w·JᵀJ + 2λI` in the cheaper of two forms: with at least as
+/// many residuals as parameters its `p × p` Gram matrix; otherwise (wide networks, few points)
+/// `JJᵀ` of order `rows`, the damped step `(A + μI)⁻¹g` then following from the push-through
+/// identity `(cI + 2wJᵀJ)⁻¹ = (I − 2wJᵀ(cI + 2wJJᵀ)⁻¹J)/c`, `c = 2λ + μ`.
+enum GaussNewton {
+    /// `A`, column-major `p × p`.
+    Parameters(Vec<f64>),
+    /// `2w·JJᵀ`, column-major `rows × rows`, with `w` and `λ`.
+    Residuals {
+        jjt: Vec<f64>,
+        weight: f64,
+        lambda: f64,
+    },
+}
+
+impl GaussNewton {
+    fn new(jac: &[f64], rows: usize, p: usize, weight: f64, lambda: f64) -> Self {
+        if p <= rows {
+            let mut a = gram(jac, rows, p, 2.0 * weight);
+            for i in 0..p {
+                a[i + i * p] += 2.0 * lambda;
+            }
+            Self::Parameters(a)
+        } else {
+            // Jᵀ column-major (p × rows) is J row-major.
+            let mut jt = vec![0.0; rows * p];
+            for (c, col) in jac.chunks_exact(rows).enumerate() {
+                for (r, v) in col.iter().enumerate() {
+                    jt[r * p + c] = *v;
+                }
+            }
+            Self::Residuals {
+                jjt: gram(&jt, p, rows, 2.0 * weight),
+                weight,
+                lambda,
+            }
+        }
+    }
+
+    /// The step `−(A + μI)⁻¹g`, or `None` when the damped matrix is not positive definite.
+    fn step(&self, jac: &[f64], g: &[f64], mu: f64) -> Option<Vec<f64>> {
+        match self {
+            Self::Parameters(a) => {
+                let p = g.len();
+                let mut damped = a.clone();
+                for i in 0..p {
+                    damped[i + i * p] += mu;
+                }
+                let chol = Cholesky::new(damped, p)?;
+                let mut step: Vec<f64> = g.iter().map(|v| -v).collect();
+                chol.solve_in_place(&mut step);
+                Some(step)
+            }
+            Self::Residuals {
+                jjt,
+                weight,
+                lambda,
+            } => {
+                let rows = jac.len() / g.len().max(1);
+                let c = 2.0 * lambda + mu;
+                let mut m = jjt.clone();
+                for i in 0..rows {
+                    m[i + i * rows] += c;
+                }
+                let chol = Cholesky::new(m, rows)?;
+                let mut v = jacobian_times(jac, rows, g);
+                chol.solve_in_place(&mut v);
+                Some(
+                    jac.chunks_exact(rows)
+                        .zip(g)
+                        .map(|(col, gc)| {
+                            let jtv: f64 = col.iter().zip(&v).map(|(j, v)| j * v).sum();
+                            -(gc - 2.0 * weight * jtv) / c
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use colloc_models::Activation;
+
+    #[test]
+    fn both_gauss_newton_forms_take_the_same_step() {
+        // A wide J (rows < p) takes the push-through form; compare with the p × p form.
+        let (rows, p, w, lambda, mu) = (5, 9, 0.2, 1e-3, 0.05);
+        let jac: Vec<f64> = (0..rows * p)
+            .map(|i| ((i * 37 % 17) as f64 - 8.0) / 7.0)
+            .collect();
+        let g: Vec<f64> = (0..p).map(|i| (i as f64 * 0.7).sin()).collect();
+        let wide = GaussNewton::new(&jac, rows, p, w, lambda);
+        assert!(matches!(wide, GaussNewton::Residuals { .. }));
+        let mut a = gram(&jac, rows, p, 2.0 * w);
+        for i in 0..p {
+            a[i + i * p] += 2.0 * lambda;
+        }
+        let direct = GaussNewton::Parameters(a).step(&jac, &g, mu).unwrap();
+        let pushed = wide.step(&jac, &g, mu).unwrap();
+        for (u, v) in direct.iter().zip(&pushed) {
+            assert!((u - v).abs() < 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
+        }
+    }
 
     #[test]
     fn recovers_a_network_that_fits_exactly() {

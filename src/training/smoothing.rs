@@ -38,6 +38,60 @@ pub fn local_linear(t: &[f64], y: &[f64], at: &[f64], bandwidth: f64) -> Vec<f64
         .collect()
 }
 
+/// Leave-one-out cross-validation score of [`local_linear`] with `bandwidth` on the
+/// observations `(t, y)` of every series in `ys`: the mean of `((y_k − ŷ_k)/(1 − H_kk))²`,
+/// where `H_kk` is the weight of `y_k` in its own fit (the exact leave-one-out residual of a
+/// linear smoother). Infinite when some point is fitted by itself alone (`H_kk ≈ 1`).
+pub fn leave_one_out_score(t: &[f64], ys: &[Vec<f64>], bandwidth: f64) -> f64 {
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for (k, &s) in t.iter().enumerate() {
+        let (mut sw, mut swx, mut swxx) = (0.0, 0.0, 0.0);
+        let mut weights = Vec::with_capacity(t.len());
+        for &tk in t {
+            let x = tk - s;
+            let w = (-0.5 * (x / bandwidth).powi(2)).exp();
+            sw += w;
+            swx += w * x;
+            swxx += w * x * x;
+            weights.push((w, x));
+        }
+        let det = sw * swxx - swx * swx;
+        if det.abs() <= 1e-12 * sw * swxx.max(1e-300) {
+            return f64::INFINITY;
+        }
+        // ŷ(s) = Σ_j l_j y_j with l_j = w_j (swxx − swx x_j)/det; H_kk = l_k (x_k = 0, w_k = 1).
+        let h_kk = swxx / det;
+        if h_kk >= 1.0 - 1e-9 {
+            return f64::INFINITY;
+        }
+        for y in ys {
+            let fit: f64 = weights
+                .iter()
+                .zip(y)
+                .map(|(&(w, x), yj)| w * (swxx - swx * x) / det * yj)
+                .sum();
+            total += ((y[k] - fit) / (1.0 - h_kk)).powi(2);
+            count += 1;
+        }
+    }
+    total / count.max(1) as f64
+}
+
+/// The bandwidth among `factors × mean spacing` with the smallest
+/// [`leave_one_out_score`] over all series (the first factor when none is finite).
+pub fn cross_validated_bandwidth(t: &[f64], ys: &[Vec<f64>], factors: &[f64]) -> f64 {
+    let mut best = (f64::INFINITY, bandwidth_from_spacing(t, factors[0]));
+    for &f in factors {
+        let bw = bandwidth_from_spacing(t, f);
+        let score = leave_one_out_score(t, ys, bw);
+        if score < best.0 {
+            best = (score, bw);
+        }
+    }
+    best.1
+}
+
 /// A bandwidth of `factor` times the mean spacing of `t`.
 pub fn bandwidth_from_spacing(t: &[f64], factor: f64) -> f64 {
     let span = t.last().copied().unwrap_or(1.0) - t.first().copied().unwrap_or(0.0);
@@ -47,6 +101,64 @@ pub fn bandwidth_from_spacing(t: &[f64], factor: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leave_one_out_score_equals_refitting_without_each_point() {
+        let t: Vec<f64> = (0..15).map(|k| (k as f64 * 0.37).powf(1.2)).collect();
+        let y: Vec<f64> = t.iter().map(|x| x.cos() + 0.1 * (7.0 * x).sin()).collect();
+        let bw = 0.6;
+        let mut explicit = 0.0;
+        for k in 0..t.len() {
+            let (tk, yk): (Vec<f64>, Vec<f64>) = t
+                .iter()
+                .zip(&y)
+                .enumerate()
+                .filter(|(j, _)| *j != k)
+                .map(|(_, (a, b))| (*a, *b))
+                .unzip();
+            let fit = local_linear(&tk, &yk, &[t[k]], bw)[0];
+            explicit += (y[k] - fit).powi(2);
+        }
+        explicit /= t.len() as f64;
+        let score = leave_one_out_score(&t, &[y], bw);
+        assert!(
+            (score - explicit).abs() < 1e-12 * explicit,
+            "{score} vs {explicit}"
+        );
+    }
+
+    #[test]
+    fn cross_validation_smooths_more_the_noisier_the_data() {
+        // A fast sine sampled at 40 points: without noise the best smoother follows the data
+        // closely; with noise it averages over more neighbours.
+        let t: Vec<f64> = (0..40).map(|k| k as f64 * 0.1).collect();
+        let factors: Vec<f64> = (0..15).map(|i| 0.5 * 1.2f64.powi(i)).collect();
+        let draws = crate::problem::normal_draws(4, 40);
+        let noise = |k: usize| draws[k];
+        let mut chosen = Vec::new();
+        for amplitude in [0.0, 0.3, 1.0] {
+            let y: Vec<f64> = t
+                .iter()
+                .enumerate()
+                .map(|(k, x)| (3.0 * x).sin() + amplitude * noise(k))
+                .collect();
+            let bw = cross_validated_bandwidth(&t, std::slice::from_ref(&y), &factors);
+            // The choice is the grid's best score.
+            let best = factors
+                .iter()
+                .map(|f| {
+                    leave_one_out_score(
+                        &t,
+                        std::slice::from_ref(&y),
+                        bandwidth_from_spacing(&t, *f),
+                    )
+                })
+                .fold(f64::INFINITY, f64::min);
+            assert_eq!(leave_one_out_score(&t, &[y], bw), best);
+            chosen.push(bw);
+        }
+        assert!(chosen[0] < chosen[1] && chosen[1] < chosen[2], "{chosen:?}");
+    }
 
     #[test]
     fn reproduces_lines_exactly_and_smooths_noise() {
