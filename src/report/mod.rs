@@ -74,6 +74,8 @@ pub struct Summary<'a> {
     pub penalty_stages: &'a [crate::training::collocation::PenaltyStage],
     /// IPOPT's scaling factor for θ (`[solver] parameter_scaling`; 1 = none).
     pub parameter_scaling: f64,
+    /// The smoothing that started the states (`[solver] smoothing`: factor or `"cv"`).
+    pub smoothing: crate::problem::Smoothing,
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `history.csv` and

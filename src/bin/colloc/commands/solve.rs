@@ -104,6 +104,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         ipopt_stats: stats,
         penalty_stages: &run.stages,
         parameter_scaling: problem.parameter_scaling,
+        smoothing: problem.smoothing,
     };
     report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
