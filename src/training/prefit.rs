@@ -112,10 +112,7 @@ pub fn levenberg_marquardt(
     let mut g = gradient(&jac, &r, &theta);
     let mut system = GaussNewton::new(&jac, rows, p, weight, lambda);
     let amax = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let max_diag = (0..p)
-        .map(|c| 2.0 * weight * norm2(&jac[c * rows..(c + 1) * rows]) + 2.0 * lambda)
-        .fold(0.0, f64::max);
-    let mut mu: f64 = 1e-3 * max_diag.max(1e-12);
+    let mut mu: f64 = 1e-3 * system.max_diagonal(&jac, rows).max(1e-12);
     let mut nu = 2.0;
     let mut iterations = 0;
     while iterations < settings.max_iter && amax(&g) > settings.gradient_tol {
@@ -133,13 +130,9 @@ pub fn levenberg_marquardt(
             .collect();
         let r_trial = evaluate(&trial, None);
         let phi_trial = objective(&r_trial, &trial);
-        // Decrease predicted by the quadratic model: −gᵀs − ½sᵀAs for the step s taken,
-        // sᵀAs = 2w‖Js‖² + 2λ‖s‖².
+        // Decrease predicted by the quadratic model: −gᵀs − ½sᵀAs for the step s taken.
         let s: Vec<f64> = trial.iter().zip(&theta).map(|(a, b)| a - b).collect();
-        let js = jacobian_times(&jac, rows, &s);
-        let predicted = -(g.iter().zip(&s).map(|(g, s)| g * s).sum::<f64>()
-            + weight * norm2(&js)
-            + lambda * norm2(&s));
+        let predicted = system.predicted_decrease(&jac, &g, &s);
         let rho = if predicted > 0.0 {
             (phi - phi_trial) / predicted
         } else {
@@ -225,6 +218,43 @@ impl GaussNewton {
         }
     }
 
+    /// The largest diagonal entry of `A`.
+    fn max_diagonal(&self, jac: &[f64], rows: usize) -> f64 {
+        match self {
+            Self::Parameters(a) => {
+                let p = jac.len() / rows.max(1);
+                (0..p).map(|i| a[i + i * p]).fold(0.0, f64::max)
+            }
+            Self::Residuals { weight, lambda, .. } => jac
+                .chunks_exact(rows)
+                .map(|col| 2.0 * weight * col.iter().map(|v| v * v).sum::<f64>() + 2.0 * lambda)
+                .fold(0.0, f64::max),
+        }
+    }
+
+    /// `−gᵀs − ½sᵀAs` (with `sᵀAs = 2w‖Js‖² + 2λ‖s‖²` in the residual form).
+    fn predicted_decrease(&self, jac: &[f64], g: &[f64], s: &[f64]) -> f64 {
+        let p = g.len();
+        match self {
+            Self::Parameters(a) => {
+                let as_: Vec<f64> = (0..p)
+                    .map(|i| (0..p).map(|j| a[i + j * p] * s[j]).sum())
+                    .collect();
+                -(0..p)
+                    .map(|i| g[i] * s[i] + 0.5 * s[i] * as_[i])
+                    .sum::<f64>()
+            }
+            Self::Residuals { weight, lambda, .. } => {
+                let rows = jac.len() / p.max(1);
+                let js = jacobian_times(jac, rows, s);
+                let sq = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
+                -(g.iter().zip(s).map(|(g, s)| g * s).sum::<f64>()
+                    + weight * sq(&js)
+                    + lambda * sq(s))
+            }
+        }
+    }
+
     /// The step `−(A + μI)⁻¹g`, or `None` when the damped matrix is not positive definite.
     fn step(&self, jac: &[f64], g: &[f64], mu: f64) -> Option<Vec<f64>> {
         match self {
@@ -286,11 +316,22 @@ mod tests {
         for i in 0..p {
             a[i + i * p] += 2.0 * lambda;
         }
-        let direct = GaussNewton::Parameters(a).step(&jac, &g, mu).unwrap();
+        let dense = GaussNewton::Parameters(a);
+        let direct = dense.step(&jac, &g, mu).unwrap();
         let pushed = wide.step(&jac, &g, mu).unwrap();
         for (u, v) in direct.iter().zip(&pushed) {
             assert!((u - v).abs() < 1e-12 * (1.0 + u.abs()), "{u} vs {v}");
         }
+        let (u, v) = (
+            dense.predicted_decrease(&jac, &g, &direct),
+            wide.predicted_decrease(&jac, &g, &direct),
+        );
+        assert!((u - v).abs() < 1e-12 * u.abs() && u > 0.0, "{u} vs {v}");
+        let (u, v) = (
+            dense.max_diagonal(&jac, rows),
+            wide.max_diagonal(&jac, rows),
+        );
+        assert!((u - v).abs() < 1e-12 * u, "{u} vs {v}");
     }
 
     #[test]
