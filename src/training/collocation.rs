@@ -13,7 +13,7 @@
 //!   element per point and hidden unit (inputs: the point's states, the unit's incoming weights
 //!   and bias and its outgoing weights), so the Hessian holds only each unit's own block; with
 //!   more, one structured term whose exact Hessian is accumulated over the points
-//!   ([`super::deep_network`]);
+//!   (`training::deep_network`);
 //! - **full** (any depth): pre-activations `z` and activations `h` are variables at every
 //!   point, tied by `z = W x + b` (bilinear elements of two variables) and `h = σ(z)`
 //!   (elements of one variable), as OMLT does.
@@ -529,7 +529,7 @@ fn add_theta(
 
 /// Adds `−F_θ(Y_k, t_k)` to the rows `row(k, o)` in the reduced form: with one hidden layer one
 /// element per point `k` and hidden unit (the point's states, the unit's incoming weights and
-/// bias, its outgoing weights); with more, one [`ReducedNetwork`] term over all points. The
+/// bias, its outgoing weights); with more, one `ReducedNetwork` term over all points. The
 /// output biases enter as linear terms.
 fn add_reduced_network(
     m: &mut Model,
