@@ -10,8 +10,11 @@
 //! patterns; the layer merges them with every other term's nonzeros. Derivatives are the term's
 //! responsibility: test them against finite differences.
 
-/// A nonlinear term added to constraint rows, with its own sparsity and derivatives. See the
-/// [module documentation](self).
+/// A nonlinear term added to constraint rows that states its Jacobian and Hessian patterns and
+/// fills value arrays aligned with them; the [layer](crate::nlp) merges them with every other
+/// term's nonzeros. For large structured functions (a deep network at every collocation
+/// point) whose dense per-element Hessians would not fit. Test the derivatives against finite
+/// differences.
 pub trait StructuredTerm: Send + Sync {
     /// Name (for errors and debugging).
     fn name(&self) -> &str;

@@ -28,7 +28,7 @@ pub fn default_smoothing(knots: &[f64]) -> f64 {
 }
 
 impl SmoothingSpline {
-    /// Fits `channels[c][i]` ≈ g_c(knots[i]); knots strictly increasing, at least 3.
+    /// Fits `channels[c][i]` ≈ `g_c(knots[i])`; knots strictly increasing, at least 3.
     /// Returns `None` for fewer than 3 knots or non-increasing knots or `p` outside (0, 1].
     pub fn fit(knots: &[f64], channels: &[Vec<f64>], p: f64) -> Option<Self> {
         let n = knots.len();

@@ -1,6 +1,6 @@
 //! Sequential training of a problem file's model (`colloc train`): the training split as a
 //! [`Series`], an optional pre-training phase (vanilla, on the leading part of the window, as
-//! in the simultaneous-collocation paper's JAX[JAX] rows), the chosen
+//! in the simultaneous-collocation paper's `JAX[JAX]` rows), the chosen
 //! trainer of [`crate::sequential`], and the same evaluation as collocation training (the best
 //! model simulated from the first training observation over the train and test windows).
 
