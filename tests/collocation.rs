@@ -1,6 +1,8 @@
 //! Collocation training through the library: both network formulations reach the same optimum
 //! on a small case, the result is deterministic, and the trained model simulates.
 
+mod common;
+
 use colloc::problem::{self, Formulation};
 use colloc::solvers::NlpEvaluator;
 use colloc::training::collocation;
@@ -31,17 +33,7 @@ tol = 1e-9
 "#;
 
 fn load(name: &str) -> problem::Problem {
-    load_text(name, SMALL).1
-}
-
-/// Writes a problem file into this process's temporary folder and loads it.
-fn load_text(name: &str, text: &str) -> (std::path::PathBuf, problem::Problem) {
-    let dir = std::env::temp_dir().join(format!("colloc-collocation-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let p = problem::load(&path).unwrap();
-    (path, p)
+    common::load_problem_text(name, SMALL).1
 }
 
 #[test]
@@ -80,7 +72,7 @@ fn reduced_and_full_formulations_reach_the_same_optimum() {
 #[test]
 fn deep_reduced_and_full_formulations_reach_the_same_optimum() {
     let text = SMALL.replace("layers = [2, 5, 2]", "layers = [2, 4, 4, 2]");
-    let p = load_text("deep-formulations", &text).1;
+    let p = common::load_problem_text("deep-formulations", &text).1;
     let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     let full =
         collocation::train(&p, Formulation::Full, Some(&reduced.model), &mut |_| true).unwrap();
@@ -118,7 +110,7 @@ fn finite_elements_keep_the_jacobian_linear_in_the_points() {
         let text = SMALL
             .replace("[collocation]\npoints = 30", collocation)
             .replace("prefit = true", "prefit = false");
-        let (_, p) = load_text("fe", &text);
+        let (_, p) = common::load_problem_text("fe", &text);
         let n = p.nodes.len();
         let built = collocation::build(&p, Formulation::Reduced, None).unwrap();
         (n, built.nlp.dims())
@@ -155,7 +147,7 @@ fn finite_elements_keep_the_jacobian_linear_in_the_points() {
         "[collocation]\npoints = 30",
         "[collocation]\nelements = 6\npoints_per_element = 6",
     );
-    let (_, p) = load_text("fe-solve", &text);
+    let (_, p) = common::load_problem_text("fe-solve", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(run.solution.is_success(), "{:?}", run.solution.status);
     assert!(
@@ -183,7 +175,7 @@ fn block_arrow_kkt_solver_agrees_with_mumps_on_finite_elements() {
                     "tol = 1e-9",
                     &format!("tol = 1e-9\nlinear_solver = \"{solver}\""),
                 );
-            let (_, p) = load_text(&format!("{nodes}-{solver}"), &text);
+            let (_, p) = common::load_problem_text(&format!("{nodes}-{solver}"), &text);
             let blocks_before = block_factorization_count();
             let mumps_before = kkt_factorization_counts().1;
             let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
@@ -245,7 +237,7 @@ max_iter = 4
 linear_solver = "{solver}"
 "#
         );
-        let (_, p) = load_text(&format!("long-{solver}"), &text);
+        let (_, p) = common::load_problem_text(&format!("long-{solver}"), &text);
         collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap()
     };
     let (blocks, mumps) = (solve("blocks"), solve("mumps"));
@@ -274,7 +266,7 @@ fn defect_continuation_ends_at_an_optimum_of_the_exact_problem() {
             "prefit = true",
             "prefit = true\ndefect_penalties = [1e2, 1e4, 1e6]",
         );
-    let (path, p) = load_text("continuation", &text);
+    let (path, p) = common::load_problem_text("continuation", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(run.solution.is_success(), "{}", run.solution.status);
     assert_eq!(run.stages.len(), 3);
@@ -316,8 +308,8 @@ fn parameter_scaling_changes_ipopt_coordinates_not_the_optimum() {
         "[collocation]\nelements = 8\npoints_per_element = 4",
     );
     let scaled_text = fe.replace("prefit = true", "prefit = true\nparameter_scaling = 20.0");
-    let (_, plain) = load_text("scaling-plain", &fe);
-    let (_, scaled) = load_text("scaling-20", &scaled_text);
+    let (_, plain) = common::load_problem_text("scaling-plain", &fe);
+    let (_, scaled) = common::load_problem_text("scaling-20", &scaled_text);
 
     let built = collocation::build(&scaled, Formulation::Reduced, None).unwrap();
     let factors = built.nlp.scaling().expect("θ is scaled").variables;

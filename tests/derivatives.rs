@@ -1,6 +1,8 @@
 //! Exact derivatives of every term kind against central finite differences at seeded random
 //! points, and completeness of the sparsity patterns.
 
+mod common;
+
 use colloc::nlp::{
     ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, Nlp, Scalar, Target,
     VarSpec,
@@ -186,11 +188,7 @@ activation = "{activation}"
 time_input = {time_input}
 "#
         );
-        let dir = std::env::temp_dir().join(format!("colloc-derivatives-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("deep.toml");
-        std::fs::write(&path, text).unwrap();
-        let problem = colloc::problem::load(&path).unwrap();
+        let problem = common::load_problem_text("deep-derivatives", &text).1;
         let built = colloc::training::collocation::build(
             &problem,
             colloc::problem::Formulation::Reduced,

@@ -10,12 +10,7 @@ pub fn local_linear(t: &[f64], y: &[f64], at: &[f64], bandwidth: f64) -> Vec<f64
     let ascending = t.windows(2).all(|w| w[0] <= w[1]);
     at.iter()
         .map(|&s| {
-            let window = if ascending {
-                let reach = 10.0 * bandwidth;
-                t.partition_point(|&tk| tk < s - reach)..t.partition_point(|&tk| tk <= s + reach)
-            } else {
-                0..t.len()
-            };
+            let window = kernel_window(t, ascending, s, bandwidth);
             let (mut sw, mut swx, mut swxx, mut swy, mut swxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for (&tk, &yk) in t[window.clone()].iter().zip(&y[window]) {
                 let x = tk - s;
@@ -38,17 +33,30 @@ pub fn local_linear(t: &[f64], y: &[f64], at: &[f64], bandwidth: f64) -> Vec<f64
         .collect()
 }
 
+/// The observations within 10 bandwidths of `s` (all of them when `t` is not ascending).
+fn kernel_window(t: &[f64], ascending: bool, s: f64, bandwidth: f64) -> std::ops::Range<usize> {
+    if ascending {
+        let reach = 10.0 * bandwidth;
+        t.partition_point(|&tk| tk < s - reach)..t.partition_point(|&tk| tk <= s + reach)
+    } else {
+        0..t.len()
+    }
+}
+
 /// Leave-one-out cross-validation score of [`local_linear`] with `bandwidth` on the
 /// observations `(t, y)` of every series in `ys`: the mean of `((y_k − ŷ_k)/(1 − H_kk))²`,
 /// where `H_kk` is the weight of `y_k` in its own fit (the exact leave-one-out residual of a
-/// linear smoother). Infinite when some point is fitted by itself alone (`H_kk ≈ 1`).
+/// linear smoother), with the observations [`local_linear`] would sum. Infinite when some
+/// point is fitted by itself alone (`H_kk ≈ 1`).
 pub fn leave_one_out_score(t: &[f64], ys: &[Vec<f64>], bandwidth: f64) -> f64 {
+    let ascending = t.windows(2).all(|w| w[0] <= w[1]);
     let mut total = 0.0;
     let mut count = 0usize;
     for (k, &s) in t.iter().enumerate() {
+        let window = kernel_window(t, ascending, s, bandwidth);
         let (mut sw, mut swx, mut swxx) = (0.0, 0.0, 0.0);
-        let mut weights = Vec::with_capacity(t.len());
-        for &tk in t {
+        let mut weights = Vec::with_capacity(window.len());
+        for &tk in &t[window.clone()] {
             let x = tk - s;
             let w = (-0.5 * (x / bandwidth).powi(2)).exp();
             sw += w;
@@ -68,7 +76,7 @@ pub fn leave_one_out_score(t: &[f64], ys: &[Vec<f64>], bandwidth: f64) -> f64 {
         for y in ys {
             let fit: f64 = weights
                 .iter()
-                .zip(y)
+                .zip(&y[window.clone()])
                 .map(|(&(w, x), yj)| w * (swxx - swx * x) / det * yj)
                 .sum();
             total += ((y[k] - fit) / (1.0 - h_kk)).powi(2);

@@ -1,4 +1,4 @@
-//! Helpers shared by the command-line tests.
+//! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses part of this module
 
 use std::process::{Command, Stdio};
@@ -68,4 +68,14 @@ pub fn interrupt_when(
         .success());
     let status = child.wait().unwrap();
     (status.code(), reader.join().unwrap())
+}
+
+/// Writes a problem file named `name` into this process's temporary folder and loads it.
+pub fn load_problem_text(name: &str, text: &str) -> (std::path::PathBuf, colloc::problem::Problem) {
+    let dir = std::env::temp_dir().join(format!("colloc-test-problems-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let p = colloc::problem::load(&path).unwrap();
+    (path, p)
 }
