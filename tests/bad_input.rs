@@ -203,6 +203,42 @@ fn invalid_values_name_the_field() {
         &["smoothing"],
     );
     expect_input_error(
+        "normalize-structure",
+        &GOOD
+            .replace(
+                "activation = \"tanh\"",
+                "activation = \"tanh\"\nnormalize = true\nstructure = \"second-order\"",
+            )
+            .replace("[2, 4, 2]", "[2, 4, 1]"),
+        &["model.normalize", "black-box"],
+    );
+    expect_input_error(
+        "normalize-state-bounds",
+        &GOOD
+            .replace(
+                "activation = \"tanh\"",
+                "activation = \"tanh\"\nnormalize = true",
+            )
+            .replace("parameters = 100.0", "parameters = 100.0\nstates = 10.0"),
+        &["bounds.states", "normalize"],
+    );
+    expect_input_error(
+        "time-scale-alone",
+        &GOOD.replace(
+            "activation = \"tanh\"",
+            "activation = \"tanh\"\ntime_scale = 0.5",
+        ),
+        &["model.time_scale", "normalize"],
+    );
+    expect_input_error(
+        "time-scale-sign",
+        &GOOD.replace(
+            "activation = \"tanh\"",
+            "activation = \"tanh\"\nnormalize = true\ntime_scale = -0.5",
+        ),
+        &["model.time_scale", "positive"],
+    );
+    expect_input_error(
         "both-sources",
         &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),
         &["exactly one data source"],
@@ -308,6 +344,37 @@ fn model_json_that_does_not_fit_is_refused() {
     ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("model.json: line 1"), "{err}");
+    // A normalization that does not fit the model's states, or with a zero scale.
+    let good =
+        colloc_models::Mlp::xavier(&[2, 4, 2], colloc_models::Activation::Tanh, false, 0).unwrap();
+    let normalized = good.to_json().replace(
+        "\"params\"",
+        "\"normalization\": {\"state_shift\": [0.0, 0.0, 0.0], \"state_scale\": [1.0, 1.0, 1.0], \
+         \"time_shift\": 0.0, \"time_scale\": 1.0},\n  \"params\"",
+    );
+    for (case, text, needle) in [
+        (
+            "length",
+            normalized.clone(),
+            "3 shifts and 3 scales for 2 states",
+        ),
+        (
+            "scale",
+            normalized
+                .replace("[0.0, 0.0, 0.0]", "[0.0, 0.0]")
+                .replace("[1.0, 1.0, 1.0]", "[1.0, 0.0]"),
+            "scales must be positive",
+        ),
+    ] {
+        std::fs::write(&mpath, text).unwrap();
+        let (code, _, err) = solve(&[
+            d.join("problem.toml").to_str().unwrap(),
+            "--init",
+            mpath.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(2), "{case}: {err}");
+        assert!(err.contains(needle), "{case}: {err}");
+    }
 }
 
 #[test]

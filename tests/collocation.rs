@@ -354,3 +354,59 @@ fn parameter_scaling_changes_ipopt_coordinates_not_the_optimum() {
         .fold(0.0, f64::max);
     assert!(gap < 1e-3, "θ moved by {gap}");
 }
+
+/// `[model] normalize = true`: the network is trained in standardized coordinates, and the
+/// returned model (network + normalization) satisfies the collocation equations in the data's
+/// own units; started from its own result it stays there.
+#[test]
+fn normalized_training_solves_the_collocation_equations_in_the_data_units() {
+    // Unforced Van der Pol over [0, 2]: the standardized coordinates differ from the data's.
+    let text = SMALL
+        .replace("layers = [2, 5, 2]", "layers = [2, 5, 2]\nnormalize = true")
+        .replace("t1 = 5.0", "t1 = 2.0")
+        .replace("t1 = 7.0", "t1 = 2.5")
+        .replace(
+            "initial_state = [0.0, 1.0]",
+            "initial_state = [0.0, 1.0]\nparameters = { mu = 1.0, a = 0.0, omega = 1.0 }",
+        );
+    let p = common::load_problem_text("normalized", &text).1;
+    let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+    assert!(run.solution.is_success(), "{}", run.solution.status);
+    let n = run.model.normalization.clone().expect("a normalized model");
+    assert!(
+        n.state_scale.iter().all(|s| (s - 1.0).abs() > 0.05),
+        "{n:?}"
+    );
+    assert!((n.time_scale - 1.0).abs() > 0.05, "{n:?}");
+    assert_eq!(n.time_shift, p.t0);
+    // D·Y = F(Y, t) at the collocation points, with the original D and the model's own
+    // vector field in the data's units.
+    let d_matrix = colloc::collocation::differentiation_matrix(&p.nodes);
+    let dim = p.data.dim();
+    let mut worst: f64 = 0.0;
+    for k in p.nodes.collocation_points() {
+        let mut f = vec![0.0; dim];
+        run.model
+            .vector_field(p.nodes.times[k], &run.states[k], &mut f);
+        for (i, fi) in f.iter().enumerate() {
+            let dy: f64 = d_matrix.row(k).map(|(j, v)| v * run.states[j][i]).sum();
+            worst = worst.max((dy - fi).abs() / (1.0 + fi.abs()));
+        }
+    }
+    assert!(worst < 1e-6, "collocation residual {worst}");
+    // Scored in the data's units: the fit is close to the noise level (0.05² = 2.5e-3).
+    let fit = run.evaluation.fit_mse.unwrap();
+    assert!(fit < 5e-3, "fit_mse {fit}");
+    assert!(run.evaluation.train_mse_clean.unwrap() < 0.05);
+    // A normalized model starts a solve in its own coordinates, even for a problem that does
+    // not ask for them, and the optimum stays put.
+    let plain =
+        common::load_problem_text("normalized-plain", &text.replace("normalize = true", "")).1;
+    let again = collocation::train(&plain, Formulation::Reduced, Some(&run.model), &mut |_| {
+        true
+    })
+    .unwrap();
+    assert_eq!(again.model.normalization.as_ref(), Some(&n));
+    let (a, b) = (run.solution.objective, again.solution.objective);
+    assert!((a - b).abs() <= 1e-6 * a.abs(), "{a} vs {b}");
+}

@@ -379,3 +379,62 @@ fn polyweight_and_structured_models_train_and_save() {
     assert_eq!(code, Some(2));
     assert!(err.contains("legendre, monomial"), "{err}");
 }
+
+/// `[model] normalize = true`: `colloc solve` saves the network with its standardized
+/// coordinates, `colloc train --init` continues in them, and `colloc admm` refuses them.
+#[test]
+fn normalized_models_carry_their_coordinates_from_solve_to_train() {
+    let d = dir("normalized");
+    let path = d.join("small.toml");
+    let text = SMALL.replace(
+        "activation = \"gelu\"",
+        "activation = \"gelu\"\nnormalize = true",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let solved = d.join("solve");
+    let (code, stdout, err) = colloc(&[
+        "solve",
+        path.to_str().unwrap(),
+        "-q",
+        "--out",
+        solved.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    let s = summary(&solved);
+    let scales = s["normalization"]["state_scale"].as_array().unwrap();
+    assert_eq!(scales.len(), 2);
+    let model = colloc_models::Mlp::load(&solved.join("model.json")).unwrap();
+    assert_eq!(
+        model.normalization.as_ref().unwrap().state_scale[0],
+        scales[0].as_f64().unwrap()
+    );
+    assert!(s["train_mse"].as_f64().unwrap() < 0.5, "{s}");
+    for method in ["vanilla", "homotopy"] {
+        let out = d.join(method);
+        let (code, stdout, err) = colloc(&[
+            "train",
+            path.to_str().unwrap(),
+            "-q",
+            "--method",
+            method,
+            "--init",
+            solved.join("model.json").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{method}: {stdout}\n{err}");
+        let t = summary(&out);
+        assert_eq!(t["normalization"], s["normalization"], "{method}");
+        assert!(t["train_mse"].as_f64().unwrap().is_finite(), "{t}");
+    }
+    // ADMM trains in the data's own coordinates only, and says so.
+    let admm = d.join("admm.toml");
+    std::fs::write(
+        &admm,
+        format!("{text}\n[admm]\nwindows = [[0.0, 1.5], [1.5, 3.0]]\n"),
+    )
+    .unwrap();
+    let (code, _, err) = colloc(&["admm", admm.to_str().unwrap(), "-q"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("model.normalize"), "{err}");
+}

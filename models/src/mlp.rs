@@ -7,7 +7,7 @@
 //! [`Mlp::bias_index`].
 
 use crate::structure::{Structure, TimeBasis};
-use crate::{Activation, ModelError};
+use crate::{Activation, ModelError, Normalization};
 use num_dual::DualNum;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,6 +38,11 @@ pub struct Mlp {
     /// Time-dependent weights, if any (omitted from files when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_basis: Option<TimeBasis>,
+    /// The coordinates the network works in, if not the data's own (omitted when absent):
+    /// the model is `dy/dt = (σ/T) ⊙ g_θ((y − μ)/σ[, (t − t₀)/T])`; a time basis then spans
+    /// the normalized window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<Normalization>,
 }
 
 /// Number of parameters of a network with these layer sizes.
@@ -71,6 +76,7 @@ impl Mlp {
             params,
             structure: Structure::BlackBox,
             time_basis: None,
+            normalization: None,
         })
     }
 
@@ -98,9 +104,30 @@ impl Mlp {
         parameter_count(&self.layers)
     }
 
-    /// True for a black box with constant weights (what the collocation NLP handles).
+    /// True for a black box with constant weights in the data's own coordinates (what the
+    /// collocation NLP handles).
     pub fn is_plain(&self) -> bool {
-        self.structure.is_black_box() && self.time_basis.is_none()
+        self.structure.is_black_box() && self.time_basis.is_none() && self.normalization.is_none()
+    }
+
+    /// The same network working in the coordinates `normalization` (or the data's own with
+    /// `None`); the parameters are kept as they are. Checked by [`Mlp::validate`].
+    pub fn with_normalization(
+        mut self,
+        normalization: Option<Normalization>,
+    ) -> Result<Self, ModelError> {
+        self.normalization = normalization;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The network alone: this model without its normalization, i.e. the ODE of the
+    /// normalized coordinates.
+    pub fn network_only(&self) -> Self {
+        Self {
+            normalization: None,
+            ..self.clone()
+        }
     }
 
     /// The network's weights at time `t` from the full parameter vector `params`: `params`
@@ -129,9 +156,19 @@ impl Mlp {
         buf
     }
 
-    /// The ODE right-hand side `dy = F(t, y)` of this model (structure, time input and
-    /// time-dependent weights included), in `f64`.
+    /// The ODE right-hand side `dy = F(t, y)` of this model (structure, time input,
+    /// time-dependent weights and normalization included), in `f64`.
     pub fn vector_field(&self, t: f64, y: &[f64], dy: &mut [f64]) {
+        let Some(n) = &self.normalization else {
+            return self.network_field(t, y, dy);
+        };
+        let z = n.state_to_normalized(y);
+        self.network_field(n.time_to_normalized(t), &z, dy);
+        n.rate_from_normalized(dy);
+    }
+
+    /// The right-hand side in the network's own coordinates (normalization not applied).
+    fn network_field(&self, t: f64, y: &[f64], dy: &mut [f64]) {
         let mut input = Vec::with_capacity(self.layers[0]);
         input.extend_from_slice(y);
         if self.time_input {
@@ -192,6 +229,15 @@ impl Mlp {
                 got: self.params.len(),
                 expected,
             });
+        }
+        if let Some(n) = &self.normalization {
+            n.validate(self.state_inputs())?;
+            if !self.structure.is_black_box() {
+                return Err(ModelError::Mismatch(format!(
+                    "normalized coordinates need a black-box model, this one is {}",
+                    self.structure.name()
+                )));
+            }
         }
         if let Some(index) = self.params.iter().position(|p| !p.is_finite()) {
             return Err(ModelError::NonFinite {

@@ -164,6 +164,26 @@ impl Nodes {
         })
     }
 
+    /// The same nodes after the increasing affine change of time `t ↦ (t − shift)/scale`
+    /// (`scale > 0`): times and interval ends mapped, reference points and barycentric weights
+    /// unchanged (they are invariant under affine maps).
+    pub fn rescaled(&self, shift: f64, scale: f64) -> Self {
+        let map = |t: f64| (t - shift) / scale;
+        Self {
+            kind: self.kind,
+            t0: map(self.t0),
+            t1: map(self.t1),
+            reference: self.reference.clone(),
+            times: self.times.iter().map(|&t| map(t)).collect(),
+            weights: self.weights.clone(),
+            elements: self
+                .elements
+                .iter()
+                .map(|(first, e)| (*first, e.rescaled(shift, scale)))
+                .collect(),
+        }
+    }
+
     /// Nodes of the given points on `[-1, 1]` (ascending) with their barycentric weights,
     /// mapped to `[t0, t1]`.
     fn from_parts(
@@ -341,6 +361,42 @@ fn symmetrize(x: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rescaled_nodes_equal_nodes_built_on_the_mapped_interval() {
+        let (shift, scale) = (2.0, 0.25);
+        for nodes in [
+            Nodes::new(NodeKind::Chebyshev, 9, 2.0, 5.1).unwrap(),
+            Nodes::finite_elements(NodeKind::Radau, 3, 4, 2.0, 5.1).unwrap(),
+            Nodes::finite_elements(NodeKind::LegendreGaussLobatto, 4, 5, 2.0, 5.1).unwrap(),
+        ] {
+            let mapped = nodes.rescaled(shift, scale);
+            let direct = Nodes::finite_elements(
+                nodes.kind,
+                nodes.elements.len().max(1),
+                if nodes.elements.is_empty() {
+                    nodes.len()
+                } else {
+                    nodes.elements[0].1.len()
+                },
+                0.0,
+                12.4,
+            )
+            .unwrap();
+            assert_eq!(mapped.len(), direct.len());
+            for (a, b) in mapped.times.iter().zip(&direct.times) {
+                assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+            }
+            // d/dτ = T · d/dt: the differentiation matrices differ by the factor `scale`.
+            let (dm, dt) = (
+                crate::collocation::differentiation_matrix(&mapped),
+                crate::collocation::differentiation_matrix(&nodes),
+            );
+            for (i, j, v) in dt.triplets() {
+                assert!((dm.get(i, j) - scale * v).abs() < 1e-9 * (1.0 + v.abs()));
+            }
+        }
+    }
 
     #[test]
     fn chebyshev_weights_match_the_general_formula() {

@@ -2,6 +2,7 @@
 //! bounds and solver settings, shared by every training method. [`load`] reads the raw schema
 //! ([`schema`]) and validates it into a [`Problem`] (the data generated or read).
 
+mod coordinates;
 mod data;
 pub mod schema;
 mod systems;
@@ -72,6 +73,10 @@ pub struct ModelSpec {
     pub time_basis: Option<TimeBasis>,
     /// How the parameters are drawn.
     pub init: schema::Initialization,
+    /// Train in standardized coordinates (`[model] normalize`).
+    pub normalize: bool,
+    /// The time unit of the standardized coordinates, if given (else chosen from the data).
+    pub time_scale: Option<f64>,
 }
 
 impl ModelSpec {
@@ -422,6 +427,34 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         .states
         .map(|b| positive("bounds.states", b))
         .transpose()?;
+    let time_scale = raw
+        .model
+        .time_scale
+        .map(|v| positive("model.time_scale", v))
+        .transpose()?;
+    if raw.model.normalize && !structure.is_black_box() {
+        return Err(field(
+            "model.normalize",
+            format!(
+                "standardized coordinates need a black-box model, this one is {}",
+                structure.name()
+            ),
+        ));
+    }
+    if !raw.model.normalize && time_scale.is_some() {
+        return Err(field(
+            "model.time_scale",
+            "only used with `model.normalize = true`".into(),
+        ));
+    }
+    if raw.model.normalize && state_bound.is_some() {
+        return Err(field(
+            "bounds.states",
+            "state bounds are not available with `model.normalize = true` (they would bound \
+             the standardized states)"
+                .into(),
+        ));
+    }
     let penalties = &raw.solver.defect_penalties;
     if let Some(w) = penalties.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
         return Err(field(
@@ -467,6 +500,8 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             structure,
             time_basis,
             init: raw.model.init,
+            normalize: raw.model.normalize,
+            time_scale,
         },
         lambda,
         fix_initial_state: raw.loss.fix_initial_state,

@@ -150,6 +150,14 @@ pub struct RawModel {
     /// (PyTorch's `nn.Linear` default: weights and biases uniform in ±1/√fan_in).
     #[serde(default)]
     pub init: Initialization,
+    /// Train the network in standardized coordinates: each state shifted by its mean and
+    /// divided by its standard deviation over the training observations, time shifted to the
+    /// window start and divided by `time_scale` (default: false). Black-box models only.
+    #[serde(default)]
+    pub normalize: bool,
+    /// The time unit `T` of the standardized coordinates (default: chosen from the data so
+    /// that the standardized states change at a rate of order one).
+    pub time_scale: Option<f64>,
 }
 
 /// How the network's parameters are drawn.

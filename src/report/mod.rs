@@ -76,6 +76,9 @@ pub struct Summary<'a> {
     pub parameter_scaling: f64,
     /// The smoothing that started the states (`[solver] smoothing`: factor or `"cv"`).
     pub smoothing: crate::problem::Smoothing,
+    /// The standardized coordinates the network was trained in, if any (the objective and
+    /// `history.csv` are in those coordinates, the MSEs in the data's units).
+    pub normalization: Option<&'a colloc_models::Normalization>,
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `history.csv` and
@@ -234,6 +237,9 @@ pub struct SequentialSummary<'a> {
     pub seed: u64,
     /// The model training started from (`--init`), if any.
     pub init: Option<String>,
+    /// The standardized coordinates the network was trained in, if any (`objective` and
+    /// `curve.csv` are in those coordinates, the MSEs in the data's units).
+    pub normalization: Option<&'a colloc_models::Normalization>,
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `curve.csv`,

@@ -158,6 +158,13 @@ pub struct Batch {
 /// Splits the problem's training data into the batches of `settings`, then adds the batches of
 /// each further trajectory (`settings.trajectories`, loaded relative to the problem's file).
 pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Batch>, TrainError> {
+    if problem.model.normalize {
+        return Err(TrainError::Unsupported(format!(
+            "{}: `model.normalize = true`: colloc admm trains in the data's own coordinates only \
+             (remove `normalize` for ADMM)",
+            problem.path.display()
+        )));
+    }
     let mut batches = window_batches(problem, &settings.windows, settings.points, "")?;
     let folder = problem
         .path
@@ -181,7 +188,7 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
         if a.layers != b.layers || a.activation != b.activation || a.time_input != b.time_input {
             return Err(mismatch("model (layers, activation or time input)"));
         }
-        if !a.is_plain() || !b.is_plain() {
+        if !a.is_plain() || !b.is_plain() || a.normalize {
             return Err(mismatch("model structure"));
         }
         if other.data.dim() != problem.data.dim() {

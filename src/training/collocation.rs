@@ -18,10 +18,11 @@
 //!   point, tied by `z = W x + b` (bilinear elements of two variables) and `h = σ(z)`
 //!   (elements of one variable), as OMLT does.
 
+use super::coordinates::{states_from_normalized, training_coordinates};
 use super::deep_network::{NetworkPoint, ReducedNetwork};
 use super::metrics::mse;
 use super::prefit::{levenberg_marquardt, PrefitReport, PrefitSettings};
-use super::smoothing::{bandwidth_from_spacing, cross_validated_bandwidth, local_linear};
+use super::smoothing::{bandwidth, local_linear};
 use crate::collocation::{
     differentiation_matrix, interpolation_matrix, CollocationError, SparseMatrix,
 };
@@ -29,7 +30,7 @@ use crate::nlp::{
     ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, ModelError, Nlp, Scalar,
     Target, VarBlock, VarSpec,
 };
-use crate::problem::{Formulation, Problem, Smoothing, SmoothingMethod, Split};
+use crate::problem::{Formulation, Problem, Split};
 use colloc_models::{Activation, Mlp};
 use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo, WarmStart};
 use colloc_solvers::ode::{Dopri5, OdeError, OdeSystem};
@@ -292,6 +293,13 @@ pub fn build_stage(
         )));
     }
     if let Some(m) = init {
+        if m.normalization.is_some() {
+            return Err(TrainError::Unsupported(
+                "this collocation NLP works in the data's own coordinates; a normalized model is \
+                 trained through `collocation::train`, which restates the problem in its coordinates"
+                    .into(),
+            ));
+        }
         if !m.is_plain() {
             return Err(TrainError::Unsupported(format!(
                 "collocation starts only from black-box models with constant weights; the given model is {}{}",
@@ -318,13 +326,7 @@ pub fn build_stage(
     let series: Vec<Vec<f64>> = (0..d)
         .map(|i| train.iter().map(|&k| problem.data.y[k][i]).collect())
         .collect();
-    let bw = match problem.smoothing {
-        Smoothing::Factor(f) => bandwidth_from_spacing(&t_obs, f),
-        Smoothing::Method(SmoothingMethod::Cv) => {
-            let factors: Vec<f64> = (0..15).map(|i| 0.5 * 1.2f64.powi(i)).collect();
-            cross_validated_bandwidth(&t_obs, &series, &factors)
-        }
-    };
+    let bw = bandwidth(problem.smoothing, &t_obs, &series);
     let per_state: Vec<Vec<f64>> = series
         .iter()
         .map(|y| local_linear(&t_obs, y, &nodes.times, bw))
@@ -969,7 +971,38 @@ pub struct PenaltyStage {
 /// while the states stay near the data (measured on forced Van der Pol over [0, 375]: the exact
 /// problem alone fails in 150 iterations, the continuation converges).
 /// Iteration numbers seen by `observer` and kept in the history continue across stages.
+///
+/// With `[model] normalize = true`, or a starting model that carries a normalization, the
+/// network is trained on the problem restated in standardized coordinates
+/// ([`Problem::in_coordinates`]); the returned model carries the normalization, the states are
+/// in the data's units, and the evaluation is in the data's units (IPOPT's objective and the
+/// history are in the standardized ones).
 pub fn train(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    observer: &mut dyn FnMut(&IterationInfo) -> bool,
+) -> Result<CollocationRun, TrainError> {
+    let coordinates = training_coordinates(problem, init).map_err(TrainError::Unsupported)?;
+    let mut run = match &coordinates {
+        None => train_network(problem, formulation, init, observer)?,
+        Some(n) => {
+            let inner = problem
+                .in_coordinates(n)
+                .map_err(|e| TrainError::Unsupported(e.to_string()))?;
+            let network = init.map(Mlp::network_only);
+            let mut run = train_network(&inner, formulation, network.as_ref(), observer)?;
+            run.model = run.model.with_normalization(Some(n.clone()))?;
+            run.states = states_from_normalized(n, &run.states);
+            run
+        }
+    };
+    run.evaluation = evaluate(problem, &run.model, &run.states)?;
+    Ok(run)
+}
+
+/// [`train`] in the network's own coordinates, without the evaluation.
+fn train_network(
     problem: &Problem,
     formulation: Formulation,
     init: Option<&Mlp>,
@@ -1065,7 +1098,6 @@ pub fn train(
         })
         .collect();
     let model = model_at(&built, &solution.x);
-    let evaluation = evaluate(problem, &model, &states)?;
     Ok(CollocationRun {
         model,
         states,
@@ -1075,7 +1107,7 @@ pub fn train(
         stages,
         build_s,
         prefit_s,
-        evaluation,
+        evaluation: Evaluation::default(),
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod admm;
 pub mod collocation;
+pub mod coordinates;
 mod deep_network;
 pub mod metrics;
 pub mod prefit;

@@ -5,6 +5,7 @@
 //! model simulated from the first training observation over the train and test windows).
 
 use super::collocation::{simulate_and_score, Evaluation};
+use super::coordinates::training_coordinates;
 use crate::problem::{Problem, Split};
 use crate::sequential::{train as train_series, EpochRecord, SequentialError, SequentialSettings};
 use crate::sequential::{Series, TrainMethod, TrainReport};
@@ -20,6 +21,9 @@ pub enum SequentialRunError {
     /// The trainer could not start.
     #[error("{0}")]
     Trainer(#[from] SequentialError),
+    /// The problem cannot be restated in the model's standardized coordinates.
+    #[error("{0}")]
+    Coordinates(String),
 }
 
 /// The outcome of [`train`].
@@ -77,6 +81,12 @@ pub fn initial_model(problem: &Problem, init: Option<&Mlp>) -> Result<Mlp, Seque
 /// Trains the problem's model with `settings` (usually `problem.sequential`, possibly with the
 /// method overridden). `observer` sees every epoch of both phases (pre-training epochs first)
 /// and may stop training by returning false.
+///
+/// With `[model] normalize = true`, or a starting model that carries a normalization, the
+/// network is trained on the problem restated in standardized coordinates
+/// ([`Problem::in_coordinates`]; the homotopy coupling is rescaled with the time): the
+/// learning curve and `best_mse` are in those coordinates, the returned models carry the
+/// normalization and the evaluation is in the data's units.
 pub fn train(
     problem: &Problem,
     settings: &SequentialSettings,
@@ -84,6 +94,56 @@ pub fn train(
     observer: &mut dyn FnMut(&EpochRecord) -> bool,
 ) -> Result<SequentialRun, SequentialRunError> {
     let started = Instant::now();
+    let coordinates =
+        training_coordinates(problem, init).map_err(SequentialRunError::Coordinates)?;
+    let Some(n) = coordinates else {
+        let (report, pretrain) = train_network(problem, settings, init, observer)?;
+        return Ok(finish(problem, report, pretrain, started));
+    };
+    let inner = problem
+        .in_coordinates(&n)
+        .map_err(|e| SequentialRunError::Coordinates(e.to_string()))?;
+    let mut settings = settings.clone();
+    settings.homotopy.coupling *= n.time_scale;
+    let network = init.map(Mlp::network_only);
+    let (mut report, mut pretrain) = train_network(&inner, &settings, network.as_ref(), observer)?;
+    for r in std::iter::once(&mut report).chain(pretrain.as_mut()) {
+        r.best = r.best.clone().with_normalization(Some(n.clone()))?;
+    }
+    Ok(finish(problem, report, pretrain, started))
+}
+
+/// The run with its best model scored on the problem's data.
+fn finish(
+    problem: &Problem,
+    report: TrainReport,
+    pretrain: Option<TrainReport>,
+    started: Instant,
+) -> SequentialRun {
+    let data = training_series(problem);
+    let train_s = started.elapsed().as_secs_f64();
+    let evaluation = simulate_and_score(
+        problem,
+        &report.best,
+        data.t[0],
+        &data.y[0],
+        Evaluation::default(),
+    );
+    SequentialRun {
+        report,
+        pretrain,
+        evaluation,
+        train_s,
+    }
+}
+
+/// [`train`] in the network's own coordinates: the main phase's and pre-training's reports.
+fn train_network(
+    problem: &Problem,
+    settings: &SequentialSettings,
+    init: Option<&Mlp>,
+    observer: &mut dyn FnMut(&EpochRecord) -> bool,
+) -> Result<(TrainReport, Option<TrainReport>), SequentialRunError> {
     let data = training_series(problem);
     let mut model = initial_model(problem, init)?;
     let mut pretrain = None;
@@ -115,18 +175,5 @@ pub fn train(
     } else {
         train_series(&model, &data, settings, observer)?
     };
-    let train_s = started.elapsed().as_secs_f64();
-    let evaluation = simulate_and_score(
-        problem,
-        &report.best,
-        data.t[0],
-        &data.y[0],
-        Evaluation::default(),
-    );
-    Ok(SequentialRun {
-        report,
-        pretrain,
-        evaluation,
-        train_s,
-    })
+    Ok((report, pretrain))
 }

@@ -1,5 +1,7 @@
 //! Smoothing of noisy observations, used to start the collocation states.
 
+use crate::problem::{Smoothing, SmoothingMethod};
+
 /// Local linear regression with a Gaussian kernel of width `bandwidth`, evaluated at `at`:
 /// for each evaluation time, the weighted least-squares line through the observations.
 /// Unlike a kernel mean it has no bias at the ends of the window. Falls back to the kernel
@@ -98,6 +100,19 @@ pub fn cross_validated_bandwidth(t: &[f64], ys: &[Vec<f64>], factors: &[f64]) ->
         }
     }
     best.1
+}
+
+/// The bandwidth `[solver] smoothing` asks for on observations `ys` (one series per state)
+/// at times `t`: a factor of the mean spacing, or cross-validated among 0.5 · 1.2^i (i < 15)
+/// times it.
+pub fn bandwidth(smoothing: Smoothing, t: &[f64], ys: &[Vec<f64>]) -> f64 {
+    match smoothing {
+        Smoothing::Factor(f) => bandwidth_from_spacing(t, f),
+        Smoothing::Method(SmoothingMethod::Cv) => {
+            let factors: Vec<f64> = (0..15).map(|i| 0.5 * 1.2f64.powi(i)).collect();
+            cross_validated_bandwidth(t, ys, &factors)
+        }
+    }
 }
 
 /// A bandwidth of `factor` times the mean spacing of `t`.

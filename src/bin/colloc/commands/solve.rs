@@ -105,6 +105,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         penalty_stages: &run.stages,
         parameter_scaling: problem.parameter_scaling,
         smoothing: problem.smoothing,
+        normalization: run.model.normalization.as_ref(),
     };
     report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
 

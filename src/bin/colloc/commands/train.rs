@@ -152,7 +152,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     };
     let run = sequential::train(&problem, &settings, init.as_ref(), &mut observer).map_err(
         |e| match e {
-            SequentialRunError::Network(_) => Failure::input(e),
+            SequentialRunError::Network(_) | SequentialRunError::Coordinates(_) => {
+                Failure::input(e)
+            }
             other => Failure::run(other),
         },
     )?;
@@ -198,6 +200,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         },
         seed: problem.seed,
         init: args.init.as_ref().map(|p| p.display().to_string()),
+        normalization: report.best.normalization.as_ref(),
     };
     report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
 

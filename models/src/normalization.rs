@@ -1,0 +1,135 @@
+//! Fixed affine coordinates in which a network is trained: states `z = (y − μ)/σ` per state,
+//! time `τ = (t − t₀)/T`. A model with a [`Normalization`] is the ODE `dz/dτ = g_θ(z[, τ])`
+//! of its network `g_θ` in those coordinates; in the original ones it reads
+//! `dy/dt = (σ/T) ⊙ g_θ((y − μ)/σ[, (t − t₀)/T])`.
+//!
+//! Training a network in standardized coordinates conditions the problem: inputs of order
+//! one, outputs of order one, collocation states of order one (see the README's Lorenz runs).
+
+use crate::ModelError;
+use serde::{Deserialize, Serialize};
+
+/// A fixed change of coordinates of states and time (not trained).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalization {
+    /// `μ`: subtracted from each state.
+    pub state_shift: Vec<f64>,
+    /// `σ`: each shifted state is divided by it (positive).
+    pub state_scale: Vec<f64>,
+    /// `t₀`: subtracted from the time.
+    pub time_shift: f64,
+    /// `T`: the shifted time is divided by it (positive).
+    pub time_scale: f64,
+}
+
+impl Normalization {
+    /// Number of states.
+    pub fn dim(&self) -> usize {
+        self.state_shift.len()
+    }
+
+    /// Checks lengths (`states` states), finiteness and positive scales.
+    pub fn validate(&self, states: usize) -> Result<(), ModelError> {
+        if self.state_shift.len() != states || self.state_scale.len() != states {
+            return Err(ModelError::Mismatch(format!(
+                "the normalization has {} shifts and {} scales for {states} states",
+                self.state_shift.len(),
+                self.state_scale.len()
+            )));
+        }
+        let entries = self
+            .state_shift
+            .iter()
+            .chain(&self.state_scale)
+            .chain([&self.time_shift, &self.time_scale]);
+        if let Some(index) = entries.clone().position(|v| !v.is_finite()) {
+            return Err(ModelError::NonFinite {
+                what: "normalization",
+                index,
+            });
+        }
+        if self.state_scale.iter().any(|s| *s <= 0.0) || self.time_scale <= 0.0 {
+            return Err(ModelError::Mismatch(format!(
+                "normalization scales must be positive, got states {:?} and time {}",
+                self.state_scale, self.time_scale
+            )));
+        }
+        Ok(())
+    }
+
+    /// `z = (y − μ)/σ`.
+    pub fn state_to_normalized(&self, y: &[f64]) -> Vec<f64> {
+        y.iter()
+            .zip(self.state_shift.iter().zip(&self.state_scale))
+            .map(|(y, (m, s))| (y - m) / s)
+            .collect()
+    }
+
+    /// `y = μ + σ z`.
+    pub fn state_from_normalized(&self, z: &[f64]) -> Vec<f64> {
+        z.iter()
+            .zip(self.state_shift.iter().zip(&self.state_scale))
+            .map(|(z, (m, s))| m + s * z)
+            .collect()
+    }
+
+    /// `τ = (t − t₀)/T`.
+    pub fn time_to_normalized(&self, t: f64) -> f64 {
+        (t - self.time_shift) / self.time_scale
+    }
+
+    /// `t = t₀ + T τ`.
+    pub fn time_from_normalized(&self, tau: f64) -> f64 {
+        self.time_shift + self.time_scale * tau
+    }
+
+    /// Turns `dz/dτ` into `dy/dt = (σ/T) dz/dτ`, in place.
+    pub fn rate_from_normalized(&self, rate: &mut [f64]) {
+        for (r, s) in rate.iter_mut().zip(&self.state_scale) {
+            *r *= s / self.time_scale;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Normalization {
+        Normalization {
+            state_shift: vec![1.0, -2.0],
+            state_scale: vec![0.5, 4.0],
+            time_shift: 3.0,
+            time_scale: 0.25,
+        }
+    }
+
+    #[test]
+    fn maps_invert_each_other() {
+        let n = example();
+        let y = [0.3, 7.0];
+        let back = n.state_from_normalized(&n.state_to_normalized(&y));
+        assert!(back.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-15));
+        assert!((n.time_from_normalized(n.time_to_normalized(5.5)) - 5.5).abs() < 1e-15);
+        assert_eq!(n.state_to_normalized(&[1.0, -2.0]), vec![0.0, 0.0]);
+        let mut rate = vec![1.0, 1.0];
+        n.rate_from_normalized(&mut rate);
+        assert_eq!(rate, vec![2.0, 16.0]);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let n = example();
+        assert!(n.validate(2).is_ok());
+        assert!(matches!(n.validate(3), Err(ModelError::Mismatch(_))));
+        let mut bad = example();
+        bad.state_scale[1] = 0.0;
+        assert!(matches!(bad.validate(2), Err(ModelError::Mismatch(_))));
+        bad.state_scale[1] = f64::NAN;
+        assert!(matches!(
+            bad.validate(2),
+            Err(ModelError::NonFinite { index: 3, .. })
+        ));
+    }
+}
