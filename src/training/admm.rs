@@ -17,6 +17,7 @@
 //! own previous primal and dual solution. The whole state is checkpointed after every
 //! iteration so a run can resume.
 
+use super::anderson::Anderson;
 use super::collocation::{build_with, simulate_and_score, Evaluation, Proximal, TrainError};
 use crate::collocation::{interpolation_matrix, Nodes};
 use crate::problem::{Dataset, Problem, Split};
@@ -72,6 +73,10 @@ pub struct AdmmSettings {
     pub warm_start: bool,
     /// What a failed sub-problem does to the run (default: keep).
     pub on_failure: OnFailure,
+    /// Anderson acceleration of the ADMM map `(θ̄, u/ρ) ↦ (θ̄⁺, u⁺/ρ)` with this many previous
+    /// steps (0: off, the default). Reset whenever ρ changes or the fixed-point residual more
+    /// than doubles.
+    pub anderson_memory: usize,
 }
 
 impl Default for AdmmSettings {
@@ -90,6 +95,7 @@ impl Default for AdmmSettings {
             relaxation: 1.0,
             warm_start: true,
             on_failure: OnFailure::Keep,
+            anderson_memory: 0,
         }
     }
 }
@@ -135,6 +141,12 @@ impl AdmmSettings {
         }
         if self.max_iter == 0 {
             return bad("max_iter", "must be at least 1".into());
+        }
+        if self.anderson_memory > 50 {
+            return bad(
+                "anderson_memory",
+                format!("must be at most 50, got {}", self.anderson_memory),
+            );
         }
         if !(self.relaxation > 0.0 && self.relaxation < 2.0) {
             return bad(
@@ -350,6 +362,9 @@ pub struct AdmmState {
     pub history: Vec<IterationRecord>,
     /// The network layout (θ̄ goes into a copy of it).
     pub model: Mlp,
+    /// The Anderson accelerator's history, when acceleration is on.
+    #[serde(default)]
+    pub anderson: Option<Anderson>,
 }
 
 /// Why ADMM stopped, and the consensus model.
@@ -415,6 +430,7 @@ pub fn initial_state(
         states: vec![Vec::new(); batches.len()],
         history: Vec::new(),
         model,
+        anderson: None,
     })
 }
 
@@ -564,6 +580,7 @@ pub fn run(
         }
         // Consensus and duals, with the (over-)relaxed θ̂_i = α θ_i + (1 − α) θ̄.
         let previous = state.consensus.clone();
+        let previous_duals = state.duals.clone();
         let alpha = settings.relaxation;
         let relaxed: Vec<Vec<f64>> = state
             .thetas
@@ -616,6 +633,15 @@ pub fn run(
             batches: records,
         };
         state.iteration = iteration;
+        let done = primal <= eps_primal && dual <= eps_dual;
+        if settings.anderson_memory > 0 && !done {
+            accelerate(
+                &mut state,
+                &previous,
+                &previous_duals,
+                settings.anderson_memory,
+            );
+        }
         // Residual balancing (Boyd §3.4.1); u is unscaled, so the scaled duals u/ρ follow ρ.
         if settings.adaptive_rho {
             if primal > settings.balance_threshold * dual {
@@ -623,11 +649,17 @@ pub fn run(
             } else if dual > settings.balance_threshold * primal {
                 state.rho = rho / settings.balance_factor;
             }
+            if state.rho != rho {
+                // Another ρ, another map: the accelerator's history no longer applies.
+                if let Some(a) = &mut state.anderson {
+                    a.reset();
+                }
+            }
         }
         state.history.push(record.clone());
         checkpoint(&state).map_err(AdmmError::Resume)?;
         let go_on = observer(&record);
-        if primal <= eps_primal && dual <= eps_dual {
+        if done {
             converged = true;
             stop_reason = format!("converged in {iteration} iterations");
             break;
@@ -648,6 +680,38 @@ pub fn run(
         model,
         batches: n,
     })
+}
+
+/// One Anderson step on `z = (θ̄, u_1/ρ, …, u_N/ρ)`: `(previous, previous_duals)` is the
+/// iterate the sub-problems were solved at, `state` holds its image under the ADMM update and
+/// receives the accelerated iterate. Safeguard: the history is dropped when the fixed-point
+/// residual `‖T(z) − z‖` more than doubles.
+fn accelerate(state: &mut AdmmState, previous: &[f64], previous_duals: &[Vec<f64>], memory: usize) {
+    let rho = state.rho;
+    let p = previous.len();
+    let pack = |theta: &[f64], duals: &[Vec<f64>]| -> Vec<f64> {
+        let mut z = theta.to_vec();
+        for u in duals {
+            z.extend(u.iter().map(|v| v / rho));
+        }
+        z
+    };
+    let z = pack(previous, previous_duals);
+    let tz = pack(&state.consensus, &state.duals);
+    let acc = state.anderson.get_or_insert_with(|| Anderson::new(memory));
+    let residual = norm(tz.iter().zip(&z).map(|(a, b)| a - b));
+    if let Some(last) = acc.residuals.last() {
+        if residual > 2.0 * norm(last.iter().copied()) {
+            acc.reset();
+        }
+    }
+    let next = acc.step(&z, &tz);
+    state.consensus.copy_from_slice(&next[..p]);
+    for (i, u) in state.duals.iter_mut().enumerate() {
+        for (j, v) in u.iter_mut().enumerate() {
+            *v = rho * next[p * (i + 1) + j];
+        }
+    }
 }
 
 /// The consensus model simulated over the whole problem from the first batch's collocation

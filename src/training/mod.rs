@@ -4,6 +4,7 @@
 //! [`admm`]: consensus over collocation sub-problems, one per batch.
 
 pub mod admm;
+pub mod anderson;
 pub mod collocation;
 pub mod coordinates;
 mod deep_network;
