@@ -8,9 +8,10 @@ use colloc_models::Normalization;
 impl Problem {
     /// The same problem in the coordinates `z = (y − μ)/σ`, `τ = (t − t₀)/T` of `n`: data
     /// (noise-free states too), training window, collocation nodes and time-basis window
-    /// mapped; the homotopy coupling `k` (a rate) multiplied by `T`. The result asks for no
-    /// further normalization. Fails for what has no counterpart in those coordinates: state
-    /// bounds and ADMM batches (their windows and further trajectories).
+    /// mapped, ADMM batch windows too (further trajectories are mapped when their files are
+    /// loaded); the homotopy coupling `k` (a rate) multiplied by `T`. The result records `n` in
+    /// [`Problem::coordinates`] and asks for no further normalization. Fails for state bounds
+    /// (no counterpart in those coordinates) and for a problem already restated.
     pub fn in_coordinates(&self, n: &Normalization) -> Result<Problem, ProblemError> {
         let refuse = |field: &str, what: &str| ProblemError::Field {
             path: self.path.display().to_string(),
@@ -20,8 +21,11 @@ impl Problem {
         if self.state_bound.is_some() {
             return Err(refuse("bounds.states", "state bounds"));
         }
-        if self.admm.is_some() {
-            return Err(refuse("admm", "ADMM batches"));
+        if self.coordinates.is_some() {
+            return Err(refuse(
+                "model.normalize",
+                "a problem already in standardized coordinates",
+            ));
         }
         n.validate(self.data.dim())
             .map_err(|e| refuse("model", &e.to_string()))?;
@@ -40,6 +44,12 @@ impl Problem {
             b.t0 = time(b.t0);
             b.t1 = time(b.t1);
         }
+        if let Some(a) = &mut p.admm {
+            for w in &mut a.windows {
+                *w = [time(w[0]), time(w[1])];
+            }
+        }
+        p.coordinates = Some(n.clone());
         p.model.normalize = false;
         p.model.time_scale = None;
         p.sequential.homotopy.coupling *= n.time_scale;

@@ -148,6 +148,9 @@ pub struct Problem {
     pub sequential: crate::sequential::SequentialSettings,
     /// ADMM settings (`colloc admm`), if the file has an `[admm]` section.
     pub admm: Option<crate::training::admm::AdmmSettings>,
+    /// The standardized coordinates this problem is stated in, when it was restated by
+    /// [`Problem::in_coordinates`] (`None` for a problem as loaded: the data's own units).
+    pub coordinates: Option<colloc_models::Normalization>,
 }
 
 impl Problem {
@@ -515,6 +518,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         ipopt: raw.solver.ipopt,
         sequential: raw.sequential,
         admm: raw.admm,
+        coordinates: None,
     })
 }
 

@@ -344,6 +344,9 @@ pub struct AdmmSummary<'a> {
     pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
+    /// The standardized coordinates the consensus network was trained in, if any (objectives
+    /// and residuals are in those coordinates, the MSEs in the data's units).
+    pub normalization: Option<&'a colloc_models::Normalization>,
 }
 
 /// Writes `summary.json`, `model.json`, `history.csv`, `residuals.svg`, `data.csv`,

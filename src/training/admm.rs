@@ -19,6 +19,7 @@
 
 use super::anderson::Anderson;
 use super::collocation::{build_with, simulate_and_score, Evaluation, Proximal, TrainError};
+use super::coordinates::standardization;
 use crate::collocation::{interpolation_matrix, Nodes};
 use crate::problem::{Dataset, Problem, Split};
 use colloc_models::Mlp;
@@ -167,17 +168,32 @@ pub struct Batch {
     pub problem: Problem,
 }
 
+/// The problem ADMM works on: the problem itself, or with `[model] normalize = true` the
+/// problem restated in the standardized coordinates of its training data (batch windows
+/// mapped).
+fn working_problem(problem: &Problem) -> Result<Problem, TrainError> {
+    if !problem.model.normalize {
+        return Ok(problem.clone());
+    }
+    problem
+        .in_coordinates(&standardization(problem))
+        .map_err(|e| TrainError::Unsupported(e.to_string()))
+}
+
 /// Splits the problem's training data into the batches of `settings`, then adds the batches of
 /// each further trajectory (`settings.trajectories`, loaded relative to the problem's file).
+/// With `[model] normalize = true` every batch (further trajectories too) is stated in the
+/// standardized coordinates of the problem's own training data; the batch windows stay in the
+/// data's units.
 pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Batch>, TrainError> {
-    if problem.model.normalize {
-        return Err(TrainError::Unsupported(format!(
-            "{}: `model.normalize = true`: colloc admm trains in the data's own coordinates only \
-             (remove `normalize` for ADMM)",
-            problem.path.display()
-        )));
-    }
-    let mut batches = window_batches(problem, &settings.windows, settings.points, "")?;
+    let working = working_problem(problem)?;
+    let coordinates = working.coordinates.clone();
+    let to_working = |w: &[f64; 2]| match &coordinates {
+        Some(n) => [n.time_to_normalized(w[0]), n.time_to_normalized(w[1])],
+        None => *w,
+    };
+    let windows: Vec<[f64; 2]> = settings.windows.iter().map(to_working).collect();
+    let mut batches = window_batches(&working, &windows, settings.points, "")?;
     let folder = problem
         .path
         .parent()
@@ -185,33 +201,42 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
         .to_path_buf();
     for (j, file) in settings.trajectories.iter().enumerate() {
         let path = folder.join(file);
-        let other = crate::problem::load(&path).map_err(|e| TrainError::Trajectory {
+        let trajectory_error = |message: String| TrainError::Trajectory {
             path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let mismatch = |what: &str| TrainError::Trajectory {
-            path: path.display().to_string(),
-            message: format!(
+            message,
+        };
+        let other = crate::problem::load(&path).map_err(|e| trajectory_error(e.to_string()))?;
+        let mismatch = |what: &str| {
+            trajectory_error(format!(
                 "its {what} differs from {}'s; the consensus needs one model",
                 problem.path.display()
-            ),
+            ))
         };
         let (a, b) = (&other.model, &problem.model);
         if a.layers != b.layers || a.activation != b.activation || a.time_input != b.time_input {
             return Err(mismatch("model (layers, activation or time input)"));
         }
-        if !a.is_plain() || !b.is_plain() || a.normalize {
+        if !a.is_plain() || !b.is_plain() {
             return Err(mismatch("model structure"));
+        }
+        if a.normalize != b.normalize {
+            return Err(mismatch("`model.normalize`"));
         }
         if other.data.dim() != problem.data.dim() {
             return Err(mismatch("number of states"));
         }
+        // The consensus network works in one set of coordinates: the main problem's.
+        let other = match &coordinates {
+            Some(n) => other
+                .in_coordinates(n)
+                .map_err(|e| trajectory_error(e.to_string()))?,
+            None => other,
+        };
         let (windows, points) = match &other.admm {
             Some(o) if !o.trajectories.is_empty() => {
-                return Err(TrainError::Trajectory {
-                    path: path.display().to_string(),
-                    message: "a further trajectory cannot list trajectories itself".into(),
-                })
+                return Err(trajectory_error(
+                    "a further trajectory cannot list trajectories itself".into(),
+                ))
             }
             Some(o) => (o.windows.clone(), o.points),
             None => (vec![[other.t0, other.t1]], None),
@@ -267,10 +292,11 @@ fn window_batches(
             p.t0 = a;
             p.t1 = b;
             p.nodes = batch_nodes(&problem.nodes, points, [a, b], span)?;
-            Ok(Batch {
-                window: [a, b],
-                problem: p,
-            })
+            let window = match &problem.coordinates {
+                Some(n) => [n.time_from_normalized(a), n.time_from_normalized(b)],
+                None => [a, b],
+            };
+            Ok(Batch { window, problem: p })
         })
         .collect()
 }
@@ -417,7 +443,7 @@ pub fn initial_state(
     settings: &AdmmSettings,
     batches: &[Batch],
 ) -> Result<AdmmState, TrainError> {
-    let start = build_with(problem, problem.formulation, None, None)?;
+    let start = build_with(&working_problem(problem)?, problem.formulation, None, None)?;
     let model = start.init;
     let p = model.n_params();
     Ok(AdmmState {
@@ -633,7 +659,9 @@ pub fn run(
             batches: records,
         };
         state.iteration = iteration;
-        let done = primal <= eps_primal && dual <= eps_dual;
+        // Residuals of a batch that kept a stale θ_i say nothing about convergence.
+        let all_accepted = record.batches.iter().all(|b| b.accepted);
+        let done = all_accepted && primal <= eps_primal && dual <= eps_dual;
         if settings.anderson_memory > 0 && !done {
             accelerate(
                 &mut state,
@@ -671,6 +699,10 @@ pub fn run(
     }
     let mut model = state.model.clone();
     model.params.clone_from(&state.consensus);
+    let coordinates = batches.first().and_then(|b| b.problem.coordinates.clone());
+    let model = model
+        .with_normalization(coordinates)
+        .map_err(TrainError::from)?;
     let evaluation = evaluate_consensus(problem, batches, &state, &model)?;
     Ok(AdmmRun {
         state,
@@ -725,11 +757,16 @@ fn evaluate_consensus(
 ) -> Result<Evaluation, TrainError> {
     if let (Some(b), Some(states)) = (batches.first(), state.states.first()) {
         if !states.is_empty() && (b.window[0] - problem.t0).abs() < 1e-12 {
-            let l0 = interpolation_matrix(&b.problem.nodes, &[problem.t0])?;
+            // The batch's states are in its own (possibly standardized) coordinates.
+            let l0 = interpolation_matrix(&b.problem.nodes, &[b.problem.t0])?;
             let d = problem.data.dim();
-            let y0: Vec<f64> = (0..d)
+            let z0: Vec<f64> = (0..d)
                 .map(|i| l0.mul_vec(&states.iter().map(|y| y[i]).collect::<Vec<_>>())[0])
                 .collect();
+            let y0 = match &b.problem.coordinates {
+                Some(n) => n.state_from_normalized(&z0),
+                None => z0,
+            };
             return Ok(simulate_and_score(
                 problem,
                 model,

@@ -205,6 +205,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
             ..Default::default()
         },
         seed: problem.seed,
+        normalization: run.model.normalization.as_ref(),
     };
     report::write_admm(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
