@@ -201,6 +201,36 @@ fn anderson_acceleration_resumes_exactly() {
     assert_ne!(model("a"), model("c"), "acceleration changed nothing");
 }
 
+/// A warm-started sub-problem that fails is solved again from a cold start and accepted.
+#[test]
+fn a_failed_warm_start_is_retried_cold() {
+    let (_, p) = common::load_problem_text("admm-retry", &problem(3, "stop"));
+    let settings = p.admm.clone().unwrap();
+    let batches = colloc::training::admm::make_batches(&p, &settings).unwrap();
+    let state = colloc::training::admm::initial_state(&p, &settings, &batches).unwrap();
+    let fault = colloc::training::admm::FaultInjection {
+        fail: None,
+        fail_warm: Some((1, 2)),
+    };
+    let run = colloc::training::admm::run(
+        &p,
+        &settings,
+        &batches,
+        state,
+        fault,
+        &mut |_| Ok(()),
+        &mut |_| true,
+    )
+    .unwrap();
+    let second = &run.state.history[1].batches;
+    assert!(
+        second[1].warm && second[1].cold_retry && second[1].accepted,
+        "{second:?}"
+    );
+    assert!(!second[0].cold_retry && !second[2].cold_retry);
+    assert_eq!(run.state.history.len(), 3);
+}
+
 #[test]
 fn bad_admm_input_is_refused() {
     let d = dir("bad");

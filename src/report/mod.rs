@@ -363,13 +363,13 @@ pub fn write_admm(
     write_data_and_prediction(dir, problem, &run.evaluation)?;
     let history = &run.state.history;
     let mut s = String::from(
-        "iteration,rho,primal,dual,eps_primal,eps_dual,seconds,sequential_seconds,batch,status,accepted,objective,ipopt_iterations,batch_seconds,warm\n",
+        "iteration,rho,primal,dual,eps_primal,eps_dual,seconds,sequential_seconds,batch,status,accepted,objective,ipopt_iterations,batch_seconds,warm,cold_retry\n",
     );
     for h in history {
         for (b, r) in h.batches.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 h.iteration,
                 h.rho,
                 h.primal,
@@ -384,7 +384,8 @@ pub fn write_admm(
                 r.objective,
                 r.iterations,
                 r.seconds,
-                r.warm
+                r.warm,
+                r.cold_retry
             );
         }
     }

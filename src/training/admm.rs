@@ -342,6 +342,10 @@ pub struct BatchRecord {
     pub seconds: f64,
     /// Warm-started.
     pub warm: bool,
+    /// The warm-started solve failed and was repeated from a cold start (`iterations` counts
+    /// both).
+    #[serde(default)]
+    pub cold_retry: bool,
 }
 
 /// One ADMM iteration.
@@ -460,11 +464,14 @@ pub fn initial_state(
     })
 }
 
-/// Test hook: makes the sub-problem of `batch` fail in iteration `iteration`.
+/// Test hooks: make the sub-problem of `batch` fail in iteration `iteration`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FaultInjection {
     /// (batch, iteration) to fail, if any.
     pub fail: Option<(usize, usize)>,
+    /// (batch, iteration) whose warm-started solve counts as failed, so that it is repeated
+    /// from a cold start.
+    pub fail_warm: Option<(usize, usize)>,
 }
 
 /// Runs ADMM iterations from `state` until convergence or the iteration limit. `observer`
@@ -528,15 +535,27 @@ pub fn run(
                 )
                 .map_err(|e| e.to_string())
                 .and_then(|mut built| {
-                    let sol = solver
+                    let mut sol = solver
                         .solve_with(&mut built.nlp, warm, None)
                         .map_err(|e| e.to_string())?;
+                    let mut retried = false;
+                    let forced = fault.fail_warm == Some((i, iteration));
+                    if warm.is_some() && (forced || !sol.is_success()) {
+                        // A warm start far from the new solution can fail at once (tiny
+                        // barrier, restoration at the first step): solve again from cold.
+                        let warm_iterations = sol.stats.iterations;
+                        sol = solver
+                            .solve_with(&mut built.nlp, None, None)
+                            .map_err(|e| e.to_string())?;
+                        sol.stats.iterations += warm_iterations;
+                        retried = true;
+                    }
                     let theta = built.theta.slice(&sol.x).to_vec();
                     let d = batch.problem.data.dim();
                     let states: Vec<Vec<f64>> = (0..batch.problem.nodes.len())
                         .map(|k| (0..d).map(|j| sol.x[built.states.at(&[k, j])]).collect())
                         .collect();
-                    Ok((sol, theta, states))
+                    Ok((sol, theta, states, retried))
                 });
                 (outcome, t.elapsed().as_secs_f64(), warm.is_some())
             })
@@ -549,17 +568,22 @@ pub fn run(
             let failure = match &outcome {
                 _ if injected => Some("injected failure (test)".to_string()),
                 Err(e) => Some(e.clone()),
-                Ok((sol, _, _)) if !sol.is_success() => {
+                Ok((sol, _, _, _)) if !sol.is_success() => {
                     Some(format!("IPOPT: {} ({})", sol.status, sol.status.message()))
                 }
-                Ok((_, theta, _)) if theta.iter().any(|v| !v.is_finite()) => {
+                Ok((_, theta, _, _)) if theta.iter().any(|v| !v.is_finite()) => {
                     Some("non-finite parameters".to_string())
                 }
                 Ok(_) => None,
             };
-            let (status, objective, iterations) = match &outcome {
-                Ok((sol, _, _)) => (sol.status.to_string(), sol.objective, sol.stats.iterations),
-                Err(_) => ("error".to_string(), f64::NAN, 0),
+            let (status, objective, iterations, cold_retry) = match &outcome {
+                Ok((sol, _, _, retried)) => (
+                    sol.status.to_string(),
+                    sol.objective,
+                    sol.stats.iterations,
+                    *retried,
+                ),
+                Err(_) => ("error".to_string(), f64::NAN, 0, false),
             };
             match failure {
                 Some(reason) => {
@@ -581,10 +605,11 @@ pub fn run(
                         iterations,
                         seconds,
                         warm,
+                        cold_retry,
                     });
                 }
                 None => {
-                    let (sol, theta, states) = outcome.expect("no failure: the solve succeeded");
+                    let (sol, theta, states, _) = outcome.expect("no failure: the solve succeeded");
                     state.thetas[i] = theta;
                     state.states[i] = states;
                     state.warm[i] = Some(WarmStart {
@@ -600,6 +625,7 @@ pub fn run(
                         iterations,
                         seconds,
                         warm,
+                        cold_retry,
                     });
                 }
             }

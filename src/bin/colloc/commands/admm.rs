@@ -50,6 +50,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
                 fail: Some(parsed.ok_or_else(|| {
                     Failure::input(format!("--inject-failure: expected BATCH:ITER, got `{s}`"))
                 })?),
+                fail_warm: None,
             }
         }
     };
