@@ -410,3 +410,70 @@ fn normalized_training_solves_the_collocation_equations_in_the_data_units() {
     let (a, b) = (run.solution.objective, again.solution.objective);
     assert!((a - b).abs() <= 1e-6 * a.abs(), "{a} vs {b}");
 }
+
+/// Structured models: Van der Pol as a second-order model (`u' = v`, `v' = N(u, v, t)`) and
+/// Lotka–Volterra as a gray box (`y' = A·y + N(y)`). The solved states satisfy the collocation
+/// equations of the returned model's own vector field, and the full formulation started at the
+/// reduced optimum stays there.
+#[test]
+fn structured_models_solve_their_own_collocation_equations() {
+    let second_order = SMALL.replace(
+        "layers = [2, 5, 2]",
+        "layers = [3, 5, 1]\ntime_input = true\nstructure = \"second-order\"",
+    );
+    let gray_box = r#"
+seed = 4
+[data]
+system = "lotka-volterra"
+initial_state = [0.44249296, 4.6280594]
+noise_relative = 0.02
+[train]
+t1 = 4.0
+points = 41
+[collocation]
+points = 40
+[model]
+layers = [2, 6, 2]
+activation = "gelu"
+structure = "gray-box"
+known_linear = [[1.3, 0.0], [0.0, -1.8]]
+[bounds]
+parameters = 100.0
+[solver.ipopt]
+tol = 1e-9
+"#;
+    for (name, text) in [
+        ("second-order", second_order.as_str()),
+        ("gray-box", gray_box),
+    ] {
+        let p = common::load_problem_text(name, text).1;
+        let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+        assert!(
+            reduced.solution.is_success(),
+            "{name}: {}",
+            reduced.solution.status
+        );
+        assert_eq!(reduced.model.structure, p.model.structure);
+        let d_matrix = colloc::collocation::differentiation_matrix(&p.nodes);
+        let dim = p.data.dim();
+        let mut worst: f64 = 0.0;
+        for k in p.nodes.collocation_points() {
+            let mut f = vec![0.0; dim];
+            reduced
+                .model
+                .vector_field(p.nodes.times[k], &reduced.states[k], &mut f);
+            for (i, fi) in f.iter().enumerate() {
+                let dy: f64 = d_matrix.row(k).map(|(j, v)| v * reduced.states[j][i]).sum();
+                worst = worst.max((dy - fi).abs() / (1.0 + fi.abs()));
+            }
+        }
+        assert!(worst < 1e-6, "{name}: collocation residual {worst}");
+        let fit = reduced.evaluation.fit_mse.unwrap();
+        assert!(fit < 0.05, "{name}: fit_mse {fit}");
+        let full =
+            collocation::train(&p, Formulation::Full, Some(&reduced.model), &mut |_| true).unwrap();
+        let (a, b) = (reduced.solution.objective, full.solution.objective);
+        eprintln!("{name}: objective reduced {a:.10}, full {b:.10}, fit {fit:.3e}");
+        assert!((a - b).abs() <= 1e-6 * a.abs(), "{name}: {a} vs {b}");
+    }
+}

@@ -201,6 +201,88 @@ time_input = {time_input}
     }
 }
 
+/// Structured models in the collocation NLP (second order: `q' = v`, `v' = N`; gray box:
+/// `y' = A·y + N`), one and two hidden layers, both formulations: exact derivatives.
+#[test]
+fn structured_models_match_finite_differences() {
+    let lotka = r#"
+seed = 3
+[data]
+system = "lotka-volterra"
+initial_state = [0.44249296, 4.6280594]
+noise = 0.05
+[train]
+t1 = 1.0
+points = 6
+[collocation]
+points = 5
+"#;
+    let lorenz = r#"
+seed = 3
+[data]
+system = "lorenz"
+initial_state = [1.2, 2.1, 1.7]
+noise = 0.05
+[train]
+t1 = 0.3
+points = 6
+[collocation]
+points = 4
+"#;
+    let pendulum_like = r#"
+seed = 3
+[data]
+csv = "../four.csv"
+[train]
+t1 = 1.0
+[collocation]
+points = 4
+"#;
+    let dir = std::env::temp_dir().join(format!("colloc-test-problems-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("t,q1,q2,v1,v2\n");
+    for k in 0..8 {
+        let t = k as f64 / 7.0;
+        csv += &format!(
+            "{t},{},{},{},{}\n",
+            t.sin(),
+            (2.0 * t).cos(),
+            t.cos(),
+            -2.0 * (2.0 * t).sin()
+        );
+    }
+    std::fs::write(dir.join("../four.csv"), csv).unwrap();
+    let cases = [
+        (lotka, "[2, 3, 2]", "structure = \"gray-box\"\nknown_linear = [[1.3, 0.0], [0.0, -1.8]]", false),
+        (lotka, "[3, 3, 2, 2]", "structure = \"gray-box\"\nknown_linear = [[1.3, 0.2], [0.0, -1.8]]\ntime_input = true", false),
+        (pendulum_like, "[4, 3, 2]", "structure = \"second-order\"", true),
+        (pendulum_like, "[5, 3, 3, 2]", "structure = \"second-order\"\ntime_input = true", false),
+        (lorenz, "[3, 3, 3]", "structure = \"gray-box\"\nknown_linear = [[-10.0, 10.0, 0.0], [28.0, -1.0, 0.0], [0.0, 0.0, -2.6666666666666665]]", true),
+    ];
+    for (base, layers, extra, with_full) in cases {
+        let text = format!("{base}[model]\nlayers = {layers}\nactivation = \"gelu\"\n{extra}\n");
+        let problem = common::load_problem_text("structured-derivatives", &text).1;
+        let formulations: &[colloc::problem::Formulation] = if with_full {
+            &[
+                colloc::problem::Formulation::Reduced,
+                colloc::problem::Formulation::Full,
+            ]
+        } else {
+            &[colloc::problem::Formulation::Reduced]
+        };
+        for &f in formulations {
+            let built = colloc::training::collocation::build(&problem, f, None).unwrap();
+            assert_eq!(
+                built.init.structure, problem.model.structure,
+                "{layers} {extra}"
+            );
+            let mut nlp = built.nlp;
+            let mut rng = ChaCha8Rng::seed_from_u64(13);
+            check_against_finite_differences(&mut nlp, &mut rng, 2);
+        }
+    }
+}
+
 /// Checks the gradient, the Jacobian and the Hessian of the Lagrangian at random points
 /// against central finite differences, and the patterns for completeness and duplicates.
 fn check_against_finite_differences(nlp: &mut Nlp, rng: &mut ChaCha8Rng, trials: usize) {

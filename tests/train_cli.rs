@@ -343,18 +343,25 @@ fn polyweight_and_structured_models_train_and_save() {
     assert_eq!(summary(&out)["structure"], "gray-box");
     let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
     assert_eq!(model.structure.name(), "gray-box");
-    let (code, _, err) = colloc(&[
-        "solve",
-        f.to_str().unwrap(),
-        "-q",
-        "--out",
-        d.join("s2").to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("gray-box") && err.contains("colloc train"),
-        "{err}"
-    );
+    // `colloc solve` trains the same gray box by collocation, and starts from the trained one.
+    for (name, extra) in [("s2", vec![]), ("s3", vec!["--init", "MODEL"])] {
+        let model_path = out.join("model.json");
+        let mut args = vec!["solve", f.to_str().unwrap(), "-q", "--out"];
+        let dir = d.join(name);
+        args.push(dir.to_str().unwrap());
+        args.extend(extra.iter().map(|a| {
+            if *a == "MODEL" {
+                model_path.to_str().unwrap()
+            } else {
+                a
+            }
+        }));
+        let (code, stdout, err) = colloc(&args);
+        assert_eq!(code, Some(0), "{name}: {stdout}\n{err}");
+        let solved = colloc_models::Mlp::load(&dir.join("model.json")).unwrap();
+        assert_eq!(solved.structure.name(), "gray-box");
+        assert!(summary(&dir)["train_mse"].as_f64().unwrap() < 0.5);
+    }
     // Bad structure settings name the field.
     for (bad, needle) in [
         ("structure = \"grey\"", "model.structure"),

@@ -96,13 +96,6 @@ impl ModelSpec {
     }
 }
 
-impl ModelSpec {
-    /// True for a black box with constant weights (what `colloc solve` handles).
-    pub fn is_plain(&self) -> bool {
-        self.structure.is_black_box() && self.time_basis.is_none()
-    }
-}
-
 /// A validated problem with its data.
 #[derive(Clone, Debug)]
 pub struct Problem {

@@ -138,7 +138,7 @@ pub struct RawModel {
     pub time_input: bool,
     /// How the network enters the ODE: `black-box` (default), `second-order` (states are
     /// positions then velocities; the network gives the accelerations) or `gray-box`
-    /// (`y' = A·y + N(y)` with `known_linear = A`). Sequential trainers only.
+    /// (`y' = A·y + N(y)` with `known_linear = A`).
     #[serde(default = "default_structure")]
     pub structure: String,
     /// The known matrix `A` of a gray-box model, one row per state.

@@ -216,8 +216,10 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
         if a.layers != b.layers || a.activation != b.activation || a.time_input != b.time_input {
             return Err(mismatch("model (layers, activation or time input)"));
         }
-        if !a.is_plain() || !b.is_plain() {
-            return Err(mismatch("model structure"));
+        if a.structure != b.structure || a.time_basis.is_some() || b.time_basis.is_some() {
+            return Err(mismatch(
+                "model structure (or it has time-dependent weights)",
+            ));
         }
         if a.normalize != b.normalize {
             return Err(mismatch("`model.normalize`"));

@@ -31,7 +31,7 @@ use crate::nlp::{
     Target, VarBlock, VarSpec,
 };
 use crate::problem::{Formulation, Problem, Split};
-use colloc_models::{Activation, Mlp};
+use colloc_models::{Activation, Mlp, Structure};
 use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo, WarmStart};
 use colloc_solvers::ode::{Dopri5, OdeError, OdeSystem};
 use colloc_solvers::{KktBlock, KktBlocks, NlpDims, NlpEvaluator};
@@ -180,6 +180,53 @@ impl Element for Activated {
     }
 }
 
+/// How a model's structure splits the collocation equations `D·Y = F(Y, t)`: the known
+/// linear part `Σ_j c_ij y_j` of row `i`, and the rows the network's outputs drive (black box:
+/// `F = N`; second order `(q, v)`: `q' = v`, `v' = N`; gray box: `F = A·y + N`).
+struct Coupling {
+    /// `(row state i, state j, c_ij)` of the known part.
+    linear: Vec<(usize, usize, f64)>,
+    /// The state whose row network output `o` enters.
+    output_states: Vec<usize>,
+}
+
+impl Coupling {
+    fn of(structure: &Structure, d: usize) -> Self {
+        match structure {
+            Structure::BlackBox => Self {
+                linear: Vec::new(),
+                output_states: (0..d).collect(),
+            },
+            Structure::SecondOrder => {
+                let h = d / 2;
+                Self {
+                    linear: (0..h).map(|i| (i, h + i, 1.0)).collect(),
+                    output_states: (h..d).collect(),
+                }
+            }
+            Structure::GrayBox { linear } => Self {
+                linear: linear
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, r)| r.iter().enumerate().map(move |(j, &c)| (i, j, c)))
+                    .filter(|&(_, _, c)| c != 0.0)
+                    .collect(),
+                output_states: (0..d).collect(),
+            },
+        }
+    }
+
+    /// What the network must give at a point with states `y` and state derivatives
+    /// `derivative`: the derivative minus the known part, at the rows the outputs drive.
+    fn network_share(&self, derivative: &[f64], y: &[f64]) -> Vec<f64> {
+        let mut rest = derivative.to_vec();
+        for &(i, j, c) in &self.linear {
+            rest[i] -= c * y[j];
+        }
+        self.output_states.iter().map(|&i| rest[i]).collect()
+    }
+}
+
 /// The built NLP with its variable layout.
 pub struct CollocationNlp {
     /// The NLP.
@@ -226,13 +273,16 @@ pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> Prefi
             x
         })
         .collect();
+    // The network's share of each derivative: (D·Y_s) minus the known part of the structure.
+    let coupling = Coupling::of(&init.structure, d);
     let targets: Vec<Vec<f64>> = points
         .iter()
-        .map(|&k| k - all.start)
-        .map(|r| {
-            (0..d)
-                .map(|o| dm.row(r).map(|(j, v)| v * start_states[j][o]).sum())
-                .collect()
+        .map(|&k| (k, k - all.start))
+        .map(|(k, r)| {
+            let derivative: Vec<f64> = (0..d)
+                .map(|i| dm.row(r).map(|(j, v)| v * start_states[j][i]).sum())
+                .collect();
+            coupling.network_share(&derivative, &start_states[k])
         })
         .collect();
     let settings = PrefitSettings {
@@ -285,12 +335,10 @@ pub fn build_stage(
     let started = Instant::now();
     let spec = &problem.model;
     // The pre-fit improves a random start; a given model is used as it is.
-    if !spec.is_plain() {
-        return Err(TrainError::Unsupported(format!(
-            "collocation handles black-box networks with constant weights; this problem's model is {}{} (train it with `colloc train`)",
-            spec.structure.name(),
-            if spec.time_basis.is_some() { " with time-dependent weights" } else { "" }
-        )));
+    if spec.time_basis.is_some() {
+        return Err(TrainError::Unsupported(
+            "collocation handles networks with constant weights; this problem's model has time-dependent weights (train it with `colloc train`)".into(),
+        ));
     }
     if let Some(m) = init {
         if m.normalization.is_some() {
@@ -300,11 +348,16 @@ pub fn build_stage(
                     .into(),
             ));
         }
-        if !m.is_plain() {
+        if m.time_basis.is_some() {
+            return Err(TrainError::Unsupported(
+                "collocation starts only from models with constant weights; the given model has time-dependent weights".into(),
+            ));
+        }
+        if m.structure != spec.structure {
             return Err(TrainError::Unsupported(format!(
-                "collocation starts only from black-box models with constant weights; the given model is {}{}",
+                "the given model is {}, the problem asks for {}",
                 m.structure.name(),
-                if m.time_basis.is_some() { " with time-dependent weights" } else { "" }
+                spec.structure.name()
             )));
         }
     }
@@ -314,9 +367,12 @@ pub fn build_stage(
             m.check_fits(problem.data.dim(), spec.time_input)?;
             m.clone()
         }
-        None => spec.draw(problem.init_seed())?,
+        None => spec
+            .draw(problem.init_seed())?
+            .with_structure(spec.structure.clone(), None)?,
     };
     init.activation.require_smooth()?;
+    let coupling = Coupling::of(&init.structure, problem.data.dim());
     let nodes = &problem.nodes;
     let (n, d) = (nodes.len(), problem.data.dim());
     let train = problem.data.indices(Split::Train);
@@ -397,6 +453,20 @@ pub fn build_stage(
         }),
     );
 
+    // The known part of the structure (second order: q' = v; gray box: A·y).
+    m.add_linear_triplets(
+        "known_dynamics",
+        points.clone().flat_map(|k| {
+            let (states, coupling) = (&states, &coupling);
+            coupling
+                .linear
+                .iter()
+                .map(move |&(i, j, c)| (row(k, i), states.at(&[k, j]), -c))
+        }),
+    );
+    // The network's outputs drive the rows of `coupling.output_states`.
+    let network_row = |k: usize, o: usize| row(k, coupling.output_states[o]);
+
     // Data fit at the observation times.
     let l = interpolation_matrix(nodes, &t_obs)?;
     add_fit(&mut m, &l, &states, &train, problem, d)?;
@@ -449,11 +519,17 @@ pub fn build_stage(
             &theta,
             (points.clone(), &nodes.times),
             spec.time_input,
-            &row,
+            &network_row,
         )?,
-        Formulation::Full => {
-            add_full_network(&mut m, &init, &states, &theta, &start_states, problem, &row)?
-        }
+        Formulation::Full => add_full_network(
+            &mut m,
+            &init,
+            &states,
+            &theta,
+            &start_states,
+            problem,
+            &network_row,
+        )?,
     }
 
     let mut nlp = m.build()?;
@@ -542,13 +618,13 @@ fn add_reduced_network(
     time_input: bool,
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
-    let d = init.n_outputs();
+    let (d_in, d) = (init.state_inputs(), init.n_outputs());
     if init.layers.len() > 3 {
         // Deeper networks: one structured term over all points.
         let network_points = points
             .clone()
             .map(|k| NetworkPoint {
-                states: (0..d).map(|i| states.at(&[k, i])).collect(),
+                states: (0..d_in).map(|i| states.at(&[k, i])).collect(),
                 time: times[k],
                 rows: (0..d).map(|o| row(k, o)).collect(),
             })
@@ -590,8 +666,8 @@ fn add_reduced_units(
     time_input: bool,
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
-    let (d, hidden) = (init.n_outputs(), init.layers[1]);
-    let n_in = 2 * d + 1 + d + usize::from(time_input);
+    let (d_in, d, hidden) = (init.state_inputs(), init.n_outputs(), init.layers[1]);
+    let n_in = 2 * d_in + 1 + d + usize::from(time_input);
     let mut units = ElementGroup::new("network", n_in, d);
     units.reserve(points.len() * hidden);
     let mut inputs = Vec::with_capacity(n_in);
@@ -600,15 +676,15 @@ fn add_reduced_units(
         let targets: Vec<Target> = (0..d).map(|o| Target::Constraint(row(k, o))).collect();
         for j in 0..hidden {
             inputs.clear();
-            inputs.extend((0..d).map(|i| states.at(&[k, i])));
-            inputs.extend((0..d).map(|i| theta.index(init.weight_index(0, j, i))));
+            inputs.extend((0..d_in).map(|i| states.at(&[k, i])));
+            inputs.extend((0..d_in).map(|i| theta.index(init.weight_index(0, j, i))));
             if time_input {
-                inputs.push(theta.index(init.weight_index(0, j, d)));
+                inputs.push(theta.index(init.weight_index(0, j, d_in)));
             }
             inputs.push(theta.index(init.bias_index(0, j)));
             inputs.extend((0..d).map(|o| theta.index(init.weight_index(1, o, j))));
             let unit = ReducedUnit {
-                states: d,
+                states: d_in,
                 time: time_input.then_some(t),
                 activation: init.activation,
             };
@@ -658,7 +734,7 @@ fn add_full_network(
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
     let nodes = &problem.nodes;
-    let d = problem.data.dim();
+    let (d, d_out) = (init.state_inputs(), init.n_outputs());
     // Network variables at the collocation points, `[point − first, unit]`.
     let points = nodes.collocation_points();
     let (n, first) = (points.len(), points.start);
@@ -743,7 +819,7 @@ fn add_full_network(
     let width = init.layers[l];
     let mut lin = Vec::new();
     for (p, k) in points.enumerate() {
-        for o in 0..d {
+        for o in 0..d_out {
             lin.push((row(k, o), theta.index(init.bias_index(l, o)), -1.0));
             for j in 0..width {
                 products.push(
