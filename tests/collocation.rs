@@ -381,18 +381,7 @@ fn normalized_training_solves_the_collocation_equations_in_the_data_units() {
     assert_eq!(n.time_shift, p.t0);
     // D·Y = F(Y, t) at the collocation points, with the original D and the model's own
     // vector field in the data's units.
-    let d_matrix = colloc::collocation::differentiation_matrix(&p.nodes);
-    let dim = p.data.dim();
-    let mut worst: f64 = 0.0;
-    for k in p.nodes.collocation_points() {
-        let mut f = vec![0.0; dim];
-        run.model
-            .vector_field(p.nodes.times[k], &run.states[k], &mut f);
-        for (i, fi) in f.iter().enumerate() {
-            let dy: f64 = d_matrix.row(k).map(|(j, v)| v * run.states[j][i]).sum();
-            worst = worst.max((dy - fi).abs() / (1.0 + fi.abs()));
-        }
-    }
+    let worst = collocation_residual(&p, &run);
     assert!(worst < 1e-6, "collocation residual {worst}");
     // Scored in the data's units: the fit is close to the noise level (0.05² = 2.5e-3).
     let fit = run.evaluation.fit_mse.unwrap();
@@ -454,19 +443,7 @@ tol = 1e-9
             reduced.solution.status
         );
         assert_eq!(reduced.model.structure, p.model.structure);
-        let d_matrix = colloc::collocation::differentiation_matrix(&p.nodes);
-        let dim = p.data.dim();
-        let mut worst: f64 = 0.0;
-        for k in p.nodes.collocation_points() {
-            let mut f = vec![0.0; dim];
-            reduced
-                .model
-                .vector_field(p.nodes.times[k], &reduced.states[k], &mut f);
-            for (i, fi) in f.iter().enumerate() {
-                let dy: f64 = d_matrix.row(k).map(|(j, v)| v * reduced.states[j][i]).sum();
-                worst = worst.max((dy - fi).abs() / (1.0 + fi.abs()));
-            }
-        }
+        let worst = collocation_residual(&p, &reduced);
         assert!(worst < 1e-6, "{name}: collocation residual {worst}");
         let fit = reduced.evaluation.fit_mse.unwrap();
         assert!(fit < 0.05, "{name}: fit_mse {fit}");
@@ -476,4 +453,21 @@ tol = 1e-9
         eprintln!("{name}: objective reduced {a:.10}, full {b:.10}, fit {fit:.3e}");
         assert!((a - b).abs() <= 1e-6 * a.abs(), "{name}: {a} vs {b}");
     }
+}
+
+/// Largest relative residual of `D·Y = F(Y, t)` at the collocation points, with the run's
+/// states and the returned model's own vector field.
+fn collocation_residual(p: &problem::Problem, run: &collocation::CollocationRun) -> f64 {
+    let d_matrix = colloc::collocation::differentiation_matrix(&p.nodes);
+    let mut worst: f64 = 0.0;
+    for k in p.nodes.collocation_points() {
+        let mut f = vec![0.0; p.data.dim()];
+        run.model
+            .vector_field(p.nodes.times[k], &run.states[k], &mut f);
+        for (i, fi) in f.iter().enumerate() {
+            let dy: f64 = d_matrix.row(k).map(|(j, v)| v * run.states[j][i]).sum();
+            worst = worst.max((dy - fi).abs() / (1.0 + fi.abs()));
+        }
+    }
+    worst
 }
