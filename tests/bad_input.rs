@@ -204,13 +204,11 @@ fn invalid_values_name_the_field() {
     );
     expect_input_error(
         "normalize-structure",
-        &GOOD
-            .replace(
-                "activation = \"tanh\"",
-                "activation = \"tanh\"\nnormalize = true\nstructure = \"second-order\"",
-            )
-            .replace("[2, 4, 2]", "[2, 4, 1]"),
-        &["model.normalize", "black-box"],
+        &GOOD.replace(
+            "activation = \"tanh\"",
+            "activation = \"tanh\"\nnormalize = true\nstructure = \"gray-box\"\nknown_linear = [[0.0, 1.0], [-1.0, 0.0]]",
+        ),
+        &["model.normalize", "gray-box"],
     );
     expect_input_error(
         "normalize-state-bounds",

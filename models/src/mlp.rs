@@ -232,11 +232,20 @@ impl Mlp {
         }
         if let Some(n) = &self.normalization {
             n.validate(self.state_inputs())?;
-            if !self.structure.is_black_box() {
-                return Err(ModelError::Mismatch(format!(
-                    "normalized coordinates need a black-box model, this one is {}",
+            match self.structure {
+                Structure::BlackBox => {}
+                Structure::SecondOrder if n.keeps_second_order() => {}
+                Structure::SecondOrder => {
+                    return Err(ModelError::Mismatch(
+                        "a second-order model's normalization must leave velocities unshifted and \
+                         scale them by (position scale)/T, so that q' = v holds in its coordinates"
+                            .into(),
+                    ))
+                }
+                _ => return Err(ModelError::Mismatch(format!(
+                    "normalized coordinates need a black-box or second-order model, this one is {}",
                     self.structure.name()
-                )));
+                ))),
             }
         }
         if let Some(index) = self.params.iter().position(|p| !p.is_finite()) {

@@ -58,6 +58,41 @@ impl Normalization {
         Ok(())
     }
 
+    /// Standardized coordinates for a second-order model with positions `q` (first half) and
+    /// velocities `v` (second half): positions shifted by `position_shift` and divided by
+    /// `position_scale`, time `τ = (t − t₀)/T`, velocities unshifted and divided by
+    /// `position_scale/T` — the coordinates in which `q' = v` still reads `z_q' = z_v`.
+    pub fn second_order(
+        position_shift: &[f64],
+        position_scale: &[f64],
+        time_shift: f64,
+        time_scale: f64,
+    ) -> Self {
+        let mut state_shift = position_shift.to_vec();
+        state_shift.extend(std::iter::repeat_n(0.0, position_shift.len()));
+        let mut state_scale = position_scale.to_vec();
+        state_scale.extend(position_scale.iter().map(|s| s / time_scale));
+        Self {
+            state_shift,
+            state_scale,
+            time_shift,
+            time_scale,
+        }
+    }
+
+    /// True when these coordinates keep a second-order structure (see
+    /// [`Normalization::second_order`]).
+    pub fn keeps_second_order(&self) -> bool {
+        let d = self.dim();
+        let h = d / 2;
+        d % 2 == 0
+            && (0..h).all(|i| {
+                let expected = self.state_scale[i] / self.time_scale;
+                self.state_shift[h + i] == 0.0
+                    && (self.state_scale[h + i] - expected).abs() <= 1e-12 * expected.abs()
+            })
+    }
+
     /// `z = (y − μ)/σ`.
     pub fn state_to_normalized(&self, y: &[f64]) -> Vec<f64> {
         y.iter()
@@ -116,6 +151,18 @@ mod tests {
         let mut rate = vec![1.0, 1.0];
         n.rate_from_normalized(&mut rate);
         assert_eq!(rate, vec![2.0, 16.0]);
+    }
+
+    #[test]
+    fn second_order_coordinates_keep_q_prime_equal_v() {
+        let n = Normalization::second_order(&[1.0, -2.0], &[0.5, 2.0], 0.0, 0.25);
+        assert!(n.keeps_second_order());
+        assert_eq!(n.state_scale, vec![0.5, 2.0, 2.0, 8.0]);
+        // dz_q/dτ = (T/σ_q) dq/dt = (T/σ_q) v = z_v.
+        let (q, v) = (0.3, 1.7);
+        let zv = n.state_to_normalized(&[q, 0.0, v, 0.0])[2];
+        assert!((n.time_scale / n.state_scale[0] * v - zv).abs() < 1e-15);
+        assert!(!example().keeps_second_order());
     }
 
     #[test]

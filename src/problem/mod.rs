@@ -428,13 +428,11 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         .time_scale
         .map(|v| positive("model.time_scale", v))
         .transpose()?;
-    if raw.model.normalize && !structure.is_black_box() {
+    if raw.model.normalize && matches!(structure, Structure::GrayBox { .. }) {
         return Err(field(
             "model.normalize",
-            format!(
-                "standardized coordinates need a black-box model, this one is {}",
-                structure.name()
-            ),
+            "standardized coordinates need a black-box or second-order model, this one is gray-box"
+                .into(),
         ));
     }
     if !raw.model.normalize && time_scale.is_some() {

@@ -5,14 +5,16 @@
 
 use super::smoothing::{bandwidth, local_linear};
 use crate::problem::{Problem, Split};
-use colloc_models::{Mlp, Normalization};
+use colloc_models::{Mlp, Normalization, Structure};
 
 /// The standardized coordinates of a problem's training observations: each state shifted by
 /// its mean and divided by its standard deviation (1 for a constant state); time shifted to
 /// the window start and divided by `[model] time_scale`, or else by `1/r`, where `r` is the
 /// root mean square rate of change of the standardized states (finite differences of the
 /// observations smoothed as `[solver] smoothing` says), so that the standardized states change
-/// at a rate of order one.
+/// at a rate of order one. For a second-order model the positions are standardized so, `T` is
+/// `1/rms(v_i/σ_i)` (the positions' rate, from the observed velocities) and the velocities are
+/// left unshifted and divided by `σ_i/T`, which keeps `q' = v` ([`Normalization::second_order`]).
 pub fn standardization(problem: &Problem) -> Normalization {
     let train = problem.data.indices(Split::Train);
     let d = problem.data.dim();
@@ -33,6 +35,27 @@ pub fn standardization(problem: &Problem) -> Normalization {
             }
         })
         .collect();
+    if problem.model.structure == Structure::SecondOrder {
+        // Keep q' = v: positions standardized, velocities unshifted and scaled by σ_q/T with
+        // T from the velocities themselves (rms of v_i/σ_q,i is the positions' rate).
+        let h = d / 2;
+        let time_scale = problem.model.time_scale.unwrap_or_else(|| {
+            let (mut total, mut count) = (0.0, 0usize);
+            for i in 0..h {
+                for v in &series[h + i] {
+                    total += (v / scale[i]).powi(2);
+                    count += 1;
+                }
+            }
+            let rms = (total / count.max(1) as f64).sqrt();
+            if rms.is_finite() && rms > 0.0 {
+                1.0 / rms
+            } else {
+                1.0
+            }
+        });
+        return Normalization::second_order(&shift[..h], &scale[..h], problem.t0, time_scale);
+    }
     let time_scale = problem.model.time_scale.unwrap_or_else(|| {
         let t: Vec<f64> = train.iter().map(|&k| problem.data.t[k]).collect();
         let bw = bandwidth(problem.smoothing, &t, &series);
