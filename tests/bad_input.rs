@@ -203,14 +203,6 @@ fn invalid_values_name_the_field() {
         &["smoothing"],
     );
     expect_input_error(
-        "normalize-structure",
-        &GOOD.replace(
-            "activation = \"tanh\"",
-            "activation = \"tanh\"\nnormalize = true\nstructure = \"gray-box\"\nknown_linear = [[0.0, 1.0], [-1.0, 0.0]]",
-        ),
-        &["model.normalize", "gray-box"],
-    );
-    expect_input_error(
         "normalize-state-bounds",
         &GOOD
             .replace(

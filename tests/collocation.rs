@@ -400,8 +400,8 @@ fn normalized_training_solves_the_collocation_equations_in_the_data_units() {
     assert!((a - b).abs() <= 1e-6 * a.abs(), "{a} vs {b}");
 }
 
-/// Structured models: Van der Pol as a second-order model (`u' = v`, `v' = N(u, v, t)`), also
-/// in standardized coordinates, and Lotka–Volterra as a gray box (`y' = A·y + N(y)`). The solved states satisfy the collocation
+/// Structured models: Van der Pol as a second-order model (`u' = v`, `v' = N(u, v, t)`) and
+/// Lotka–Volterra as a gray box (`y' = A·y + N(y)`), each also in standardized coordinates. The solved states satisfy the collocation
 /// equations of the returned model's own vector field, and the full formulation started at the
 /// reduced optimum stays there.
 #[test]
@@ -431,6 +431,10 @@ parameters = 100.0
 [solver.ipopt]
 tol = 1e-9
 "#;
+    let gray_box_normalized = gray_box.replace(
+        "structure = \"gray-box\"",
+        "structure = \"gray-box\"\nnormalize = true",
+    );
     let second_order_normalized = second_order.replace(
         "structure = \"second-order\"",
         "structure = \"second-order\"\nnormalize = true",
@@ -439,6 +443,7 @@ tol = 1e-9
         ("second-order", second_order.as_str()),
         ("gray-box", gray_box),
         ("second-order-normalized", second_order_normalized.as_str()),
+        ("gray-box-normalized", gray_box_normalized.as_str()),
     ] {
         let p = common::load_problem_text(name, text).1;
         let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
@@ -447,12 +452,22 @@ tol = 1e-9
             "{name}: {}",
             reduced.solution.status
         );
-        assert_eq!(reduced.model.structure, p.model.structure);
-        if let Some(n) = &reduced.model.normalization {
-            assert!(
-                n.keeps_second_order() && (n.time_scale - 1.0).abs() > 0.01,
-                "{n:?}"
-            );
+        assert_eq!(reduced.model.structure.name(), p.model.structure.name());
+        match (&reduced.model.normalization, &reduced.model.structure) {
+            (Some(n), colloc_models::Structure::SecondOrder) => {
+                assert!(
+                    n.keeps_second_order() && (n.time_scale - 1.0).abs() > 0.01,
+                    "{n:?}"
+                );
+            }
+            (Some(n), colloc_models::Structure::GrayBox { linear }) => {
+                // The saved known matrix is the standardized one, A' = T Σ⁻¹ A Σ.
+                assert!(
+                    (linear[0][0] - 1.3 * n.time_scale).abs() < 1e-12,
+                    "{linear:?}"
+                );
+            }
+            _ => {}
         }
         let worst = collocation_residual(&p, &reduced);
         assert!(worst < 1e-6, "{name}: collocation residual {worst}");

@@ -39,8 +39,9 @@ pub struct Mlp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_basis: Option<TimeBasis>,
     /// The coordinates the network works in, if not the data's own (omitted when absent):
-    /// the model is `dy/dt = (σ/T) ⊙ g_θ((y − μ)/σ[, (t − t₀)/T])`; a time basis then spans
-    /// the normalized window.
+    /// the model is `dy/dt = (σ/T) ⊙ F((y − μ)/σ[, (t − t₀)/T])` with `F` the structure
+    /// applied to the network in those coordinates; a time basis then spans the normalized
+    /// window, and a gray box's known matrix is the normalized one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normalization: Option<Normalization>,
 }
@@ -242,10 +243,8 @@ impl Mlp {
                             .into(),
                     ))
                 }
-                _ => return Err(ModelError::Mismatch(format!(
-                    "normalized coordinates need a black-box or second-order model, this one is {}",
-                    self.structure.name()
-                ))),
+                // A gray box's known matrix is stated in the normalized coordinates.
+                Structure::GrayBox { .. } => {}
             }
         }
         if let Some(index) = self.params.iter().position(|p| !p.is_finite()) {

@@ -93,6 +93,21 @@ impl Normalization {
             })
     }
 
+    /// The known matrix of a gray-box model `y' = A·y + N` in these coordinates:
+    /// `A' = T Σ⁻¹ A Σ` (`Σ = diag σ`), so that `z' = A'·z + g` (the constant `(T/σ)·A·μ` is
+    /// part of the network's output `g`).
+    pub fn gray_box_matrix(&self, a: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        a.iter()
+            .enumerate()
+            .map(|(i, row)| {
+                row.iter()
+                    .enumerate()
+                    .map(|(j, v)| self.time_scale * v * self.state_scale[j] / self.state_scale[i])
+                    .collect()
+            })
+            .collect()
+    }
+
     /// `z = (y − μ)/σ`.
     pub fn state_to_normalized(&self, y: &[f64]) -> Vec<f64> {
         y.iter()

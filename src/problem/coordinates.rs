@@ -3,12 +3,12 @@
 //! is mapped back (see [`crate::training::coordinates`]).
 
 use super::{Problem, ProblemError};
-use colloc_models::Normalization;
+use colloc_models::{Normalization, Structure};
 
 impl Problem {
     /// The same problem in the coordinates `z = (y − μ)/σ`, `τ = (t − t₀)/T` of `n`: data
-    /// (noise-free states too), training window, collocation nodes and time-basis window
-    /// mapped, ADMM batch windows too (further trajectories are mapped when their files are
+    /// (noise-free states too), training window, collocation nodes, time-basis window and a
+    /// gray box's known matrix mapped, ADMM batch windows too (further trajectories are mapped when their files are
     /// loaded); the homotopy coupling `k` (a rate) multiplied by `T`. The result records `n` in
     /// [`Problem::coordinates`] and asks for no further normalization. Fails for state bounds
     /// (no counterpart in those coordinates) and for a problem already restated.
@@ -40,6 +40,9 @@ impl Problem {
         p.t0 = time(self.t0);
         p.t1 = time(self.t1);
         p.nodes = self.nodes.rescaled(n.time_shift, n.time_scale);
+        if let Structure::GrayBox { linear } = &mut p.model.structure {
+            *linear = n.gray_box_matrix(linear);
+        }
         if let Some(b) = &mut p.model.time_basis {
             b.t0 = time(b.t0);
             b.t1 = time(b.t1);

@@ -428,13 +428,6 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         .time_scale
         .map(|v| positive("model.time_scale", v))
         .transpose()?;
-    if raw.model.normalize && matches!(structure, Structure::GrayBox { .. }) {
-        return Err(field(
-            "model.normalize",
-            "standardized coordinates need a black-box or second-order model, this one is gray-box"
-                .into(),
-        ));
-    }
     if !raw.model.normalize && time_scale.is_some() {
         return Err(field(
             "model.time_scale",
