@@ -40,46 +40,45 @@ pub fn standardization(problem: &Problem) -> Normalization {
         // T from the velocities themselves (rms of v_i/σ_q,i is the positions' rate).
         let h = d / 2;
         let time_scale = problem.model.time_scale.unwrap_or_else(|| {
-            let (mut total, mut count) = (0.0, 0usize);
-            for i in 0..h {
-                for v in &series[h + i] {
-                    total += (v / scale[i]).powi(2);
-                    count += 1;
-                }
-            }
-            let rms = (total / count.max(1) as f64).sqrt();
-            if rms.is_finite() && rms > 0.0 {
-                1.0 / rms
-            } else {
-                1.0
-            }
+            let (series, scale) = (&series, &scale);
+            unit_rate_time_scale(
+                (0..h).flat_map(|i| series[h + i].iter().map(move |v| v / scale[i])),
+            )
         });
         return Normalization::second_order(&shift[..h], &scale[..h], problem.t0, time_scale);
     }
     let time_scale = problem.model.time_scale.unwrap_or_else(|| {
         let t: Vec<f64> = train.iter().map(|&k| problem.data.t[k]).collect();
         let bw = bandwidth(problem.smoothing, &t, &series);
-        let (mut total, mut count) = (0.0, 0usize);
+        let mut rates = Vec::with_capacity(d * t.len());
         for (s, sd) in series.iter().zip(&scale) {
             let smooth = local_linear(&t, s, &t, bw);
-            for k in 1..t.len() {
-                let rate = (smooth[k] - smooth[k - 1]) / (t[k] - t[k - 1]) / sd;
-                total += rate * rate;
-                count += 1;
-            }
+            rates
+                .extend((1..t.len()).map(|k| (smooth[k] - smooth[k - 1]) / (t[k] - t[k - 1]) / sd));
         }
-        let rms = (total / count.max(1) as f64).sqrt();
-        if rms.is_finite() && rms > 0.0 {
-            1.0 / rms
-        } else {
-            1.0
-        }
+        unit_rate_time_scale(rates.into_iter())
     });
     Normalization {
         state_shift: shift,
         state_scale: scale,
         time_shift: problem.t0,
         time_scale,
+    }
+}
+
+/// The time unit `1/rms(rates)` in which standardized states change at rate one (1 when the
+/// rates are all zero or not finite).
+fn unit_rate_time_scale(rates: impl Iterator<Item = f64>) -> f64 {
+    let (mut total, mut count) = (0.0, 0usize);
+    for r in rates {
+        total += r * r;
+        count += 1;
+    }
+    let rms = (total / count.max(1) as f64).sqrt();
+    if rms.is_finite() && rms > 0.0 {
+        1.0 / rms
+    } else {
+        1.0
     }
 }
 
