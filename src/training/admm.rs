@@ -499,7 +499,11 @@ pub fn run(
             state.model.n_params()
         )));
     }
-    let solver = IpoptSolver::new(problem.ipopt.clone()).map_err(TrainError::from)?;
+    let solver = IpoptSolver::new(super::collocation::ipopt_settings(
+        problem,
+        problem.formulation,
+    ))
+    .map_err(TrainError::from)?;
     let mut converged = false;
     let mut stop_reason = format!("iteration limit ({}) reached", settings.max_iter);
     while state.iteration < settings.max_iter {

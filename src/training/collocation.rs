@@ -32,7 +32,9 @@ use crate::nlp::{
 };
 use crate::problem::{Formulation, Problem, Split};
 use colloc_models::{Activation, Mlp, Structure};
-use colloc_solvers::ipopt::{IpoptError, IpoptSolution, IpoptSolver, IterationInfo, WarmStart};
+use colloc_solvers::ipopt::{
+    IpoptError, IpoptSettings, IpoptSolution, IpoptSolver, IterationInfo, WarmStart,
+};
 use colloc_solvers::ode::{Dopri5, OdeError, OdeSystem};
 use colloc_solvers::{KktBlock, KktBlocks, NlpDims, NlpEvaluator};
 use std::time::Instant;
@@ -1077,6 +1079,28 @@ pub fn train(
     Ok(run)
 }
 
+/// MUMPS's pivot threshold in the full formulation when the problem does not set one: with
+/// IPOPT's 1e-6, MUMPS delays pivots on the full-space NLP (activations as variables, a dense
+/// differentiation matrix) once IPOPT regularizes, and the fronts grow until one factorization
+/// takes minutes (`vanderpol.toml` without the pre-fit: iteration 13 after 178 s); with 0 the
+/// solve takes 10 s. Not in the reduced formulation, whose long finite-element windows need
+/// the threshold for accurate steps.
+const FULL_FORMULATION_MUMPS_PIVTOL: f64 = 0.0;
+
+/// The problem's IPOPT settings for `formulation`: the full formulation gets
+/// [`FULL_FORMULATION_MUMPS_PIVTOL`] unless `[solver.ipopt]` or its raw options set
+/// `mumps_pivtol`.
+pub(crate) fn ipopt_settings(problem: &Problem, formulation: Formulation) -> IpoptSettings {
+    let mut settings = problem.ipopt.clone();
+    if formulation == Formulation::Full
+        && settings.mumps_pivtol.is_none()
+        && !settings.options.contains_key("mumps_pivtol")
+    {
+        settings.mumps_pivtol = Some(FULL_FORMULATION_MUMPS_PIVTOL);
+    }
+    settings
+}
+
 /// [`train`] in the network's own coordinates, without the evaluation.
 fn train_network(
     problem: &Problem,
@@ -1084,7 +1108,7 @@ fn train_network(
     init: Option<&Mlp>,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
 ) -> Result<CollocationRun, TrainError> {
-    let solver = IpoptSolver::new(problem.ipopt.clone())?;
+    let solver = IpoptSolver::new(ipopt_settings(problem, formulation))?;
     let mut history = Vec::new();
     let offset = std::cell::Cell::new(0usize);
     let stopped = std::cell::Cell::new(false);

@@ -53,6 +53,11 @@ pub struct IpoptSettings {
     /// is at least 20 % nonzero (global collocation), else MUMPS. Any other name is passed to
     /// IPOPT's `linear_solver` verbatim.
     pub linear_solver: String,
+    /// MUMPS's relative pivot threshold `mumps_pivtol` in [0, 1] (default: none, IPOPT's
+    /// 1e-6). Lower thresholds delay fewer pivots (faster factorizations) at the price of
+    /// accuracy; IPOPT raises the threshold itself (up to `mumps_pivtolmax`) when a solution is
+    /// inaccurate. Passed only when the KKT systems go to MUMPS.
+    pub mumps_pivtol: Option<f64>,
     /// Barrier update `mu_strategy`, "monotone" or "adaptive" (default: "monotone").
     pub mu_strategy: String,
     /// Initial barrier parameter `mu_init` for cold starts (default: IPOPT's, 0.1).
@@ -83,6 +88,7 @@ impl Default for IpoptSettings {
             max_cpu_time: None,
             hessian: HessianMode::Exact,
             linear_solver: "auto".to_string(),
+            mumps_pivtol: None,
             mu_strategy: "monotone".to_string(),
             mu_init: None,
             warm_start_bound_push: 1e-9,
@@ -135,6 +141,9 @@ impl IpoptSettings {
                 "max_cpu_time",
                 format!("must be a positive number of seconds, got {v}"),
             );
+        }
+        if let Some(t) = self.mumps_pivtol.filter(|t| !(0.0..=1.0).contains(t)) {
+            return bad("mumps_pivtol", format!("must be in [0, 1], got {t}"));
         }
         if let Some(v) = self.mu_init.filter(|v| !positive(*v)) {
             return bad("mu_init", format!("must be a positive number, got {v}"));
@@ -203,6 +212,12 @@ impl IpoptSettings {
         if let Some(t) = self.max_cpu_time {
             o.push(("max_cpu_time".into(), Num(t)));
         }
+        if let Some(t) = self
+            .mumps_pivtol
+            .filter(|_| self.ipopt_linear_solver() == "mumps")
+        {
+            o.push(("mumps_pivtol".into(), Num(t)));
+        }
         if self.hessian == HessianMode::LimitedMemory {
             o.push(("hessian_approximation".into(), Str("limited-memory".into())));
         }
@@ -261,5 +276,43 @@ mod tests {
             other => panic!("expected an InvalidSettings error, got {other:?}"),
         }
         assert!(IpoptSettings::default().validate().is_ok());
+        let s = IpoptSettings {
+            mumps_pivtol: Some(2.0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.validate(),
+            Err(IpoptError::InvalidSettings {
+                field: "mumps_pivtol",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_mumps_pivot_threshold_reaches_ipopt_and_raw_options_override_it() {
+        let threshold = |s: &IpoptSettings| {
+            s.to_options(false)
+                .into_iter()
+                .filter(|(k, _)| k == "mumps_pivtol")
+                .map(|(_, v)| v)
+                .next_back()
+        };
+        assert_eq!(threshold(&IpoptSettings::default()), None);
+        let mut s = IpoptSettings {
+            mumps_pivtol: Some(0.0),
+            ..Default::default()
+        };
+        assert_eq!(threshold(&s), Some(IpoptOption::Num(0.0)));
+        s.options
+            .insert("mumps_pivtol".into(), IpoptOption::Num(1e-6));
+        assert_eq!(threshold(&s), Some(IpoptOption::Num(1e-6)));
+        // Another linear solver: no MUMPS option.
+        let s = IpoptSettings {
+            linear_solver: "ma27".into(),
+            mumps_pivtol: Some(0.0),
+            ..Default::default()
+        };
+        assert_eq!(threshold(&s), None);
     }
 }
