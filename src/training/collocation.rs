@@ -1281,6 +1281,34 @@ mod tests {
     use num_dual::{Dual2SVec64, DualSVec64};
 
     #[test]
+    fn the_full_formulation_gets_its_mumps_threshold_unless_the_problem_sets_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("problems/vanderpol.toml");
+        let mut problem = crate::problem::load(&path).expect("the shipped problem loads");
+        assert_eq!(
+            ipopt_settings(&problem, Formulation::Full).mumps_pivtol,
+            Some(FULL_FORMULATION_MUMPS_PIVTOL)
+        );
+        assert_eq!(
+            ipopt_settings(&problem, Formulation::Reduced).mumps_pivtol,
+            None
+        );
+        problem.ipopt.mumps_pivtol = Some(1e-4);
+        assert_eq!(
+            ipopt_settings(&problem, Formulation::Full).mumps_pivtol,
+            Some(1e-4)
+        );
+        problem.ipopt.mumps_pivtol = None;
+        problem.ipopt.options.insert(
+            "mumps_pivtol".into(),
+            colloc_solvers::ipopt::IpoptOption::Num(1e-3),
+        );
+        assert_eq!(
+            ipopt_settings(&problem, Formulation::Full).mumps_pivtol,
+            None
+        );
+    }
+
+    #[test]
     fn reduced_unit_closed_forms_match_dual_numbers() {
         for (d, time, activation) in [
             (2, None, Activation::Tanh),
