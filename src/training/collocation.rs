@@ -1083,7 +1083,7 @@ pub fn train(
 /// IPOPT's 1e-6, MUMPS delays pivots on the full-space NLP (activations as variables, a dense
 /// differentiation matrix) once IPOPT regularizes, and the fronts grow until one factorization
 /// takes minutes (`vanderpol.toml` without the pre-fit: iteration 13 after 178 s); with 0 the
-/// solve takes 10 s. Not in the reduced formulation, whose long finite-element windows need
+/// solve takes 10–12 s. Not in the reduced formulation, whose long finite-element windows need
 /// the threshold for accurate steps.
 const FULL_FORMULATION_MUMPS_PIVTOL: f64 = 0.0;
 
