@@ -1093,19 +1093,32 @@ const FULL_FORMULATION_MUMPS_PIVTOL: f64 = 0.0;
 /// 296 s, unfinished); with METIS the solve takes 32 iterations, 16 s.
 const FULL_FORMULATION_MUMPS_ORDERING: i32 = 5;
 
+/// MUMPS's workspace allowance (`mumps_mem_percent`, % above its estimate) in the full
+/// formulation when the problem does not set one. IPOPT's 1000 makes MUMPS ask for 4.8 GB at
+/// once on Lorenz [3, 50, 50, 3], which fails (INFO −13) and ends the solve in IPOPT's
+/// restoration phase at iteration 1; with 50 it runs. The Van der Pol cases take the same
+/// iterations either way (MUMPS enlarges the workspace when it must).
+const FULL_FORMULATION_MUMPS_MEMORY: i32 = 50;
+
 /// The problem's IPOPT settings for `formulation`: the full formulation gets
-/// [`FULL_FORMULATION_MUMPS_PIVTOL`] and [`FULL_FORMULATION_MUMPS_ORDERING`] unless
-/// `[solver.ipopt]` or its raw options set `mumps_pivtol` or `mumps_pivot_order`.
+/// [`FULL_FORMULATION_MUMPS_PIVTOL`], [`FULL_FORMULATION_MUMPS_ORDERING`] and
+/// [`FULL_FORMULATION_MUMPS_MEMORY`] unless `[solver.ipopt]` or its raw options set
+/// `mumps_pivtol`, `mumps_pivot_order` or `mumps_mem_percent`.
 pub(crate) fn ipopt_settings(problem: &Problem, formulation: Formulation) -> IpoptSettings {
     let mut settings = problem.ipopt.clone();
     if formulation == Formulation::Full {
         if settings.mumps_pivtol.is_none() && !settings.options.contains_key("mumps_pivtol") {
             settings.mumps_pivtol = Some(FULL_FORMULATION_MUMPS_PIVTOL);
         }
-        settings
-            .options
-            .entry("mumps_pivot_order".into())
-            .or_insert(IpoptOption::Int(FULL_FORMULATION_MUMPS_ORDERING));
+        for (name, value) in [
+            ("mumps_pivot_order", FULL_FORMULATION_MUMPS_ORDERING),
+            ("mumps_mem_percent", FULL_FORMULATION_MUMPS_MEMORY),
+        ] {
+            settings
+                .options
+                .entry(name.into())
+                .or_insert(IpoptOption::Int(value));
+        }
     }
     settings
 }
@@ -1312,6 +1325,12 @@ mod tests {
             Some(IpoptOption::Int(FULL_FORMULATION_MUMPS_ORDERING))
         );
         assert_eq!(ordering(&problem, Formulation::Reduced), None);
+        assert_eq!(
+            ipopt_settings(&problem, Formulation::Full)
+                .options
+                .get("mumps_mem_percent"),
+            Some(&IpoptOption::Int(FULL_FORMULATION_MUMPS_MEMORY))
+        );
         problem
             .ipopt
             .options
