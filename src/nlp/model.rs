@@ -417,6 +417,16 @@ impl Model {
             hess_len += n_hess;
         }
 
+        // The gathers address the arenas with 32-bit positions.
+        if [val_len, jac_len, hess_len]
+            .iter()
+            .any(|&len| len > u32::MAX as usize)
+        {
+            return Err(ModelError::TooLarge(format!(
+                "element buffers of {val_len} values, {jac_len} Jacobian and {hess_len} Hessian \
+                 entries exceed the 32-bit index range"
+            )));
+        }
         let jac = jac.finish();
         let hess = hess.finish();
         // Hessian slots of the L2 diagonals (the pattern is sorted by row, then column), so

@@ -13,11 +13,15 @@ pub(crate) enum Source {
 }
 
 /// For each global slot `k`: `constant[k] + Σ arena[src[ptr[k]..ptr[k+1]]]`.
+///
+/// Offsets and arena positions are 32-bit (the model builder refuses arenas beyond `u32::MAX`
+/// entries): an assembly streams these index arrays once per evaluation, and halving them
+/// matters once IPOPT's factorization has evicted them from the cache.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Gather {
     pub constant: Vec<f64>,
-    ptr: Vec<usize>,
-    src: Vec<usize>,
+    ptr: Vec<u32>,
+    src: Vec<u32>,
 }
 
 /// Minimum number of slots per parallel task.
@@ -36,8 +40,8 @@ impl Gather {
             .enumerate()
             .for_each(|(k, v)| {
                 let mut s = scale * self.constant[k];
-                for &p in &self.src[self.ptr[k]..self.ptr[k + 1]] {
-                    s += arena[p];
+                for &p in &self.src[self.ptr[k] as usize..self.ptr[k + 1] as usize] {
+                    s += arena[p as usize];
                 }
                 *v = s;
             });
@@ -49,8 +53,8 @@ impl Gather {
             .with_min_len(MIN_SLOTS)
             .enumerate()
             .for_each(|(k, v)| {
-                for &p in &self.src[self.ptr[k]..self.ptr[k + 1]] {
-                    *v += arena[p];
+                for &p in &self.src[self.ptr[k] as usize..self.ptr[k + 1] as usize] {
+                    *v += arena[p as usize];
                 }
             });
     }
@@ -91,7 +95,7 @@ impl PatternBuilder {
         for (key, source) in self.entries {
             if last != Some(key) {
                 if last.is_some() {
-                    ptr.push(src.len());
+                    ptr.push(src.len() as u32);
                 }
                 rows.push((key >> 32) as usize);
                 cols.push((key & 0xffff_ffff) as usize);
@@ -100,11 +104,11 @@ impl PatternBuilder {
             }
             match source {
                 Source::Const(v) => *constant.last_mut().expect("slot was pushed") += v,
-                Source::Arena(p) => src.push(p),
+                Source::Arena(p) => src.push(p as u32),
             }
         }
         if last.is_some() {
-            ptr.push(src.len());
+            ptr.push(src.len() as u32);
         }
         Pattern {
             rows,
@@ -123,11 +127,11 @@ pub(crate) fn dense_gather(n: usize, contributions: &[(usize, usize)]) -> Gather
     for k in 0..n {
         count[k + 1] += count[k];
     }
-    let ptr = count.clone();
+    let ptr = count.iter().map(|&c| c as u32).collect();
     let mut next = count;
     let mut src = vec![0; contributions.len()];
     for &(slot, p) in contributions {
-        src[next[slot]] = p;
+        src[next[slot]] = p as u32;
         next[slot] += 1;
     }
     Gather {
