@@ -31,6 +31,8 @@ pub(crate) trait GroupKernels: Send + Sync {
     fn n_outputs(&self) -> usize;
     fn inputs(&self) -> &[usize];
     fn targets(&self) -> &[Target];
+    /// True when the elements give their derivatives in closed form.
+    fn has_closed_form(&self) -> bool;
     /// Element outputs at `x`: `len × n_out` numbers.
     fn values(&self, x: &[f64], out: &mut [f64]);
     /// Element Jacobians at `x`: `len × n_out × n_in` numbers.
@@ -38,7 +40,27 @@ pub(crate) trait GroupKernels: Send + Sync {
     /// Packed lower-triangular Hessians of `Σ_k w_k out_k`, `weights` holding `len × n_out`
     /// numbers: `len × n_in(n_in+1)/2` numbers.
     fn hessians(&self, x: &[f64], weights: &[f64], out: &mut [f64]);
+    /// Adds each element's output `p` to `values[slots[p]]` directly, one element after
+    /// another, skipping outputs whose slot is [`NO_SLOT`].
+    fn scatter_values(&self, x: &[f64], slots: &[u32], values: &mut [f64]);
+    /// Closed-form groups only (`false` otherwise, nothing done): adds each element's
+    /// Jacobian entry `p` to `values[slots[p]]` directly, one element after another, skipping
+    /// entries whose slot is [`NO_SLOT`].
+    fn scatter_jacobians(&self, x: &[f64], slots: &[u32], values: &mut [f64]) -> bool;
+    /// Closed-form groups only (`false` otherwise, nothing done): adds each element's packed
+    /// Hessian entry `p` to `values[slots[p]]` directly, one element after another.
+    fn scatter_hessians(
+        &self,
+        x: &[f64],
+        weights: &[f64],
+        slots: &[u32],
+        values: &mut [f64],
+    ) -> bool;
 }
+
+/// Slot of an element-buffer entry that feeds no global nonzero of that kind (the Jacobian
+/// entries of objective outputs, which go to the gradient).
+pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// Length of a packed lower triangle of an `n × n` matrix.
 pub(crate) fn packed_len(n: usize) -> usize {
@@ -82,6 +104,10 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
     }
     fn targets(&self) -> &[Target] {
         &self.targets
+    }
+
+    fn has_closed_form(&self) -> bool {
+        self.elements.first().is_some_and(Element::has_closed_form)
     }
 
     fn values(&self, x: &[f64], out: &mut [f64]) {
@@ -131,6 +157,85 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
             dispatch_static!(self.n_inputs, hessians_static, self, x, weights, out)
         } else {
             hessians_scalar(self, x, weights, out)
+        }
+    }
+
+    fn scatter_values(&self, x: &[f64], slots: &[u32], values: &mut [f64]) {
+        let no = self.n_outputs;
+        closed_form_scatter(self, x, slots, values, no, |e, xs, _, o| {
+            e.eval(xs, o);
+            true
+        });
+    }
+
+    fn scatter_jacobians(&self, x: &[f64], slots: &[u32], values: &mut [f64]) -> bool {
+        if !self.elements.first().is_some_and(Element::has_closed_form) {
+            return false;
+        }
+        let block = self.n_inputs * self.n_outputs;
+        closed_form_scatter(self, x, slots, values, block, |e, xs, _, o| {
+            e.jacobian(xs, o);
+            true
+        });
+        true
+    }
+
+    fn scatter_hessians(
+        &self,
+        x: &[f64],
+        weights: &[f64],
+        slots: &[u32],
+        values: &mut [f64],
+    ) -> bool {
+        if !self.elements.first().is_some_and(Element::has_closed_form) {
+            return false;
+        }
+        let no = self.n_outputs;
+        let block = packed_len(self.n_inputs);
+        closed_form_scatter(self, x, slots, values, block, |e, xs, k, o| {
+            let w = &weights[k * no..(k + 1) * no];
+            let any = w.iter().any(|&wk| wk != 0.0);
+            if any {
+                e.weighted_hessian(xs, w, o);
+            }
+            any
+        });
+        true
+    }
+}
+
+/// Runs a kernel over every element in turn, adding entry `p` of element `k`'s
+/// block (of `block` numbers) to `values[slots[k·block + p]]`: the order in which
+/// [`super::sparsity::Gather::assemble`] sums the same contributions (the same sums, term by
+/// term), without the element buffer and the gather's scattered reads of it.
+fn closed_form_scatter<E: Element>(
+    g: &ElementGroup<E>,
+    x: &[f64],
+    slots: &[u32],
+    values: &mut [f64],
+    block: usize,
+    kernel: impl Fn(&E, &[f64], usize, &mut [f64]) -> bool,
+) {
+    let ni = g.n_inputs;
+    let (mut xs, mut o) = (vec![0.0; ni], vec![0.0; block]);
+    for (k, ((e, idx), slots)) in g
+        .elements
+        .iter()
+        .zip(g.inputs.chunks_exact(ni))
+        .zip(slots.chunks_exact(block))
+        .enumerate()
+    {
+        for (xa, &i) in xs.iter_mut().zip(idx) {
+            *xa = x[i];
+        }
+        o.fill(0.0);
+        if !kernel(e, &xs, k, &mut o) {
+            continue;
+        }
+        for (&v, &slot) in o.iter().zip(slots) {
+            if slot != NO_SLOT {
+                values[slot as usize] += v;
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ mod variables;
 
 pub use element::{Element, ElementGroup, Scalar, Target};
 pub use error::ModelError;
-pub use evaluator::Nlp;
+pub use evaluator::{Nlp, SCATTER_MAX_ENTRIES};
 pub use model::Model;
 pub use structured::StructuredTerm;
 pub use terms::{L2Regularization, LeastSquares};

@@ -2,7 +2,7 @@
 
 use super::derivatives::{packed_len, GroupKernels};
 use super::element::{Element, ElementGroup, Target};
-use super::evaluator::{CompiledGroup, CompiledL2, CompiledLeastSquares, Nlp};
+use super::evaluator::{CompiledGroup, CompiledL2, CompiledLeastSquares, Nlp, SCATTER_MAX_ENTRIES};
 use super::sparsity::{dense_gather, PatternBuilder, Source};
 use super::structured::{CompiledStructured, StructuredTerm};
 use super::terms::{L2Regularization, LeastSquares};
@@ -461,6 +461,19 @@ impl Model {
             .flat_map(|g| g.kernels.targets().iter().copied())
             .chain(structured_targets)
             .collect::<Vec<_>>();
+        // Scatter assembly (see `SCATTER_MAX_ENTRIES`) for small models made of closed-form
+        // elements only: elements evaluated through dual numbers cost enough that their
+        // parallel kernels pay off.
+        let scatter = [val_len, jac_len, hess_len]
+            .iter()
+            .all(|&len| len <= SCATTER_MAX_ENTRIES)
+            && !groups.is_empty()
+            && groups.iter().all(|g| g.kernels.has_closed_form())
+            && structured.is_empty();
+        let g_gather = dense_gather(m, &g_sources);
+        let g_scatter = scatter.then(|| g_gather.slots(val_len));
+        let jac_scatter = scatter.then(|| jac.gather.slots(jac_len));
+        let hess_scatter = scatter.then(|| hess.gather.slots(hess_len));
         Ok(Nlp {
             dims,
             x_lower,
@@ -477,13 +490,16 @@ impl Model {
             least_squares,
             l2,
             objective_values,
-            g_gather: dense_gather(m, &g_sources),
+            g_gather,
             grad_gather: dense_gather(n, &grad_sources),
             jac_rows: jac.rows,
             jac_cols: jac.cols,
             jac_gather: jac.gather,
             hess_rows: hess.rows,
             hess_cols: hess.cols,
+            g_scatter,
+            jac_scatter,
+            hess_scatter,
             hess_gather: hess.gather,
             weight_targets,
             val_arena: vec![0.0; val_len],

@@ -1,6 +1,7 @@
 //! Sparsity patterns fixed once at build time, and the gather maps that assemble global
 //! derivative values from constant parts and element-local buffers.
 
+use super::derivatives::NO_SLOT;
 use rayon::prelude::*;
 
 /// Where a contribution to a global nonzero comes from.
@@ -45,6 +46,36 @@ impl Gather {
                 }
                 *v = s;
             });
+    }
+
+    /// `out[k] = scale · constant[k]`: the start of an assembly by scattering (see
+    /// [`Gather::slots`]).
+    pub fn fill_constants(&self, scale: f64, out: &mut [f64]) {
+        for (v, c) in out.iter_mut().zip(&self.constant) {
+            *v = scale * c;
+        }
+    }
+
+    /// The inverse map: for each of the `arena_len` arena entries, the slot it feeds
+    /// ([`NO_SLOT`] for none). Scattering the arena in order through it sums each slot's
+    /// sources in the order [`Gather::assemble`] does.
+    pub fn slots(&self, arena_len: usize) -> Vec<u32> {
+        let mut slots = vec![NO_SLOT; arena_len];
+        for k in 0..self.constant.len() {
+            for &p in &self.src[self.ptr[k] as usize..self.ptr[k + 1] as usize] {
+                slots[p as usize] = k as u32;
+            }
+        }
+        slots
+    }
+
+    /// `out[slots[p]] += arena[p]` for the arena entries `range`, in order.
+    pub fn scatter(slots: &[u32], arena: &[f64], range: std::ops::Range<usize>, out: &mut [f64]) {
+        for (&slot, &v) in slots[range.clone()].iter().zip(&arena[range]) {
+            if slot != NO_SLOT {
+                out[slot as usize] += v;
+            }
+        }
     }
 
     /// `out[k] += Σ arena[...]` (constants ignored).
