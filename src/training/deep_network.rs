@@ -257,18 +257,10 @@ impl ReducedNetwork {
         let n_hidden = self.layers.len() - 2;
         let f = self.forward(theta, input);
         let t = self.tangents(theta, &f);
-        let yy_at = self.used_params * d;
-        let mut add = |q1: usize, q2: usize, v: f64| {
-            let (a, b) = if q1 >= q2 { (q1, q2) } else { (q2, q1) };
-            if b < d {
-                if a < d {
-                    point_block[yy_at + a * (a + 1) / 2 + b] += v;
-                } else {
-                    point_block[(a - d) * d + b] += v;
-                }
-            } else {
-                theta_block[self.theta_pos(a - d, b - d)] += v;
-            }
+        let mut acc = HessianRows {
+            net: self,
+            theta_block,
+            point_block,
         };
         // Adjoints of μᵀF with μ = −weights: h̄ of the last hidden layer, then backwards.
         let mu: Vec<f64> = weights.iter().map(|w| -w).collect();
@@ -285,9 +277,7 @@ impl ReducedNetwork {
             for j in 0..self.layers[n_hidden] {
                 let c = mu_o * f.s1[n_hidden - 1][j];
                 let q1 = d + self.wi(n_hidden, o, j);
-                for (q2, &tv) in t[n_hidden - 1][j * cols..(j + 1) * cols].iter().enumerate() {
-                    add(q1, q2, c * tv);
-                }
+                acc.add_row(q1, 0, c, &t[n_hidden - 1][j * cols..(j + 1) * cols]);
             }
         }
         for m in (0..n_hidden).rev() {
@@ -305,38 +295,30 @@ impl ReducedNetwork {
                         if cq == 0.0 {
                             continue;
                         }
-                        for (q2, &tv) in ti[..=q1].iter().enumerate() {
-                            add(q1, q2, cq * tv);
-                        }
+                        acc.add_row(q1, 0, cq, &ti[..=q1]);
                     }
-                    // … and the unit's own weights and bias with the prefix and each other.
-                    let own: Vec<usize> = (0..n_in)
-                        .map(|j| d + self.wi(m, i, j))
-                        .chain(std::iter::once(d + self.bi(m, i)))
-                        .collect();
-                    for (a, &q1) in own.iter().enumerate() {
+                    // … and the unit's own weights (contiguous) and bias with the prefix and
+                    // each other (the bias comes after every weight of its layer).
+                    let (w0, bias) = (d + self.wi(m, i, 0), d + self.bi(m, i));
+                    for q1 in (w0..w0 + n_in).chain(std::iter::once(bias)) {
                         let cq = c * ti[q1];
-                        for (q2, &tv) in ti[..prefix].iter().enumerate() {
-                            add(q1, q2, cq * tv);
-                        }
-                        for &q2 in &own[..=a] {
-                            add(q1, q2, cq * ti[q2]);
-                        }
+                        acc.add_row(q1, 0, cq, &ti[..prefix]);
+                        let own_end = if q1 == bias { w0 + n_in } else { q1 + 1 };
+                        acc.add_row(q1, w0, cq, &ti[w0..own_end]);
                     }
+                    acc.add(bias, bias, c * ti[bias] * ti[bias]);
                 }
                 // (b) z̄_i (e_{W_m,ij} ⊗ ∂h_{m−1,j}/∂q).
                 for j in 0..n_in {
                     let q1 = d + self.wi(m, i, j);
                     if m == 0 {
                         if j < d {
-                            add(q1, j, z_bar[i]);
+                            acc.add(q1, j, z_bar[i]);
                         }
                     } else {
                         let pc = d + self.offsets[m];
                         let c = z_bar[i] * f.s1[m - 1][j];
-                        for (q2, &tv) in t[m - 1][j * pc..(j + 1) * pc].iter().enumerate() {
-                            add(q1, q2, c * tv);
-                        }
+                        acc.add_row(q1, 0, c, &t[m - 1][j * pc..(j + 1) * pc]);
                     }
                 }
             }
@@ -344,6 +326,55 @@ impl ReducedNetwork {
                 h_bar = (0..n_in)
                     .map(|j| (0..width).map(|i| theta[self.wi(m, i, j)] * z_bar[i]).sum())
                     .collect();
+            }
+        }
+    }
+}
+
+/// One point's Hessian contributions over the local coordinates `q = (y, θ)` (`q < d`: the
+/// states), added into the θ block and the point's (θ, y) and (y, y) block.
+struct HessianRows<'a> {
+    net: &'a ReducedNetwork,
+    theta_block: &'a mut [f64],
+    point_block: &'a mut [f64],
+}
+
+impl HessianRows<'_> {
+    /// Adds `v` at the pair `(q1, q2)` (either order).
+    fn add(&mut self, q1: usize, q2: usize, v: f64) {
+        let d = self.net.d;
+        let (a, b) = if q1 >= q2 { (q1, q2) } else { (q2, q1) };
+        if b < d {
+            if a < d {
+                let yy_at = self.net.used_params * d;
+                self.point_block[yy_at + a * (a + 1) / 2 + b] += v;
+            } else {
+                self.point_block[(a - d) * d + b] += v;
+            }
+        } else {
+            self.theta_block[self.net.theta_pos(a - d, b - d)] += v;
+        }
+    }
+
+    /// Adds `c · values[k]` at the pairs `(q1, first + k)`, all with `first + k ≤ q1`: the
+    /// θ part of the run is one contiguous stretch of row `q1` of the packed θ block.
+    fn add_row(&mut self, q1: usize, first: usize, c: f64, values: &[f64]) {
+        let d = self.net.d;
+        if q1 < d {
+            for (k, &v) in values.iter().enumerate() {
+                self.add(q1, first + k, c * v);
+            }
+            return;
+        }
+        let in_y = d.saturating_sub(first).min(values.len());
+        for (k, &v) in values[..in_y].iter().enumerate() {
+            self.point_block[(q1 - d) * d + first + k] += c * v;
+        }
+        let rest = &values[in_y..];
+        if !rest.is_empty() {
+            let at = self.net.theta_pos(q1 - d, first + in_y - d);
+            for (o, &v) in self.theta_block[at..at + rest.len()].iter_mut().zip(rest) {
+                *o += c * v;
             }
         }
     }
