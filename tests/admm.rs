@@ -96,6 +96,7 @@ fn four_batches_run_and_resume_reproduces_the_uninterrupted_run() {
     for f in [
         "history.csv",
         "residuals.svg",
+        "consensus.svg",
         "model.json",
         "checkpoint.json",
         "fit.svg",
@@ -104,6 +105,17 @@ fn four_batches_run_and_resume_reproduces_the_uninterrupted_run() {
     }
     let history = std::fs::read_to_string(d.join("a").join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 1 + 4 * 4);
+    // The learning curve: the last iteration's consensus scores are the summary's.
+    let header: Vec<&str> = history.lines().next().unwrap().split(',').collect();
+    let last: Vec<&str> = history.lines().last().unwrap().split(',').collect();
+    for (column, key) in [
+        ("consensus_train_mse", "train_mse"),
+        ("consensus_test_mse", "test_mse"),
+    ] {
+        let at = header.iter().position(|h| *h == column).unwrap();
+        let logged: f64 = last[at].parse().unwrap();
+        assert_eq!(logged, s[key].as_f64().unwrap(), "{column}");
+    }
     // The consensus model is a model `colloc train --init` accepts.
     let (code, text) = {
         let o = Command::new(env!("CARGO_BIN_EXE_colloc"))

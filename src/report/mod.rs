@@ -349,8 +349,8 @@ pub struct AdmmSummary<'a> {
     pub normalization: Option<&'a colloc_models::Normalization>,
 }
 
-/// Writes `summary.json`, `model.json`, `history.csv`, `residuals.svg`, `data.csv`,
-/// `prediction.csv` and `fit.svg` of an ADMM run into `dir`.
+/// Writes `summary.json`, `model.json`, `history.csv`, `residuals.svg`, `consensus.svg`,
+/// `data.csv`, `prediction.csv` and `fit.svg` of an ADMM run into `dir`.
 pub fn write_admm(
     dir: &Path,
     problem: &Problem,
@@ -363,13 +363,14 @@ pub fn write_admm(
     write_data_and_prediction(dir, problem, &run.evaluation)?;
     let history = &run.state.history;
     let mut s = String::from(
-        "iteration,rho,primal,dual,eps_primal,eps_dual,seconds,sequential_seconds,batch,status,accepted,objective,ipopt_iterations,batch_seconds,warm,cold_retry\n",
+        "iteration,rho,primal,dual,eps_primal,eps_dual,seconds,sequential_seconds,batch,status,accepted,objective,ipopt_iterations,batch_seconds,warm,cold_retry,consensus_train_mse,consensus_test_mse\n",
     );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
     for h in history {
         for (b, r) in h.batches.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 h.iteration,
                 h.rho,
                 h.primal,
@@ -385,7 +386,9 @@ pub fn write_admm(
                 r.iterations,
                 r.seconds,
                 r.warm,
-                r.cold_retry
+                r.cold_retry,
+                opt(h.consensus_train_mse),
+                opt(h.consensus_test_mse)
             );
         }
     }
@@ -406,6 +409,30 @@ pub fn write_admm(
             ),
             "ADMM iteration",
             &series,
+            None,
+        ),
+    )?;
+    let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    let scores = [
+        (
+            "#1060d0",
+            history.iter().map(|h| nan(h.consensus_train_mse)).collect(),
+        ),
+        (
+            "#c00",
+            history.iter().map(|h| nan(h.consensus_test_mse)).collect(),
+        ),
+    ];
+    write(
+        dir,
+        "consensus.svg",
+        &svg::log_series_plot(
+            &format!(
+                "{} — log10 MSE of the consensus model after each iteration: blue train, red test",
+                problem.name
+            ),
+            "ADMM iteration",
+            &scores,
             None,
         ),
     )?;

@@ -371,6 +371,14 @@ pub struct IterationRecord {
     pub sequential_seconds: f64,
     /// Per batch.
     pub batches: Vec<BatchRecord>,
+    /// The consensus model after this iteration, simulated over the whole problem as the
+    /// final evaluation does: MSE against the training observations (a learning curve; no
+    /// decision depends on it).
+    #[serde(default)]
+    pub consensus_train_mse: Option<f64>,
+    /// The same simulation against the test observations, when the problem has a test window.
+    #[serde(default)]
+    pub consensus_test_mse: Option<f64>,
 }
 
 /// Everything needed to continue a run (written after every iteration).
@@ -679,7 +687,7 @@ pub fn run(
                     .max((n as f64).sqrt() * norm(state.consensus.iter().copied()));
         let eps_dual = sqrt_np * settings.eps_abs
             + settings.eps_rel * norm(state.duals.iter().flatten().copied());
-        let record = IterationRecord {
+        let mut record = IterationRecord {
             iteration,
             rho,
             primal,
@@ -689,6 +697,8 @@ pub fn run(
             seconds: started.elapsed().as_secs_f64(),
             sequential_seconds,
             batches: records,
+            consensus_train_mse: None,
+            consensus_test_mse: None,
         };
         state.iteration = iteration;
         // Residuals of a batch that kept a stale θ_i say nothing about convergence.
@@ -716,6 +726,10 @@ pub fn run(
                 }
             }
         }
+        let scores =
+            evaluate_consensus(problem, batches, &state, &consensus_model(&state, batches)?)?;
+        record.consensus_train_mse = scores.train_mse;
+        record.consensus_test_mse = scores.test_mse;
         state.history.push(record.clone());
         checkpoint(&state).map_err(AdmmError::Resume)?;
         let go_on = observer(&record);
@@ -729,12 +743,7 @@ pub fn run(
             break;
         }
     }
-    let mut model = state.model.clone();
-    model.params.clone_from(&state.consensus);
-    let coordinates = batches.first().and_then(|b| b.problem.coordinates.clone());
-    let model = model
-        .with_normalization(coordinates)
-        .map_err(TrainError::from)?;
+    let model = consensus_model(&state, batches)?;
     let evaluation = evaluate_consensus(problem, batches, &state, &model)?;
     Ok(AdmmRun {
         state,
@@ -776,6 +785,14 @@ fn accelerate(state: &mut AdmmState, previous: &[f64], previous_duals: &[Vec<f64
             *v = rho * next[p * (i + 1) + j];
         }
     }
+}
+
+/// The consensus θ̄ as a model in the data's units (with the batches' normalization, if any).
+fn consensus_model(state: &AdmmState, batches: &[Batch]) -> Result<Mlp, TrainError> {
+    let mut model = state.model.clone();
+    model.params.clone_from(&state.consensus);
+    let coordinates = batches.first().and_then(|b| b.problem.coordinates.clone());
+    Ok(model.with_normalization(coordinates)?)
 }
 
 /// The consensus model simulated over the whole problem from the first batch's collocation

@@ -104,8 +104,8 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
             }
         );
         eprintln!(
-            "{:>4} {:>10} {:>10} {:>10} {:>9} {:>7}  per batch: objective / IPOPT iterations",
-            "iter", "primal", "dual", "rho", "time s", "seq s"
+            "{:>4} {:>10} {:>10} {:>10} {:>9} {:>7} {:>10}  per batch: objective / IPOPT iterations",
+            "iter", "primal", "dual", "rho", "time s", "seq s", "train MSE"
         );
     }
     let mut save = |s: &AdmmState| -> Result<(), String> {
@@ -129,14 +129,18 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
                     )
                 })
                 .collect();
+            let mse = r
+                .consensus_train_mse
+                .map_or("-".to_string(), |v| format!("{v:.3e}"));
             eprintln!(
-                "{:>4} {:>10.3e} {:>10.3e} {:>10.3e} {:>9.3} {:>7.3}  {}",
+                "{:>4} {:>10.3e} {:>10.3e} {:>10.3e} {:>9.3} {:>7.3} {:>10}  {}",
                 r.iteration,
                 r.primal,
                 r.dual,
                 r.rho,
                 r.seconds,
                 r.sequential_seconds,
+                mse,
                 per.join("  ")
             );
         }
