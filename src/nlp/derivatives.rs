@@ -129,7 +129,7 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
     }
 
     fn jacobians(&self, x: &[f64], out: &mut [f64]) {
-        if self.elements.first().is_some_and(Element::has_closed_form) {
+        if GroupKernels::has_closed_form(self) {
             closed_form(
                 self,
                 x,
@@ -145,7 +145,7 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
     }
 
     fn hessians(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
-        if self.elements.first().is_some_and(Element::has_closed_form) {
+        if GroupKernels::has_closed_form(self) {
             let no = self.n_outputs;
             closed_form(self, x, out, packed_len(self.n_inputs), |e, xs, k, o| {
                 let w = &weights[k * no..(k + 1) * no];
@@ -169,7 +169,7 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
     }
 
     fn scatter_jacobians(&self, x: &[f64], slots: &[u32], values: &mut [f64]) -> bool {
-        if !self.elements.first().is_some_and(Element::has_closed_form) {
+        if !GroupKernels::has_closed_form(self) {
             return false;
         }
         let block = self.n_inputs * self.n_outputs;
@@ -187,7 +187,7 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
         slots: &[u32],
         values: &mut [f64],
     ) -> bool {
-        if !self.elements.first().is_some_and(Element::has_closed_form) {
+        if !GroupKernels::has_closed_form(self) {
             return false;
         }
         let no = self.n_outputs;
