@@ -184,33 +184,45 @@ fn a_failing_sub_problem_is_survived_or_stops_the_run_as_configured() {
     assert!(d.join("stop").join("checkpoint.json").exists());
 }
 
-/// Anderson acceleration keeps its history in the checkpoint: a resumed accelerated run
-/// reproduces the uninterrupted one, and the accelerated iterates differ from plain ADMM's.
-#[test]
-fn anderson_acceleration_resumes_exactly() {
-    let d = dir("anderson");
-    let text = |iters: usize, memory: usize| {
+/// An accelerated run (`setting` added to `[admm]`) keeps its accelerator's memory in the
+/// checkpoint: resumed after 3 of 5 iterations it reproduces the uninterrupted run, and its
+/// iterates differ from plain ADMM's.
+fn acceleration_resumes_exactly(name: &str, setting: &str) {
+    let d = dir(name);
+    let text = |iters: usize, setting: &str| {
         problem(iters, "keep").replace(
             "on_failure = \"keep\"",
-            &format!("on_failure = \"keep\"\nanderson_memory = {memory}"),
+            &format!("on_failure = \"keep\"\n{setting}"),
         )
     };
     let full = d.join("full.toml");
-    std::fs::write(&full, text(5, 3)).unwrap();
+    std::fs::write(&full, text(5, setting)).unwrap();
     let (_, out) = admm(&full, &d.join("a"), &["-q"]);
     assert!(!out.contains("panicked"), "{out}");
     assert_eq!(summary(&d.join("a"))["admm_iterations"], 5);
     let half = d.join("half.toml");
-    std::fs::write(&half, text(3, 3)).unwrap();
+    std::fs::write(&half, text(3, setting)).unwrap();
     admm(&half, &d.join("b"), &["-q"]);
     let (_, out) = admm(&full, &d.join("b"), &["-q", "--resume"]);
     assert!(!out.contains("panicked"), "{out}");
     let model = |dir: &str| std::fs::read_to_string(d.join(dir).join("model.json")).unwrap();
     assert_eq!(model("a"), model("b"), "resumed accelerated run differs");
     let plain = d.join("plain.toml");
-    std::fs::write(&plain, text(5, 0)).unwrap();
+    std::fs::write(&plain, text(5, "")).unwrap();
     admm(&plain, &d.join("c"), &["-q"]);
     assert_ne!(model("a"), model("c"), "acceleration changed nothing");
+}
+
+#[test]
+fn anderson_acceleration_resumes_exactly() {
+    acceleration_resumes_exactly("anderson", "anderson_memory = 3");
+}
+
+#[test]
+fn momentum_resumes_exactly() {
+    // A low balancing threshold changes ρ, which resets the momentum, within the first three
+    // iterations: the reset memory goes through the checkpoint too.
+    acceleration_resumes_exactly("momentum", "momentum = true\nbalance_threshold = 1.2");
 }
 
 /// A warm-started sub-problem that fails is solved again from a cold start and accepted.
@@ -267,6 +279,16 @@ fn bad_admm_input_is_refused() {
             "rho = 0.5",
             "rho = 0.5\nanderson_memory = 99",
             "admm.anderson_memory",
+        ),
+        (
+            "rho = 0.5",
+            "rho = 0.5\nanderson_memory = 3\nmomentum = true",
+            "admm.momentum",
+        ),
+        (
+            "rho = 0.5",
+            "rho = 0.5\nmomentum = true\nrestart_factor = 1.5",
+            "admm.restart_factor",
         ),
     ] {
         let f = d.join("p.toml");

@@ -14,12 +14,15 @@
 //! `ε_dual = √(Np) ε_abs + ε_rel ‖u‖`. Optional residual balancing changes ρ by τ when one
 //! residual exceeds μ times the other (the unscaled duals u stay, so the scaled duals u/ρ are
 //! rescaled with ρ). From the second iteration on every sub-problem is warm-started from its
-//! own previous primal and dual solution. The whole state is checkpointed after every
-//! iteration so a run can resume.
+//! own previous primal and dual solution. Optional accelerations of the map `(θ̄, u) ↦
+//! (θ̄⁺, u⁺)`: Anderson mixing ([`super::anderson`]) or Nesterov momentum with restart
+//! ([`super::momentum`]). The whole state is checkpointed after every iteration so a run can
+//! resume.
 
 use super::anderson::Anderson;
 use super::collocation::{build_with, simulate_and_score, Evaluation, Proximal, TrainError};
 use super::coordinates::standardization;
+use super::momentum::Momentum;
 use crate::collocation::{interpolation_matrix, Nodes};
 use crate::problem::{Dataset, Problem, Split};
 use colloc_models::Mlp;
@@ -78,6 +81,14 @@ pub struct AdmmSettings {
     /// steps (0: off, the default). Reset whenever ρ changes or the fixed-point residual more
     /// than doubles.
     pub anderson_memory: usize,
+    /// Nesterov extrapolation of `(θ̄, u)` with restart (Goldstein et al. 2014, "Fast
+    /// alternating direction optimization methods", Alg. 8): after each iteration the next
+    /// sub-problems are solved at `z_k + (a_k − 1)/a_{k+1} (z_k − z_{k−1})`; when the combined
+    /// residual `‖u_k − û_k‖²/ρ + ρN‖θ̄_k − θ̂̄_k‖²` fails to fall below `restart_factor` times
+    /// its last value the momentum restarts from `z_{k−1}` (default: false).
+    pub momentum: bool,
+    /// Restart factor η of the momentum (default: 0.999).
+    pub restart_factor: f64,
 }
 
 impl Default for AdmmSettings {
@@ -97,6 +108,8 @@ impl Default for AdmmSettings {
             warm_start: true,
             on_failure: OnFailure::Keep,
             anderson_memory: 0,
+            momentum: false,
+            restart_factor: 0.999,
         }
     }
 }
@@ -147,6 +160,18 @@ impl AdmmSettings {
             return bad(
                 "anderson_memory",
                 format!("must be at most 50, got {}", self.anderson_memory),
+            );
+        }
+        if self.momentum && self.anderson_memory > 0 {
+            return bad(
+                "momentum",
+                "choose one acceleration: momentum or anderson_memory".into(),
+            );
+        }
+        if !(self.restart_factor > 0.0 && self.restart_factor <= 1.0) {
+            return bad(
+                "restart_factor",
+                format!("must be in (0, 1], got {}", self.restart_factor),
             );
         }
         if !(self.relaxation > 0.0 && self.relaxation < 2.0) {
@@ -405,6 +430,20 @@ pub struct AdmmState {
     /// The Anderson accelerator's history, when acceleration is on.
     #[serde(default)]
     pub anderson: Option<Anderson>,
+    /// The momentum's memory, when Nesterov extrapolation is on.
+    #[serde(default)]
+    pub momentum: Option<Momentum>,
+}
+
+impl AdmmState {
+    /// The consensus estimate of the last iteration: θ̄ itself, or with momentum the iterate
+    /// before extrapolation (θ̄ then holds the extrapolated point the next sub-problems use).
+    pub fn consensus_estimate(&self) -> &[f64] {
+        match &self.momentum {
+            Some(m) => &m.last[..self.consensus.len()],
+            None => &self.consensus,
+        }
+    }
 }
 
 /// Why ADMM stopped, and the consensus model.
@@ -471,6 +510,7 @@ pub fn initial_state(
         history: Vec::new(),
         model,
         anderson: None,
+        momentum: None,
     })
 }
 
@@ -712,6 +752,14 @@ pub fn run(
                 settings.anderson_memory,
             );
         }
+        if settings.momentum && !done {
+            extrapolate(
+                &mut state,
+                &previous,
+                &previous_duals,
+                settings.restart_factor,
+            );
+        }
         // Residual balancing (Boyd §3.4.1); u is unscaled, so the scaled duals u/ρ follow ρ.
         if settings.adaptive_rho {
             if primal > settings.balance_threshold * dual {
@@ -723,6 +771,10 @@ pub fn run(
                 // Another ρ, another map: the accelerator's history no longer applies.
                 if let Some(a) = &mut state.anderson {
                     a.reset();
+                }
+                // The combined residual is measured in ρ: start the momentum afresh.
+                if let Some(m) = &mut state.momentum {
+                    m.reset();
                 }
             }
         }
@@ -787,10 +839,45 @@ fn accelerate(state: &mut AdmmState, previous: &[f64], previous_duals: &[Vec<f64
     }
 }
 
+/// One Nesterov step with restart on `z = (θ̄, u_1, …, u_N)` (Goldstein et al. 2014, Alg. 8):
+/// `(previous, previous_duals)` is the point the sub-problems were solved at, `state` holds
+/// the ADMM update `z_k` and receives the point for the next sub-problems.
+fn extrapolate(
+    state: &mut AdmmState,
+    previous: &[f64],
+    previous_duals: &[Vec<f64>],
+    restart_factor: f64,
+) {
+    let rho = state.rho;
+    let n = state.duals.len() as f64;
+    let squared =
+        |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum() };
+    let dual_change: f64 = state
+        .duals
+        .iter()
+        .zip(previous_duals)
+        .map(|(u, v)| squared(u, v))
+        .sum();
+    let combined = dual_change / rho + rho * n * squared(&state.consensus, previous);
+    let mut z = state.consensus.clone();
+    for u in &state.duals {
+        z.extend_from_slice(u);
+    }
+    match &mut state.momentum {
+        Some(m) => m.advance(combined, restart_factor, &mut z),
+        None => state.momentum = Some(Momentum::new(combined, &z)),
+    }
+    let p = state.consensus.len();
+    state.consensus.copy_from_slice(&z[..p]);
+    for (i, u) in state.duals.iter_mut().enumerate() {
+        u.copy_from_slice(&z[p * (i + 1)..p * (i + 2)]);
+    }
+}
+
 /// The consensus θ̄ as a model in the data's units (with the batches' normalization, if any).
 fn consensus_model(state: &AdmmState, batches: &[Batch]) -> Result<Mlp, TrainError> {
     let mut model = state.model.clone();
-    model.params.clone_from(&state.consensus);
+    model.params.copy_from_slice(state.consensus_estimate());
     let coordinates = batches.first().and_then(|b| b.problem.coordinates.clone());
     Ok(model.with_normalization(coordinates)?)
 }

@@ -9,6 +9,7 @@ pub mod collocation;
 pub mod coordinates;
 mod deep_network;
 pub mod metrics;
+pub mod momentum;
 pub mod prefit;
 pub mod sequential;
 pub mod smoothing;
