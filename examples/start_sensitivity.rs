@@ -37,6 +37,9 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The BLAS set up as the `colloc` binary does, so the numbers are those of its runs.
+    colloc::solvers::ipopt::rerun_with_detected_blas_core();
+    colloc::solvers::ipopt::set_blas_threads(1);
     let args: Vec<String> = std::env::args().collect();
     let file = args
         .get(1)

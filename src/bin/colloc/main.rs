@@ -51,43 +51,9 @@ impl Failure {
     }
 }
 
-/// OpenBLAS reads `OPENBLAS_CORETYPE` when it is loaded. On some virtual machines its CPU
-/// detection falls back to the generic "Prescott" kernels although the CPU has AVX2/AVX-512
-/// (seen on this project's machines: 1.2× slower solves). Then run this program again, once,
-/// with the right core type. Failing that, carry on as before.
-fn fix_blas_core_type() {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    {
-        use std::os::unix::process::CommandExt;
-        if std::env::var_os("OPENBLAS_CORETYPE").is_some()
-            || std::env::var_os("COLLOC_BLAS_REEXEC").is_some()
-        {
-            return;
-        }
-        let detected = colloc_solvers::ipopt::blas_core_name().unwrap_or_default();
-        if !detected.eq_ignore_ascii_case("prescott") {
-            return;
-        }
-        let core = if std::arch::is_x86_feature_detected!("avx512f") {
-            "SkylakeX"
-        } else if std::arch::is_x86_feature_detected!("avx2") {
-            "Haswell"
-        } else {
-            return;
-        };
-        if let Ok(exe) = std::env::current_exe() {
-            // `exec` only returns on failure; then the run continues unchanged.
-            let _ = std::process::Command::new(exe)
-                .args(std::env::args_os().skip(1))
-                .env("OPENBLAS_CORETYPE", core)
-                .env("COLLOC_BLAS_REEXEC", "1")
-                .exec();
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    fix_blas_core_type();
+    // Generic "Prescott" kernels on some VMs: run again with the right ones (README, "BLAS").
+    colloc_solvers::ipopt::rerun_with_detected_blas_core();
     // Large per-iteration buffers are reused instead of re-faulted (README, "Memory").
     colloc_solvers::ipopt::retain_freed_memory();
     let cli = match Cli::try_parse() {
