@@ -497,3 +497,48 @@ fn collocation_residual(p: &problem::Problem, run: &collocation::CollocationRun)
     }
     worst
 }
+
+/// The collocation defect `p'(t) − F_θ(p(t), t)` between the nodes: exactly `p'` for a
+/// network that is zero everywhere; near zero when the states are the learned ODE's own
+/// solution on a fine grid; large when the same solution is sampled on too few nodes.
+#[test]
+fn collocation_defect_measures_the_polynomial_against_the_learned_ode_between_nodes() {
+    use colloc::collocation::{NodeKind, Nodes};
+    use colloc::models::{Activation, Mlp};
+    use colloc::solvers::ode::Dopri5;
+    use colloc::training::collocation::{collocation_defect, LearnedOde};
+
+    let mut zero = Mlp::xavier(&[2, 4, 2], Activation::Tanh, false, 1).unwrap();
+    zero.params.iter_mut().for_each(|p| *p = 0.0);
+    let nodes = Nodes::new(NodeKind::Chebyshev, 9, 0.0, 2.0).unwrap();
+    // p(t) = (t², 3): the defect is p'(t) = (2t, 0) at the midpoints.
+    let states: Vec<Vec<f64>> = nodes.times.iter().map(|&t| vec![t * t, 3.0]).collect();
+    let defect = collocation_defect(&nodes, &zero, &states).unwrap().unwrap();
+    let mids: Vec<f64> = nodes
+        .times
+        .windows(2)
+        .map(|w| 0.5 * (w[0] + w[1]))
+        .collect();
+    let rms = (mids.iter().map(|t| 4.0 * t * t).sum::<f64>() / mids.len() as f64).sqrt();
+    let max = mids.iter().map(|t| 2.0 * t).fold(0.0, f64::max);
+    assert!((defect.rms - rms).abs() < 1e-12, "{defect:?} vs rms {rms}");
+    assert!((defect.max - max).abs() < 1e-12, "{defect:?} vs max {max}");
+    assert!((defect.relative - 1.0).abs() < 1e-12, "{defect:?}");
+
+    // A Xavier network's own trajectory, sampled at the nodes.
+    let model = Mlp::xavier(&[2, 8, 2], Activation::Tanh, false, 7).unwrap();
+    let ode = LearnedOde { model: &model };
+    let sampled = |n: usize| {
+        let nodes = Nodes::new(NodeKind::Chebyshev, n, 0.0, 4.0).unwrap();
+        let solution = Dopri5::with_tolerances(1e-12, 1e-12)
+            .solve(&ode, 0.0, &[0.5, -0.3], &nodes.times)
+            .unwrap();
+        let defect = collocation_defect(&nodes, &model, &solution.y)
+            .unwrap()
+            .unwrap();
+        defect.relative
+    };
+    let (fine, coarse) = (sampled(40), sampled(4));
+    assert!(fine < 1e-8, "40 nodes: relative defect {fine}");
+    assert!(coarse > 1e-3, "4 nodes: relative defect {coarse}");
+}

@@ -52,6 +52,64 @@ pub fn interpolation_matrix(
     Ok(l)
 }
 
+/// `L'` (M × N) with `(L'·y)_k = p'(times[k])`, the derivative of the interpolating polynomial
+/// of the node values `y`, at arbitrary times in `[t0, T]`. Away from the nodes by the
+/// derivative of the barycentric formula, `p'(t) = Σ_j w_j (p(t) − y_j)/(t − t_j)² / Σ_j w_j/(t −
+/// t_j)`; at a node by the differentiation-matrix row of that node. With finite elements each
+/// time is differentiated in the element that holds it (at a shared boundary: the element on
+/// its left, as [`super::differentiation_matrix`] does).
+pub fn derivative_matrix(nodes: &Nodes, times: &[f64]) -> Result<SparseMatrix, CollocationError> {
+    let n = nodes.len();
+    let mut l = SparseMatrix::new(n);
+    let span = nodes.t1 - nodes.t0;
+    let scale = 2.0 / span;
+    let (x, w) = (&nodes.reference, &nodes.weights);
+    let mut row = vec![0.0; n];
+    for (k, &t) in times.iter().enumerate() {
+        if !(t.is_finite() && t >= nodes.t0 - 1e-12 * span && t <= nodes.t1 + 1e-12 * span) {
+            return Err(CollocationError::TimeOutsideInterval {
+                index: k,
+                t,
+                t0: nodes.t0,
+                t1: nodes.t1,
+            });
+        }
+        if !nodes.elements.is_empty() {
+            let e = nodes
+                .elements
+                .partition_point(|(_, local)| local.t1 < t)
+                .min(nodes.elements.len() - 1);
+            let (first, local) = &nodes.elements[e];
+            let local_row = derivative_matrix(local, &[t.clamp(local.t0, local.t1)])?;
+            l.push_row(local_row.row(0).map(|(c, v)| (first + c, v)));
+            continue;
+        }
+        let s = nodes.to_reference(t);
+        if let Some(i) = x.iter().position(|&xi| (s - xi).abs() < 1e-10) {
+            // At a node: the row of D (diagonal by negative row sum).
+            let mut diag = 0.0;
+            for j in 0..n {
+                if j != i {
+                    row[j] = (w[j] / w[i]) / (x[i] - x[j]);
+                    diag -= row[j];
+                }
+            }
+            row[i] = diag;
+        } else {
+            let ell: Vec<f64> = x.iter().zip(w).map(|(&xj, &wj)| wj / (s - xj)).collect();
+            let total: f64 = ell.iter().sum();
+            let curvature: f64 = ell.iter().zip(x).map(|(e, &xj)| e / (s - xj)).sum::<f64>();
+            // p' = Σ_j y_j [ℓ_j · S − w_j/((s − x_j)² b)] with ℓ_j = (w_j/(s − x_j))/b and
+            // S = Σ_i w_i/(s − x_i)² / b.
+            for j in 0..n {
+                row[j] = (ell[j] / total) * (curvature / total) - ell[j] / (s - x[j]) / total;
+            }
+        }
+        l.push_row(row.iter().map(|r| r * scale).enumerate());
+    }
+    Ok(l)
+}
+
 /// The interpolating polynomial of `values` (one per node) evaluated at `times`.
 pub fn interpolate(
     nodes: &Nodes,
@@ -85,6 +143,43 @@ mod tests {
             }
             assert_eq!(l.row(7).collect::<Vec<_>>(), vec![(4, 1.0)]);
         }
+    }
+
+    #[test]
+    fn differentiates_polynomials_at_irregular_times_globally_and_in_elements() {
+        let p = |t: f64| (t / 15.0).powi(4) - 2.0 * (t / 15.0).powi(3) + 0.5 * t;
+        let dp = |t: f64| 4.0 * (t / 15.0).powi(3) / 15.0 - 6.0 * (t / 15.0).powi(2) / 15.0 + 0.5;
+        // Irregular, unordered, both ends, a node and an element boundary.
+        let times = [0.0, 0.013, 3.7, 2.2, 11.9, 14.999, 15.0, 3.0, 7.77];
+        for kind in NodeKind::ALL {
+            for nodes in [
+                Nodes::new(kind, 12, 0.0, 15.0).unwrap(),
+                Nodes::finite_elements(kind, 5, 6, 0.0, 15.0).unwrap(),
+            ] {
+                let values: Vec<f64> = nodes.times.iter().map(|&t| p(t)).collect();
+                let dl = derivative_matrix(&nodes, &times).unwrap();
+                let got = dl.mul_vec(&values);
+                for (k, &t) in times.iter().enumerate() {
+                    assert!(
+                        (got[k] - dp(t)).abs() < 1e-11,
+                        "{kind}, {} elements: p'({t}) = {} vs {}",
+                        nodes.elements.len(),
+                        dp(t),
+                        got[k]
+                    );
+                }
+                let node = derivative_matrix(&nodes, &[nodes.times[4]]).unwrap();
+                assert!((node.mul_vec(&values)[0] - dp(nodes.times[4])).abs() < 1e-11);
+            }
+        }
+        // A non-polynomial: spectral accuracy between the nodes.
+        let nodes = Nodes::new(NodeKind::Chebyshev, 40, 0.0, 15.0).unwrap();
+        let values: Vec<f64> = nodes.times.iter().map(|&t| t.sin()).collect();
+        let got = derivative_matrix(&nodes, &times).unwrap().mul_vec(&values);
+        for (k, &t) in times.iter().enumerate() {
+            assert!((got[k] - t.cos()).abs() < 1e-8, "sin' at {t}: {}", got[k]);
+        }
+        assert!(derivative_matrix(&nodes, &[15.5]).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod interpolation;
 mod nodes;
 
 pub use differentiation::differentiation_matrix;
-pub use interpolation::{interpolate, interpolation_matrix};
+pub use interpolation::{derivative_matrix, interpolate, interpolation_matrix};
 pub use nodes::{NodeKind, Nodes};
 
 /// A sparse matrix in compressed sparse row form: `D` and `L` of finite elements hold a few

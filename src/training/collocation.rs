@@ -24,7 +24,8 @@ use super::metrics::mse;
 use super::prefit::{levenberg_marquardt, PrefitReport, PrefitSettings};
 use super::smoothing::{bandwidth, local_linear};
 use crate::collocation::{
-    differentiation_matrix, interpolation_matrix, CollocationError, SparseMatrix,
+    derivative_matrix, differentiation_matrix, interpolation_matrix, CollocationError, Nodes,
+    SparseMatrix,
 };
 use crate::nlp::{
     ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, ModelError, Nlp, Scalar,
@@ -912,6 +913,16 @@ pub struct Evaluation {
     /// Fitted collocation states at the training times.
     #[serde(skip)]
     pub fitted: Vec<Option<Vec<f64>>>,
+    /// The collocation polynomial against the learned ODE between the nodes: root mean square
+    /// over the midpoints of consecutive nodes of `‖p'(t) − F_θ(p(t), t)‖` (zero at the
+    /// collocation points by construction). Large values mean the fitted states satisfy the
+    /// ODE only at the nodes — the grid is too coarse for the learned dynamics, and the
+    /// simulation may leave the fitted trajectory.
+    pub collocation_defect_rms: Option<f64>,
+    /// The largest `‖p'(t) − F_θ(p(t), t)‖` over those midpoints.
+    pub collocation_defect_max: Option<f64>,
+    /// `collocation_defect_rms` divided by the root mean square of `‖p'(t)‖` there.
+    pub collocation_defect_relative: Option<f64>,
     /// Why the simulation failed, if it did.
     pub simulation_error: Option<String>,
     /// Right-hand-side evaluations of the simulation.
@@ -942,13 +953,78 @@ pub fn evaluate(
         .iter()
         .map(|f| f.clone().unwrap_or_else(|| vec![f64::NAN; d]))
         .collect();
+    let defect = collocation_defect(nodes, model, states)?;
     let ev = Evaluation {
         fit_mse: mse(&fit_pred, &data.y, &train),
         fitted,
+        collocation_defect_rms: defect.map(|d| d.rms),
+        collocation_defect_max: defect.map(|d| d.max),
+        collocation_defect_relative: defect.map(|d| d.relative),
         ..Default::default()
     };
 
     Ok(simulate_and_score(problem, model, problem.t0, &y0, ev))
+}
+
+/// `collocation_defect_relative` from which `colloc solve` warns that the grid is too coarse
+/// for the learned dynamics. Measured on `problems/vanderpol-admm.toml` (300 Chebyshev points
+/// on [0, 30]) over seeds 0–4: the fits whose simulation follows the data had 0.009–0.010, the
+/// three whose simulation left the fitted trajectory (train MSE 2.1–2.4) 0.023–0.041; with 600
+/// points those three reached 2e-4 and train MSE 0.019. `vanderpol.toml`: 0.0009.
+pub const DEFECT_WARNING_RELATIVE: f64 = 0.02;
+
+/// How far the collocation polynomial is from solving the learned ODE between the nodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CollocationDefect {
+    /// Root mean square of `‖p'(t) − F_θ(p(t), t)‖` over the midpoints of consecutive nodes.
+    pub rms: f64,
+    /// Its largest value there.
+    pub max: f64,
+    /// `rms` divided by the root mean square of `‖p'(t)‖` there.
+    pub relative: f64,
+}
+
+/// The defect `p'(t) − F_θ(p(t), t)` of the collocation polynomial `p` through `states` (one
+/// row per node, in the model's units) at the midpoints of consecutive nodes, where the
+/// collocation equations do not hold it to zero. `None` when the defect cannot be evaluated
+/// (fewer than two nodes, or a non-finite value).
+pub fn collocation_defect(
+    nodes: &Nodes,
+    model: &Mlp,
+    states: &[Vec<f64>],
+) -> Result<Option<CollocationDefect>, TrainError> {
+    let d = states.first().map_or(0, Vec::len);
+    let midpoints: Vec<f64> = nodes
+        .times
+        .windows(2)
+        .filter(|w| w[1] > w[0])
+        .map(|w| 0.5 * (w[0] + w[1]))
+        .collect();
+    if midpoints.is_empty() || d == 0 || states.len() != nodes.len() {
+        return Ok(None);
+    }
+    let values = interpolation_matrix(nodes, &midpoints)?;
+    let slopes = derivative_matrix(nodes, &midpoints)?;
+    let column = |i: usize| states.iter().map(|y| y[i]).collect::<Vec<f64>>();
+    let y: Vec<Vec<f64>> = (0..d).map(|i| values.mul_vec(&column(i))).collect();
+    let dy: Vec<Vec<f64>> = (0..d).map(|i| slopes.mul_vec(&column(i))).collect();
+    let ode = LearnedOde { model };
+    let (mut squares, mut scale, mut max) = (0.0_f64, 0.0_f64, 0.0_f64);
+    let (mut point, mut f) = (vec![0.0; d], vec![0.0; d]);
+    for (m, &t) in midpoints.iter().enumerate() {
+        for i in 0..d {
+            point[i] = y[i][m];
+        }
+        ode.rhs(t, &point, &mut f);
+        let norm2: f64 = (0..d).map(|i| (dy[i][m] - f[i]).powi(2)).sum();
+        squares += norm2;
+        scale += (0..d).map(|i| dy[i][m].powi(2)).sum::<f64>();
+        max = max.max(norm2.sqrt());
+    }
+    let count = midpoints.len() as f64;
+    let rms = (squares / count).sqrt();
+    let relative = rms / (scale / count).sqrt();
+    Ok((rms.is_finite() && max.is_finite()).then_some(CollocationDefect { rms, max, relative }))
 }
 
 /// Simulates the learned ODE from `(t_start, y_start)` over every data time from `t_start` on

@@ -4,7 +4,7 @@ pub mod admm;
 pub mod solve;
 pub mod train;
 
-use colloc::training::collocation::Evaluation;
+use colloc::training::collocation::{Evaluation, DEFECT_WARNING_RELATIVE};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -31,6 +31,17 @@ pub fn print_results_folder(ev: &Evaluation, out: &std::path::Path) {
     if let Some(e) = &ev.simulation_error {
         eprintln!("warning: {e}");
     }
+    if let Some(r) = ev.collocation_defect_relative {
+        if r >= DEFECT_WARNING_RELATIVE {
+            eprintln!(
+                "warning: between the collocation points the fitted states miss the learned ODE \
+                 by {:.1} % (RMS of p' − F relative to p'): the grid is too coarse for the \
+                 learned dynamics, and the simulation may leave the fitted trajectory; use more \
+                 collocation points or elements",
+                100.0 * r
+            );
+        }
+    }
 }
 
 /// The figure lines every command ends with: simulation MSEs (and their noise-free versions).
@@ -38,6 +49,16 @@ pub fn print_scores(ev: &Evaluation) {
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
     if ev.fit_mse.is_some() {
         println!("{:<18} {}", "fit_mse", f(ev.fit_mse));
+    }
+    if let (Some(rms), Some(max), Some(relative)) = (
+        ev.collocation_defect_rms,
+        ev.collocation_defect_max,
+        ev.collocation_defect_relative,
+    ) {
+        println!(
+            "{:<18} rms {rms:.3e}   max {max:.3e}   relative {relative:.2e}",
+            "collocation defect"
+        );
     }
     println!(
         "{:<18} {}   test_mse {}",
