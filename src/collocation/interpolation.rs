@@ -13,43 +13,20 @@ pub fn interpolation_matrix(
     nodes: &Nodes,
     times: &[f64],
 ) -> Result<SparseMatrix, CollocationError> {
-    let n = nodes.len();
-    let mut l = SparseMatrix::new(n);
-    let mut row = vec![0.0; n];
-    for (k, &t) in times.iter().enumerate() {
-        let span = nodes.t1 - nodes.t0;
-        if !(t.is_finite() && t >= nodes.t0 - 1e-12 * span && t <= nodes.t1 + 1e-12 * span) {
-            return Err(CollocationError::TimeOutsideInterval {
-                index: k,
-                t,
-                t0: nodes.t0,
-                t1: nodes.t1,
-            });
-        }
-        if !nodes.elements.is_empty() {
-            let e = nodes
-                .elements
-                .partition_point(|(_, local)| local.t1 < t)
-                .min(nodes.elements.len() - 1);
-            let (first, local) = &nodes.elements[e];
-            let t_in = t.clamp(local.t0, local.t1);
-            let local_row = interpolation_matrix(local, &[t_in])?;
-            l.push_row(local_row.row(0).map(|(c, v)| (first + c, v)));
-            continue;
-        }
+    rows_at(nodes, times, |nodes, t, row| {
         let s = nodes.to_reference(t);
         if let Some(j) = nodes.reference.iter().position(|&x| (s - x).abs() < 2e-14) {
-            l.push_row([(j, 1.0)]);
-            continue;
+            row.fill(0.0);
+            row[j] = 1.0;
+            return;
         }
         let mut total = 0.0;
         for ((r, &x), &w) in row.iter_mut().zip(&nodes.reference).zip(&nodes.weights) {
             *r = w / (s - x);
             total += *r;
         }
-        l.push_row(row.iter().map(|r| r / total).enumerate());
-    }
-    Ok(l)
+        row.iter_mut().for_each(|r| *r /= total);
+    })
 }
 
 /// `L'` (M × N) with `(L'·y)_k = p'(times[k])`, the derivative of the interpolating polynomial
@@ -59,32 +36,11 @@ pub fn interpolation_matrix(
 /// time is differentiated in the element that holds it (at a shared boundary: the element on
 /// its left, as [`super::differentiation_matrix`] does).
 pub fn derivative_matrix(nodes: &Nodes, times: &[f64]) -> Result<SparseMatrix, CollocationError> {
-    let n = nodes.len();
-    let mut l = SparseMatrix::new(n);
-    let span = nodes.t1 - nodes.t0;
-    let scale = 2.0 / span;
-    let (x, w) = (&nodes.reference, &nodes.weights);
-    let mut row = vec![0.0; n];
-    for (k, &t) in times.iter().enumerate() {
-        if !(t.is_finite() && t >= nodes.t0 - 1e-12 * span && t <= nodes.t1 + 1e-12 * span) {
-            return Err(CollocationError::TimeOutsideInterval {
-                index: k,
-                t,
-                t0: nodes.t0,
-                t1: nodes.t1,
-            });
-        }
-        if !nodes.elements.is_empty() {
-            let e = nodes
-                .elements
-                .partition_point(|(_, local)| local.t1 < t)
-                .min(nodes.elements.len() - 1);
-            let (first, local) = &nodes.elements[e];
-            let local_row = derivative_matrix(local, &[t.clamp(local.t0, local.t1)])?;
-            l.push_row(local_row.row(0).map(|(c, v)| (first + c, v)));
-            continue;
-        }
+    rows_at(nodes, times, |nodes, t, row| {
+        let (x, w) = (&nodes.reference, &nodes.weights);
+        let n = x.len();
         let s = nodes.to_reference(t);
+        let scale = 2.0 / (nodes.t1 - nodes.t0);
         if let Some(i) = x.iter().position(|&xi| (s - xi).abs() < 1e-10) {
             // At a node: the row of D (diagonal by negative row sum).
             let mut diag = 0.0;
@@ -96,16 +52,65 @@ pub fn derivative_matrix(nodes: &Nodes, times: &[f64]) -> Result<SparseMatrix, C
             }
             row[i] = diag;
         } else {
-            let ell: Vec<f64> = x.iter().zip(w).map(|(&xj, &wj)| wj / (s - xj)).collect();
-            let total: f64 = ell.iter().sum();
-            let curvature: f64 = ell.iter().zip(x).map(|(e, &xj)| e / (s - xj)).sum::<f64>();
-            // p' = Σ_j y_j [ℓ_j · S − w_j/((s − x_j)² b)] with ℓ_j = (w_j/(s − x_j))/b and
-            // S = Σ_i w_i/(s − x_i)² / b.
+            // p' = Σ_j y_j [ℓ_j S − w_j/((s − x_j)² b)] with b = Σ_i w_i/(s − x_i),
+            // ℓ_j = (w_j/(s − x_j))/b and S = Σ_i w_i/(s − x_i)² / b.
+            let total: f64 = x.iter().zip(w).map(|(&xj, &wj)| wj / (s - xj)).sum();
+            let curvature: f64 = x
+                .iter()
+                .zip(w)
+                .map(|(&xj, &wj)| wj / (s - xj).powi(2))
+                .sum();
             for j in 0..n {
-                row[j] = (ell[j] / total) * (curvature / total) - ell[j] / (s - x[j]) / total;
+                let e = w[j] / (s - x[j]);
+                row[j] = (e / total) * (curvature / total) - e / (s - x[j]) / total;
             }
         }
-        l.push_row(row.iter().map(|r| r * scale).enumerate());
+        row.iter_mut().for_each(|r| *r *= scale);
+    })
+}
+
+/// One row per time, from `row(nodes, t, buffer)` on the nodes of the interval or of the
+/// element that holds `t` (found by bisection; at a shared boundary the element on its left),
+/// after checking that `t` lies in `[t0, T]`; entries that are exactly zero are left out.
+fn rows_at(
+    nodes: &Nodes,
+    times: &[f64],
+    row: impl Fn(&Nodes, f64, &mut [f64]),
+) -> Result<SparseMatrix, CollocationError> {
+    let mut l = SparseMatrix::new(nodes.len());
+    let span = nodes.t1 - nodes.t0;
+    let mut buffer = Vec::new();
+    for (k, &t) in times.iter().enumerate() {
+        if !(t.is_finite() && t >= nodes.t0 - 1e-12 * span && t <= nodes.t1 + 1e-12 * span) {
+            return Err(CollocationError::TimeOutsideInterval {
+                index: k,
+                t,
+                t0: nodes.t0,
+                t1: nodes.t1,
+            });
+        }
+        let (first, local) = match nodes.elements.is_empty() {
+            true => (0, nodes),
+            false => {
+                let e = nodes
+                    .elements
+                    .partition_point(|(_, local)| local.t1 < t)
+                    .min(nodes.elements.len() - 1);
+                let (first, local) = &nodes.elements[e];
+                (*first, local)
+            }
+        };
+        buffer.clear();
+        buffer.resize(local.len(), 0.0);
+        row(local, t.clamp(local.t0, local.t1), &mut buffer);
+        // Exact zeros (the other nodes of a node's unit row) stay out of the pattern.
+        l.push_row(
+            buffer
+                .iter()
+                .enumerate()
+                .filter(|(_, &v)| v != 0.0)
+                .map(|(c, &v)| (first + c, v)),
+        );
     }
     Ok(l)
 }
