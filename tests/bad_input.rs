@@ -398,7 +398,18 @@ fn a_small_solve_writes_every_result_file() {
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
                 .unwrap();
-        common::assert_summary_keys(&summary, &[]);
+        common::assert_summary_keys(
+            &summary,
+            &[
+                "collocation_defect_rms",
+                "collocation_defect_max",
+                "collocation_defect_relative",
+            ],
+        );
+        assert!(
+            summary["collocation_defect_rms"].is_f64(),
+            "{formulation}: {summary}"
+        );
         assert_eq!(summary["status"], "solve_succeeded");
         assert!(summary["fit_mse"].as_f64().unwrap() < 0.01, "{summary}");
         let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();

@@ -56,3 +56,46 @@ fn the_hs071_example_prints_only_its_own_lines() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `colloc solve` reports the collocation defect between the nodes and warns when the grid is
+/// too coarse for the learned dynamics: vanderpol-small's 200 observations fitted on 15
+/// collocation points warn, on its own 200 points they do not.
+#[test]
+fn a_grid_too_coarse_for_the_learned_dynamics_is_reported() {
+    let text = std::fs::read_to_string("problems/vanderpol-small.toml").unwrap();
+    let dir = std::env::temp_dir().join(format!("colloc-defect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (points, warns) in [(15, true), (200, false)] {
+        let coarse = text.replace(
+            "[collocation]\npoints = 200",
+            &format!("[collocation]\npoints = {points}"),
+        );
+        assert!(coarse.contains(&format!("points = {points}\nnodes")));
+        let path = dir.join(format!("p{points}.toml"));
+        std::fs::write(&path, coarse).unwrap();
+        let out_dir = dir.join(format!("out{points}"));
+        let out = colloc(&[
+            "solve",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--quiet",
+        ]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("collocation defect"), "{stdout}");
+        assert_eq!(stderr.contains("grid is too coarse"), warns, "{stderr}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+                .unwrap();
+        let relative = summary["collocation_defect_relative"].as_f64().unwrap();
+        assert_eq!(relative >= 0.02, warns, "{points} points: {relative}");
+        assert!(
+            summary["collocation_defect_max"].as_f64().unwrap()
+                >= summary["collocation_defect_rms"].as_f64().unwrap()
+        );
+    }
+}

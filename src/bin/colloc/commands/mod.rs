@@ -31,6 +31,11 @@ pub fn print_results_folder(ev: &Evaluation, out: &std::path::Path) {
     if let Some(e) = &ev.simulation_error {
         eprintln!("warning: {e}");
     }
+}
+
+/// After a converged collocation solve (the equations hold at the nodes): a warning when the
+/// fitted states miss the learned ODE between the nodes by [`DEFECT_WARNING_RELATIVE`] or more.
+pub fn warn_if_grid_too_coarse(ev: &Evaluation) {
     if let Some(r) = ev.collocation_defect_relative {
         if r >= DEFECT_WARNING_RELATIVE {
             eprintln!(

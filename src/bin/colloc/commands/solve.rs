@@ -136,6 +136,9 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         "size", run.dims.n_vars, run.dims.n_cons, run.dims.nnz_jac, run.dims.nnz_hess
     );
     super::print_results_folder(ev, &out);
+    if summary.success {
+        super::warn_if_grid_too_coarse(ev);
+    }
     if interrupted.load(Ordering::SeqCst) {
         return Err(Failure::run(format!(
             "interrupted; results of the last iterate written to {}",
