@@ -85,7 +85,8 @@ pub struct AdmmSettings {
     /// alternating direction optimization methods", Alg. 8): after each iteration the next
     /// sub-problems are solved at `z_k + (a_k − 1)/a_{k+1} (z_k − z_{k−1})`; when the combined
     /// residual `‖u_k − û_k‖²/ρ + ρN‖θ̄_k − θ̂̄_k‖²` fails to fall below `restart_factor` times
-    /// its last value the momentum restarts from `z_{k−1}` (default: false).
+    /// its last value the momentum restarts from `z_{k−1}` (from `z_k` when the last point was
+    /// not extrapolated, which would only repeat the last solve) (default: false).
     pub momentum: bool,
     /// Restart factor η of the momentum (default: 0.999).
     pub restart_factor: f64,
@@ -752,13 +753,18 @@ pub fn run(
                 settings.anderson_memory,
             );
         }
-        if settings.momentum && !done {
-            extrapolate(
-                &mut state,
-                &previous,
-                &previous_duals,
-                settings.restart_factor,
-            );
+        if settings.momentum {
+            if done {
+                // Converged: θ̄ is the final iterate itself, not an extrapolated point.
+                state.momentum = None;
+            } else {
+                extrapolate(
+                    &mut state,
+                    &previous,
+                    &previous_duals,
+                    settings.restart_factor,
+                );
+            }
         }
         // Residual balancing (Boyd §3.4.1); u is unscaled, so the scaled duals u/ρ follow ρ.
         if settings.adaptive_rho {

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Memory of the Nesterov extrapolation with restart (ADMM's `[admm] momentum`) of a
 /// fixed-point iteration `z_k = T(ẑ_k)`: the next point is `ẑ_{k+1} = z_k + β (z_k − z_{k−1})`
 /// with Nesterov's `β = (a_k − 1)/a_{k+1}`, `a_{k+1} = (1 + √(1 + 4a_k²))/2`, as long as the
-/// combined residual falls by the restart factor; otherwise `ẑ_{k+1} = z_{k−1}` and `a = 1`.
+/// combined residual falls by the restart factor; otherwise `ẑ_{k+1} = z_{k−1}` and `a = 1` —
+/// unless `ẑ_k` was `z_{k−1}` itself (no extrapolation in the last step), where going back
+/// would repeat the last solve: then `ẑ_{k+1} = z_k`, the plain step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Momentum {
     /// Nesterov's sequence a_k (1 after a restart).
@@ -16,6 +18,9 @@ pub struct Momentum {
     pub combined: f64,
     /// z_k before extrapolation (for ADMM: θ̄ followed by every batch's u_i).
     pub last: Vec<f64>,
+    /// The extrapolation weight β that made the last point (0: the point was z_k itself).
+    #[serde(default)]
+    pub beta: f64,
 }
 
 impl Momentum {
@@ -25,6 +30,7 @@ impl Momentum {
             a: 1.0,
             combined,
             last: z.to_vec(),
+            beta: 0.0,
         }
     }
 
@@ -42,9 +48,13 @@ impl Momentum {
             self.extrapolate(z);
             self.combined = combined;
         } else {
-            // Restart from the last accepted iterate z_{k−1}.
-            z.copy_from_slice(&self.last);
+            // Restart from the last accepted iterate z_{k−1} — if z_k came from an
+            // extrapolated point; otherwise z_{k−1} was that point, and z_k stays.
+            if self.beta > 0.0 {
+                z.copy_from_slice(&self.last);
+            }
             self.a = 1.0;
+            self.beta = 0.0;
             self.combined /= restart_factor;
         }
         self.last = current;
@@ -57,6 +67,7 @@ impl Momentum {
             *v += beta * (*v - old);
         }
         self.a = a_next;
+        self.beta = beta;
     }
 }
 
@@ -121,5 +132,11 @@ mod tests {
         assert_eq!(z, vec![2.0, 3.0], "restart goes back to z_(k-1)");
         assert_eq!(m.a, 1.0);
         assert_eq!(m.last, vec![5.0, 5.0]);
+        // The point just solved was z_(k-1) itself (no momentum after the restart): going
+        // back would repeat that solve, so a rejected step keeps z_k.
+        let mut z = vec![7.0, 7.0];
+        m.advance(10.0, 0.999, &mut z);
+        assert_eq!(z, vec![7.0, 7.0]);
+        assert_eq!(m.last, vec![7.0, 7.0]);
     }
 }
