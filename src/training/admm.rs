@@ -434,16 +434,17 @@ pub struct AdmmState {
     /// The momentum's memory, when Nesterov extrapolation is on.
     #[serde(default)]
     pub momentum: Option<Momentum>,
+    /// θ̄ of the last ADMM update when an acceleration (Anderson or momentum) has moved
+    /// `consensus` to another point for the next sub-problems; `None` otherwise.
+    #[serde(default)]
+    pub iterate: Option<Vec<f64>>,
 }
 
 impl AdmmState {
-    /// The consensus estimate of the last iteration: θ̄ itself, or with momentum the iterate
-    /// before extrapolation (θ̄ then holds the extrapolated point the next sub-problems use).
+    /// The consensus estimate of the last iteration — the θ̄ whose residuals were reported:
+    /// `consensus` itself, or the update before an acceleration moved it.
     pub fn consensus_estimate(&self) -> &[f64] {
-        match &self.momentum {
-            Some(m) => &m.last[..self.consensus.len()],
-            None => &self.consensus,
-        }
+        self.iterate.as_deref().unwrap_or(&self.consensus)
     }
 }
 
@@ -512,6 +513,7 @@ pub fn initial_state(
         model,
         anderson: None,
         momentum: None,
+        iterate: None,
     })
 }
 
@@ -745,6 +747,8 @@ pub fn run(
         // Residuals of a batch that kept a stale θ_i say nothing about convergence.
         let all_accepted = record.batches.iter().all(|b| b.accepted);
         let done = all_accepted && primal <= eps_primal && dual <= eps_dual;
+        state.iterate = (!done && (settings.anderson_memory > 0 || settings.momentum))
+            .then(|| state.consensus.clone());
         if settings.anderson_memory > 0 && !done {
             accelerate(
                 &mut state,
@@ -753,18 +757,13 @@ pub fn run(
                 settings.anderson_memory,
             );
         }
-        if settings.momentum {
-            if done {
-                // Converged: θ̄ is the final iterate itself, not an extrapolated point.
-                state.momentum = None;
-            } else {
-                extrapolate(
-                    &mut state,
-                    &previous,
-                    &previous_duals,
-                    settings.restart_factor,
-                );
-            }
+        if settings.momentum && !done {
+            extrapolate(
+                &mut state,
+                &previous,
+                &previous_duals,
+                settings.restart_factor,
+            );
         }
         // Residual balancing (Boyd §3.4.1); u is unscaled, so the scaled duals u/ρ follow ρ.
         if settings.adaptive_rho {
