@@ -87,7 +87,7 @@ fn four_batches_run_and_resume_reproduces_the_uninterrupted_run() {
     let s = summary(&d.join("a"));
     assert_eq!(s["batches"], 4);
     assert_eq!(s["admm_iterations"], 4);
-    common::assert_summary_keys(&s, &["primal_residual", "dual_residual"]);
+    common::assert_summary_keys(&s, &["primal_residual", "dual_residual", "iterations_s"]);
     // Warm-started sub-problems need fewer IPOPT iterations than the cold first ones.
     assert!(
         s["mean_warm_iterations"].as_f64().unwrap() < s["mean_cold_iterations"].as_f64().unwrap(),

@@ -329,10 +329,15 @@ pub struct AdmmSummary<'a> {
     pub mean_cold_iterations: Option<f64>,
     /// Whole run, seconds.
     pub wall_s: f64,
-    /// ADMM iterations, seconds.
+    /// ADMM iterations, seconds (with the per-iteration scoring of the consensus model and
+    /// the checkpoints).
     pub solve_s: f64,
     /// Sum of the sub-problem times (solving them one after another), seconds.
     pub eval_s: f64,
+    /// Sum of the iterations' own wall times (concurrent sub-problems and the consensus
+    /// update, without scoring and checkpoints), seconds: `iterations_s / eval_s` is the
+    /// parallel speed-up's ratio.
+    pub iterations_s: f64,
     /// Mean over batches of the last sub-problem objectives.
     pub objective: f64,
     /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`,
