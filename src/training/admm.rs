@@ -818,16 +818,8 @@ pub fn run(
 /// residual `‖T(z) − z‖` more than doubles.
 fn accelerate(state: &mut AdmmState, previous: &[f64], previous_duals: &[Vec<f64>], memory: usize) {
     let rho = state.rho;
-    let p = previous.len();
-    let pack = |theta: &[f64], duals: &[Vec<f64>]| -> Vec<f64> {
-        let mut z = theta.to_vec();
-        for u in duals {
-            z.extend(u.iter().map(|v| v / rho));
-        }
-        z
-    };
-    let z = pack(previous, previous_duals);
-    let tz = pack(&state.consensus, &state.duals);
+    let z = pack(previous, previous_duals, rho);
+    let tz = pack(&state.consensus, &state.duals, rho);
     let acc = state.anderson.get_or_insert_with(|| Anderson::new(memory));
     let residual = norm(tz.iter().zip(&z).map(|(a, b)| a - b));
     if let Some(last) = acc.residuals.last() {
@@ -836,10 +828,26 @@ fn accelerate(state: &mut AdmmState, previous: &[f64], previous_duals: &[Vec<f64
         }
     }
     let next = acc.step(&z, &tz);
-    state.consensus.copy_from_slice(&next[..p]);
+    unpack(state, &next, rho);
+}
+
+/// `z = (θ̄, u_1/s, …, u_N/s)`: the consensus and the duals divided by `dual_scale`, in one
+/// vector (the accelerations' variable).
+fn pack(consensus: &[f64], duals: &[Vec<f64>], dual_scale: f64) -> Vec<f64> {
+    let mut z = consensus.to_vec();
+    for u in duals {
+        z.extend(u.iter().map(|v| v / dual_scale));
+    }
+    z
+}
+
+/// The inverse of [`pack`]: θ̄ and `u_i = s · z_i` into `state`.
+fn unpack(state: &mut AdmmState, z: &[f64], dual_scale: f64) {
+    let p = state.consensus.len();
+    state.consensus.copy_from_slice(&z[..p]);
     for (i, u) in state.duals.iter_mut().enumerate() {
-        for (j, v) in u.iter_mut().enumerate() {
-            *v = rho * next[p * (i + 1) + j];
+        for (v, w) in u.iter_mut().zip(&z[p * (i + 1)..p * (i + 2)]) {
+            *v = dual_scale * w;
         }
     }
 }
@@ -864,19 +872,12 @@ fn extrapolate(
         .map(|(u, v)| squared(u, v))
         .sum();
     let combined = dual_change / rho + rho * n * squared(&state.consensus, previous);
-    let mut z = state.consensus.clone();
-    for u in &state.duals {
-        z.extend_from_slice(u);
-    }
+    let mut z = pack(&state.consensus, &state.duals, 1.0);
     match &mut state.momentum {
         Some(m) => m.advance(combined, restart_factor, &mut z),
         None => state.momentum = Some(Momentum::new(combined, &z)),
     }
-    let p = state.consensus.len();
-    state.consensus.copy_from_slice(&z[..p]);
-    for (i, u) in state.duals.iter_mut().enumerate() {
-        u.copy_from_slice(&z[p * (i + 1)..p * (i + 2)]);
-    }
+    unpack(state, &z, 1.0);
 }
 
 /// The consensus θ̄ as a model in the data's units (with the batches' normalization, if any).
