@@ -8,8 +8,11 @@
 //! units (m = 100) use the defect continuation `defect_penalties = [1e2, 1e4, 1e6]` with θ
 //! scaled by 30 for IPOPT (`parameter_scaling`), as `problems/vanderpol-long.toml` does; IPOPT
 //! time and iterations include its stages. m = 10 runs with and without θ scaled by 10 (m = 100
-//! unscaled takes ~130 s more and is left out). Like the `colloc` binary, each case keeps freed
-//! memory for reuse (`retain_freed_memory`).
+//! unscaled takes ~130 s more and is left out). The θ-scaled cases run with and without IPOPT's
+//! unperturbed trial factorization skipped after repeated wrong inertia
+//! (`skip_unperturbed_trial`, on by default; `vanderpol-long.toml` turns it off), so that the
+//! per-iteration times of m = 10 and m = 100 can be compared under the same settings. Like the
+//! `colloc` binary, each case keeps freed memory for reuse (`retain_freed_memory`).
 //!
 //! `cargo run --release --example finite_elements_bench [-- 1,10,100]`
 
@@ -18,7 +21,7 @@ use colloc::training::collocation;
 use std::process::Command;
 
 /// The problem file of one case.
-fn problem_toml(m: usize, finite_elements: bool, theta_scaling: f64) -> String {
+fn problem_toml(m: usize, finite_elements: bool, theta_scaling: f64, skip: bool) -> String {
     let (n, t1) = (200 * m, 15 * m);
     let grid = if finite_elements {
         format!(
@@ -62,6 +65,7 @@ parameter_scaling = {theta_scaling:?}
 tol = 1e-4
 max_iter = 500
 mu_strategy = "adaptive"
+skip_unperturbed_trial = {skip}
 "#,
         test = t1 + 15,
         continuation = if t1 > 150 {
@@ -85,6 +89,7 @@ fn run_case(
     m: usize,
     finite_elements: bool,
     theta_scaling: f64,
+    skip: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     colloc::solvers::ipopt::set_blas_threads(1);
     let path = std::env::temp_dir().join(format!(
@@ -92,7 +97,7 @@ fn run_case(
         finite_elements,
         std::process::id()
     ));
-    std::fs::write(&path, problem_toml(m, finite_elements, theta_scaling))?;
+    std::fs::write(&path, problem_toml(m, finite_elements, theta_scaling, skip))?;
     let loaded = problem::load(&path);
     std::fs::remove_file(&path)?;
     let p = loaded?;
@@ -100,6 +105,12 @@ fn run_case(
     let s = &run.solution.stats;
     let seconds = s.wall_s + run.stages.iter().map(|t| t.solve_s).sum::<f64>();
     let iterations = s.iterations + run.stages.iter().map(|t| t.iterations).sum::<usize>();
+    let factorizations = s.kkt_factorizations
+        + run
+            .stages
+            .iter()
+            .map(|t| t.kkt_factorizations)
+            .sum::<usize>();
     let per_stage = if run.stages.is_empty() {
         String::new()
     } else {
@@ -114,12 +125,13 @@ fn run_case(
     };
     let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.4}"));
     println!(
-        "| {m} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {}{} | {:.3} | {:.0} | {} | {} |",
+        "| {m} | {}{} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {}{} | {} | {:.3} | {:.0} | {} | {} |",
         match (finite_elements, theta_scaling == 1.0) {
             (false, _) => "global".to_string(),
             (true, true) => "elements".to_string(),
             (true, false) => format!("elements, θ × {theta_scaling}"),
         },
+        if skip { "" } else { ", no skip" },
         p.nodes.len(),
         run.dims.nnz_jac,
         run.solution.status,
@@ -128,6 +140,7 @@ fn run_case(
         seconds,
         iterations,
         per_stage,
+        factorizations,
         seconds / iterations.max(1) as f64,
         peak_rss_mb().unwrap_or(f64::NAN),
         f(run.evaluation.fit_mse),
@@ -138,10 +151,15 @@ fn run_case(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() == 5 && args[1] == "--case" {
+    if args.len() == 6 && args[1] == "--case" {
         colloc::solvers::ipopt::retain_freed_memory();
         let m = args[2].parse()?;
-        return run_case(m, args[3] == "elements", args[4].parse()?);
+        return run_case(
+            m,
+            args[3] == "elements",
+            args[4].parse()?,
+            args[5] == "skip",
+        );
     }
     let scales: Vec<usize> = match args.get(1) {
         Some(s) => s
@@ -150,25 +168,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Result<_, _>>()?,
         None => vec![1, 10, 100],
     };
-    println!("| m | grid | points | nnz_jac | status | build s | pre-fit s | IPOPT s | iter | s/iter | peak RSS MB | fit_mse | test_mse_clean |");
-    println!("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| m | grid | points | nnz_jac | status | build s | pre-fit s | IPOPT s | iter | KKT fact. | s/iter | peak RSS MB | fit_mse | test_mse_clean |");
+    println!("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe()?;
     for &m in &scales {
-        // (grid, θ scaling): global where feasible; finite elements unscaled, and from
-        // m = 10 on also with the θ scaling measured to help (10 at N = 2001, 30 at 20,001).
+        // (grid, θ scaling, skipped trials): global where feasible; finite elements unscaled,
+        // and from m = 10 on also with the θ scaling measured to help (10 at N = 2001, 30 at
+        // 20,001), with and without skipped unperturbed trials.
         let mut kinds = Vec::new();
         if 200 * m <= 1000 {
-            kinds.push(("global", 1.0));
+            kinds.push(("global", 1.0, "skip"));
         }
-        kinds.push(("elements", 1.0));
+        kinds.push(("elements", 1.0, "skip"));
         match m {
-            10 => kinds.push(("elements", 10.0)),
-            100 => kinds = vec![("elements", 30.0)],
+            10 => kinds.extend([("elements", 10.0, "skip"), ("elements", 10.0, "no-skip")]),
+            100 => kinds = vec![("elements", 30.0, "skip"), ("elements", 30.0, "no-skip")],
             _ => {}
         }
-        for (kind, theta_scaling) in kinds {
+        for (kind, theta_scaling, skip) in kinds {
             let out = Command::new(&exe)
-                .args(["--case", &m.to_string(), kind, &theta_scaling.to_string()])
+                .args([
+                    "--case",
+                    &m.to_string(),
+                    kind,
+                    &theta_scaling.to_string(),
+                    skip,
+                ])
                 .output()?;
             print!("{}", String::from_utf8_lossy(&out.stdout));
             if !out.status.success() {

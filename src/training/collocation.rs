@@ -1101,6 +1101,8 @@ pub struct PenaltyStage {
     pub status: String,
     /// IPOPT iterations of the stage.
     pub iterations: usize,
+    /// KKT factorizations of the stage.
+    pub kkt_factorizations: usize,
     /// Objective at the stage's solution (penalty included).
     pub objective: f64,
     /// Largest |defect| at the stage's solution.
@@ -1268,6 +1270,7 @@ fn train_network(
                 defect_weight: w,
                 status: solution.status.to_string(),
                 iterations: solution.stats.iterations,
+                kkt_factorizations: solution.stats.kkt_factorizations,
                 objective: solution.objective,
                 max_defect: built.defects.as_ref().map_or(0.0, |s| {
                     s.slice(&solution.x).iter().fold(0.0, |m, v| m.max(v.abs()))

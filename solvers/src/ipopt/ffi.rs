@@ -137,6 +137,9 @@ pub(crate) struct RawProblem {
     pub kkt_policy: KktPolicy,
     /// The NLP's block partition and its number of variables, for the block-arrow solver.
     pub kkt_blocks: Option<(Arc<KktBlocks>, usize)>,
+    /// Skip the unperturbed trial factorization after repeated wrong inertia (see
+    /// `IpoptSettings::skip_unperturbed_trial`).
+    pub skip_unperturbed_trial: bool,
 }
 
 /// In/out arrays of `IpoptSolve`: the start on entry, the solution on return.
@@ -198,7 +201,11 @@ pub(crate) fn solve_raw<E: NlpEvaluator>(
         return Err(RawError::Create);
     }
     let guard = ProblemGuard(raw);
-    let _policy = KktPolicyGuard::set(problem.kkt_policy, problem.kkt_blocks.clone());
+    let _policy = KktPolicyGuard::set(
+        problem.kkt_policy,
+        problem.kkt_blocks.clone(),
+        problem.skip_unperturbed_trial,
+    );
     let result = configure::<E>(guard.0, problem).map(|()| {
         // SAFETY: all arrays have the sizes IPOPT expects (x, mult_x_*: n; g, mult_g: m);
         // `state` outlives the call and is only accessed through the user-data pointer
@@ -499,6 +506,7 @@ unsafe extern "C" fn intermediate<E: NlpEvaluator>(
     // SAFETY: ud is the CallbackState pointer given to IpoptSolve; IPOPT calls back on the
     // solving thread, one callback at a time.
     let state = unsafe { &mut *(ud as *mut CallbackState<'_, '_, E>) };
+    INERTIA_TRIALS.with(|t| t.set(t.get().new_iterate(info.restoration)));
     if state.panic.is_some() {
         return FALSE;
     }
@@ -620,7 +628,96 @@ pub(crate) struct DmumpsStrucPrefix {
     infog: [c_int; 80],
 }
 
+/// How many iterates in a row must have had an unperturbed KKT matrix of the wrong inertia
+/// before the unperturbed trial is skipped.
+const SKIP_AFTER_FAILED_TRIALS: usize = 2;
+
+/// The KKT factorizations of the solve running on this thread, and IPOPT's inertia trials.
+///
+/// Each IPOPT iteration first factorizes the KKT matrix unperturbed (δ_w = 0); when its inertia
+/// is wrong (negative curvature of the Lagrangian on the constraints' null space, as in most
+/// iterations of these nonconvex fits) IPOPT adds δ_w·I, starting from a third of the last
+/// iteration's δ_w, and factorizes again. Once the unperturbed trial has failed in
+/// [`SKIP_AFTER_FAILED_TRIALS`] iterations in a row, the first factorization of each further
+/// (non-restoration) iteration is answered "wrong inertia" without factorizing, so IPOPT goes
+/// straight to its perturbation — what IPOPT itself does for a Hessian it has found
+/// structurally degenerate. δ_w still shrinks by 3× per iteration that needs no more, so where
+/// no perturbation is needed it fades geometrically.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct InertiaTrials {
+    /// Skipping allowed for this solve.
+    enabled: bool,
+    /// The next factorization is the first of a new (non-restoration) iterate.
+    first_pending: bool,
+    /// That first factorization was carried out (not skipped).
+    first_was_real: bool,
+    /// Factorizations since the current iterate began.
+    this_iterate: usize,
+    /// Iterates in a row whose unperturbed trial failed.
+    failed_streak: usize,
+    /// Factorizations carried out in this solve.
+    pub factorizations: usize,
+    /// Unperturbed trials skipped in this solve.
+    pub skipped: usize,
+}
+
+impl InertiaTrials {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            ..Self::default()
+        }
+    }
+
+    /// Called at each IPOPT iteration (intermediate callback), before its factorizations.
+    fn new_iterate(mut self, restoration: bool) -> Self {
+        if self.first_was_real {
+            // A second factorization of the same iterate means the first had the wrong
+            // inertia (or was singular).
+            self.failed_streak = if self.this_iterate >= 2 {
+                self.failed_streak + 1
+            } else {
+                0
+            };
+        }
+        self.first_pending = !restoration;
+        self.first_was_real = false;
+        self.this_iterate = 0;
+        self
+    }
+
+    /// Called for each factorization request; true: answer "wrong inertia" without factorizing.
+    fn skip_this_factorization(&mut self) -> bool {
+        let first = std::mem::take(&mut self.first_pending);
+        if first && self.enabled && self.failed_streak >= SKIP_AFTER_FAILED_TRIALS {
+            self.skipped += 1;
+            return true;
+        }
+        self.first_was_real |= first;
+        self.this_iterate += 1;
+        self.factorizations += 1;
+        false
+    }
+}
+
+/// The factorization counts of the last solve on this thread (read after `IpoptSolve`).
+pub(crate) fn inertia_trials() -> InertiaTrials {
+    INERTIA_TRIALS.with(std::cell::Cell::get)
+}
+
 thread_local! {
+    /// Inertia-trial state and factorization counts of the solve running on this thread.
+    static INERTIA_TRIALS: std::cell::Cell<InertiaTrials> = const {
+        std::cell::Cell::new(InertiaTrials {
+            enabled: false,
+            first_pending: false,
+            first_was_real: false,
+            this_iterate: 0,
+            failed_streak: 0,
+            factorizations: 0,
+            skipped: 0,
+        })
+    };
     /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
     static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
     /// The block partition of the solve running on this thread, with its number of variables.
@@ -688,7 +785,13 @@ pub(crate) static BLOCK_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
 pub(crate) struct KktPolicyGuard(KktPolicy, Option<(Arc<KktBlocks>, usize)>);
 
 impl KktPolicyGuard {
-    pub(crate) fn set(policy: KktPolicy, blocks: Option<(Arc<KktBlocks>, usize)>) -> Self {
+    /// Also starts this thread's inertia-trial record afresh (skipping allowed or not).
+    pub(crate) fn set(
+        policy: KktPolicy,
+        blocks: Option<(Arc<KktBlocks>, usize)>,
+        skip_unperturbed_trial: bool,
+    ) -> Self {
+        INERTIA_TRIALS.with(|t| t.set(InertiaTrials::new(skip_unperturbed_trial)));
         Self(
             KKT_POLICY.with(|p| p.replace(policy)),
             KKT_BLOCKS.with(|b| b.replace(blocks)),
@@ -777,6 +880,23 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
             forget_replacement(key);
         }
         2 | 3 => {
+            if job == 2
+                && INERTIA_TRIALS.with(|t| {
+                    let mut r = t.get();
+                    let skip = r.skip_this_factorization();
+                    t.set(r);
+                    skip
+                })
+            {
+                // SAFETY: n is set; INFO/INFOG are plain arrays in the struct. Every eigenvalue
+                // "negative" is a wrong inertia for any KKT matrix with variables; IPOPT then
+                // perturbs and calls again (it never solves with a wrong-inertia factorization).
+                unsafe {
+                    (*s).infog[11] = (*s).n;
+                    set_info(s, 0);
+                }
+                return;
+            }
             if let Some(mut solver) = take_replacement(key) {
                 // SAFETY: for JOB = 2 IPOPT has filled `a` (nz values) for the pattern
                 // irn/jcn given at the analysis; for JOB = 3 `rhs` holds n values.
@@ -1184,8 +1304,46 @@ pub(crate) fn openblas_core_name() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::DmumpsStrucPrefix;
+    use super::{DmumpsStrucPrefix, InertiaTrials, SKIP_AFTER_FAILED_TRIALS};
     use std::mem::offset_of;
+
+    /// One iterate with `n` factorization requests; returns how many were skipped.
+    fn iterate(t: &mut InertiaTrials, n: usize, restoration: bool) -> usize {
+        *t = t.new_iterate(restoration);
+        (0..n).filter(|_| t.skip_this_factorization()).count()
+    }
+
+    #[test]
+    fn unperturbed_trials_are_skipped_only_after_repeated_failures() {
+        let mut t = InertiaTrials::new(true);
+        // Iterates whose unperturbed trial fails (two or more factorizations each).
+        for _ in 0..SKIP_AFTER_FAILED_TRIALS {
+            assert_eq!(iterate(&mut t, 2, false), 0);
+        }
+        // Now the first request of each iterate is skipped, never a later one.
+        assert_eq!(iterate(&mut t, 2, false), 1);
+        assert_eq!(iterate(&mut t, 1, false), 1);
+        // Restoration iterates are never skipped and leave the record alone.
+        assert_eq!(iterate(&mut t, 3, true), 0);
+        assert_eq!(iterate(&mut t, 1, false), 1);
+        assert_eq!((t.factorizations, t.skipped), (8, 3), "2 + 2 + 1 real, 3 in restoration");
+
+        // An unperturbed trial that succeeds (one factorization) resets the streak.
+        let mut t = InertiaTrials::new(true);
+        iterate(&mut t, 2, false);
+        iterate(&mut t, 1, false);
+        iterate(&mut t, 2, false);
+        assert_eq!(
+            iterate(&mut t, 2, false),
+            0,
+            "one failure since the success"
+        );
+
+        // Disabled: nothing is skipped.
+        let mut t = InertiaTrials::new(false);
+        let skipped: usize = (0..10).map(|_| iterate(&mut t, 2, false)).sum();
+        assert_eq!((skipped, t.factorizations), (0, 20));
+    }
 
     #[test]
     fn mumps_struct_prefix_matches_the_c_header() {

@@ -58,6 +58,11 @@ pub struct SolveStats {
     pub jacobian: CallStats,
     /// Hessian evaluations (values only).
     pub hessian: CallStats,
+    /// KKT factorizations carried out (every linear solver, restoration phase included).
+    pub kkt_factorizations: usize,
+    /// Unperturbed trial factorizations skipped after repeated wrong inertia
+    /// (`IpoptSettings::skip_unperturbed_trial`).
+    pub skipped_inertia_trials: usize,
     /// Evaluations that failed (NaN, domain error); IPOPT cut its step back.
     pub eval_errors: usize,
     /// The first evaluation error, if any.

@@ -172,6 +172,7 @@ impl IpoptSolver {
             scaling: None,
             kkt_policy: self.settings.kkt_policy(),
             kkt_blocks: None,
+            skip_unperturbed_trial: self.settings.skip_unperturbed_trial,
             output_file: self
                 .settings
                 .output_file
@@ -288,6 +289,9 @@ impl IpoptSolver {
         let status = SolveStatus::from_code(code).unwrap_or(SolveStatus::InternalError);
         let mut stats = state.stats;
         stats.wall_s = started.elapsed().as_secs_f64();
+        let trials = ffi::inertia_trials();
+        stats.kkt_factorizations = trials.factorizations;
+        stats.skipped_inertia_trials = trials.skipped;
         if let Some((_, size)) = ffi::take_mumps_memory_failure() {
             let amount = if size < 0 {
                 format!("{} million entries", -(size as i64))

@@ -70,6 +70,13 @@ pub struct IpoptSettings {
     pub warm_start_mult_bound_push: f64,
     /// `mu_init` for warm-started solves with multipliers (default: 1e-9).
     pub warm_start_mu_init: f64,
+    /// Skip IPOPT's unperturbed trial factorization (δ_w = 0) of an iteration's KKT matrix once
+    /// that trial has had the wrong inertia in two iterations in a row, and go straight to the
+    /// inertia correction (default: true; colloc answers IPOPT's MUMPS calls, so this holds for
+    /// every linear solver). Saves a factorization per iteration on nonconvex fits, where
+    /// almost every iteration needs a correction; the steps differ slightly from IPOPT's
+    /// (README, "IPOPT").
+    pub skip_unperturbed_trial: bool,
     /// File that receives IPOPT's log at `file_print_level` (default: none).
     pub output_file: Option<PathBuf>,
     /// Output level of `output_file`, 0–12 (default: 5).
@@ -95,6 +102,7 @@ impl Default for IpoptSettings {
             warm_start_bound_frac: 1e-9,
             warm_start_mult_bound_push: 1e-9,
             warm_start_mu_init: 1e-9,
+            skip_unperturbed_trial: true,
             output_file: None,
             file_print_level: 5,
             options: BTreeMap::new(),

@@ -110,7 +110,17 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
     println!("{:<18} {}", "status", summary.status);
-    println!("{:<18} {}", "iterations", summary.iterations);
+    println!(
+        "{:<18} {} ({} KKT factorizations)",
+        "iterations",
+        summary.iterations,
+        stats.kkt_factorizations
+            + run
+                .stages
+                .iter()
+                .map(|s| s.kkt_factorizations)
+                .sum::<usize>()
+    );
     for stage in &run.stages {
         println!(
             "{:<18} weight {:.0e}: {} iterations, {}, max |defect| {:.2e}, {:.1} s",
