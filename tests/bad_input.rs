@@ -229,6 +229,30 @@ fn invalid_values_name_the_field() {
         &["model.time_scale", "positive"],
     );
     expect_input_error(
+        "refinement-max",
+        &GOOD.replace(
+            "points = 24\n\n[model]",
+            "points = 24\n[collocation.refinement]\nmax_points = 40\n\n[model]",
+        ),
+        &["collocation.refinement.max_points", "24 → 48"],
+    );
+    expect_input_error(
+        "refinement-defect",
+        &GOOD.replace(
+            "points = 24\n\n[model]",
+            "points = 24\n[collocation.refinement]\nmax_points = 96\ndefect = 0.0\n\n[model]",
+        ),
+        &["collocation.refinement.defect", "positive"],
+    );
+    expect_input_error(
+        "refinement-start",
+        &GOOD.replace(
+            "points = 24\n\n[model]",
+            "points = 24\n[collocation.refinement]\nmax_points = 96\nstart = \"coarse\"\n\n[model]",
+        ),
+        &["start", "data", "solution"],
+    );
+    expect_input_error(
         "both-sources",
         &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),
         &["exactly one data source"],

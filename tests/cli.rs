@@ -99,3 +99,65 @@ fn a_grid_too_coarse_for_the_learned_dynamics_is_reported() {
         );
     }
 }
+
+/// `[collocation.refinement]`: vanderpol-small on 15 collocation points is refined (15 → 30 →
+/// 60 → 120 points) until the relative defect is below 2 %, each refined grid reported.
+#[test]
+fn a_coarse_grid_is_refined_until_the_defect_is_small() {
+    let text = std::fs::read_to_string("problems/vanderpol-small.toml").unwrap();
+    let coarse = text.replace(
+        "[collocation]\npoints = 200\nnodes = \"chebyshev\"",
+        "[collocation]\npoints = 15\nnodes = \"chebyshev\"\n[collocation.refinement]\nmax_points = 240",
+    );
+    assert!(coarse.contains("max_points = 240"));
+    let dir = std::env::temp_dir().join(format!("colloc-refine-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("p.toml");
+    std::fs::write(&path, coarse).unwrap();
+    let out_dir = dir.join("out");
+    let out = colloc(&[
+        "solve",
+        path.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("grid is too coarse"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let rounds = summary["refinements"].as_array().unwrap();
+    assert!(!rounds.is_empty(), "{stdout}");
+    let mut points = 15;
+    let mut iterations = 0;
+    for round in rounds {
+        assert_eq!(round["points"].as_u64().unwrap(), points);
+        assert!(round["collocation_defect_relative"].as_f64().unwrap() > 0.02);
+        assert!(
+            stdout.contains(&format!("refinement         {points} points")),
+            "{stdout}"
+        );
+        iterations += round["iterations"].as_u64().unwrap();
+        points *= 2;
+    }
+    assert_eq!(summary["collocation_points"].as_u64().unwrap(), points);
+    assert_eq!(summary["n_cons"].as_u64().unwrap(), 2 * points);
+    assert!(summary["iterations"].as_u64().unwrap() > iterations);
+    assert!(summary["collocation_defect_relative"].as_f64().unwrap() < 0.02);
+    // The history continues across the grids.
+    let history = std::fs::read_to_string(out_dir.join("history.csv")).unwrap();
+    let numbers: Vec<u64> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] > w[0]), "{history}");
+    assert!(std::fs::read_to_string(out_dir.join("fit.svg"))
+        .unwrap()
+        .contains("<svg"));
+}

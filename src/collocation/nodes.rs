@@ -222,6 +222,21 @@ impl Nodes {
         }
     }
 
+    /// The same kind of grid on the same interval with twice the resolution: twice the points
+    /// (global collocation) or twice the elements, each with as many points (finite elements).
+    pub fn refined(&self) -> Result<Self, CollocationError> {
+        match self.elements.first() {
+            None => Self::new(self.kind, 2 * self.len(), self.t0, self.t1),
+            Some((_, element)) => Self::finite_elements(
+                self.kind,
+                2 * self.elements.len(),
+                element.len(),
+                self.t0,
+                self.t1,
+            ),
+        }
+    }
+
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.times.len()
@@ -361,6 +376,23 @@ fn symmetrize(x: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refined_grids_double_the_points_or_the_elements() {
+        let global = Nodes::new(NodeKind::Chebyshev, 15, 0.0, 3.0).unwrap();
+        let finer = global.refined().unwrap();
+        assert_eq!(
+            finer,
+            Nodes::new(NodeKind::Chebyshev, 30, 0.0, 3.0).unwrap()
+        );
+        for kind in [NodeKind::LegendreGaussLobatto, NodeKind::Radau] {
+            let elements = Nodes::finite_elements(kind, 4, 5, 1.0, 9.0).unwrap();
+            let finer = elements.refined().unwrap();
+            assert_eq!(finer, Nodes::finite_elements(kind, 8, 5, 1.0, 9.0).unwrap());
+            assert_eq!((finer.elements.len(), finer.len()), (8, 33));
+            assert_eq!((finer.t0, finer.t1, finer.kind), (1.0, 9.0, kind));
+        }
+    }
 
     #[test]
     fn rescaled_nodes_equal_nodes_built_on_the_mapped_interval() {

@@ -131,6 +131,8 @@ pub struct Problem {
     pub prefit: bool,
     /// Smoothing that starts the collocation states.
     pub smoothing: Smoothing,
+    /// Automatic grid refinement of `colloc solve` (`[collocation.refinement]`), if any.
+    pub refinement: Option<Refinement>,
     /// Weights `w` of the defect-continuation stages of `colloc solve` (empty: none).
     pub defect_penalties: Vec<f64>,
     /// IPOPT's scaling factor for θ (`[solver] parameter_scaling`; 1 = none).
@@ -144,6 +146,32 @@ pub struct Problem {
     /// The standardized coordinates this problem is stated in, when it was restated by
     /// [`Problem::in_coordinates`] (`None` for a problem as loaded: the data's own units).
     pub coordinates: Option<colloc_models::Normalization>,
+}
+
+/// Automatic grid refinement (`[collocation.refinement]`): after a converged solve whose
+/// relative collocation defect exceeds `defect`, the grid is doubled ([`Nodes::refined`]) and
+/// the problem solved again, while it has at most `max_points` points.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Refinement {
+    /// Largest number of collocation points.
+    pub max_points: usize,
+    /// Relative defect above which the grid is refined.
+    pub defect: f64,
+    /// Where the finer grid's solve starts.
+    pub start: RefinementStart,
+}
+
+/// Where the solve on a refined grid starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefinementStart {
+    /// As the first grid did: smoothed data, the problem's θ start and pre-fit (default). A
+    /// coarse solution with a large defect is no solution of its learned ODE, and starting from
+    /// it went wrong (measured in the README).
+    #[default]
+    Data,
+    /// The coarse solution: its collocation polynomial at the new nodes and its θ.
+    Solution,
 }
 
 impl Problem {
@@ -336,6 +364,48 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
                 .map_err(|e| field("collocation.nodes", e.to_string()))?
         }
     };
+    let refinement = match &c.refinement {
+        None => None,
+        Some(r) => {
+            let defect = r
+                .defect
+                .unwrap_or(crate::training::collocation::DEFECT_WARNING_RELATIVE);
+            if !(defect.is_finite() && defect > 0.0) {
+                return Err(field(
+                    "collocation.refinement.defect",
+                    format!("must be a positive relative defect, got {defect}"),
+                ));
+            }
+            let finer = nodes
+                .refined()
+                .map_err(|e| field("collocation.refinement", e.to_string()))?;
+            if r.max_points < finer.len() {
+                return Err(field(
+                    "collocation.refinement.max_points",
+                    format!(
+                        "{} points do not allow even one refinement of this grid ({} → {} points)",
+                        r.max_points,
+                        nodes.len(),
+                        finer.len()
+                    ),
+                ));
+            }
+            if nodes.elements.is_empty() && r.max_points > 5000 {
+                return Err(field(
+                    "collocation.refinement.max_points",
+                    format!(
+                        "{} points is too many for global collocation (at most 5000; use elements)",
+                        r.max_points
+                    ),
+                ));
+            }
+            Some(Refinement {
+                max_points: r.max_points,
+                defect,
+                start: r.start.unwrap_or_default(),
+            })
+        }
+    };
     let activation: Activation = raw
         .model
         .activation
@@ -480,6 +550,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         t0,
         t1,
         nodes,
+        refinement,
         model: ModelSpec {
             layers,
             activation,

@@ -118,6 +118,21 @@ pub struct RawCollocation {
     pub elements: Option<usize>,
     /// Nodes per element, both ends included (required with `elements`).
     pub points_per_element: Option<usize>,
+    /// Automatic refinement of the grid after a solve (default: none).
+    pub refinement: Option<RawRefinement>,
+}
+
+/// `[collocation.refinement]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRefinement {
+    /// Largest number of collocation points a refinement may reach.
+    pub max_points: usize,
+    /// Relative collocation defect above which the grid is refined (default: the warning
+    /// threshold of `colloc solve`, 0.02).
+    pub defect: Option<f64>,
+    /// Where the finer grid's solve starts: "data" (default) or "solution".
+    pub start: Option<super::RefinementStart>,
 }
 
 fn default_nodes() -> NodeKind {

@@ -79,6 +79,12 @@ pub struct Summary<'a> {
     /// The standardized coordinates the network was trained in, if any (the objective and
     /// `history.csv` are in those coordinates, the MSEs in the data's units).
     pub normalization: Option<&'a colloc_models::Normalization>,
+    /// Collocation points of the grid the result is on (the last grid of a refinement).
+    pub collocation_points: usize,
+    /// Grids solved and refined before the last one (`[collocation.refinement]`; their
+    /// iterations and seconds are included in `iterations`, `build_s`, `prefit_s`, `solve_s`
+    /// and `eval_s`).
+    pub refinements: &'a [crate::training::collocation::RefinementRound],
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `history.csv` and

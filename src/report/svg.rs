@@ -15,7 +15,7 @@ const TOP: f64 = 30.0;
 pub fn fit_plot(problem: &Problem, run: &CollocationRun) -> String {
     trajectory_plot(
         problem,
-        Some((&problem.nodes.times, &run.states)),
+        Some((&run.nodes.times, &run.states)),
         &run.evaluation.prediction,
         "orange: collocation states, blue: simulated learned ODE",
     )

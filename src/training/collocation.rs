@@ -31,7 +31,7 @@ use crate::nlp::{
     ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, ModelError, Nlp, Scalar,
     Target, VarBlock, VarSpec,
 };
-use crate::problem::{Formulation, Problem, Split};
+use crate::problem::{Formulation, Problem, RefinementStart, Split};
 use colloc_models::{Activation, Mlp, Structure};
 use colloc_solvers::ipopt::{
     IpoptError, IpoptOption, IpoptSettings, IpoptSolution, IpoptSolver, IterationInfo, WarmStart,
@@ -892,6 +892,36 @@ pub struct CollocationRun {
     pub prefit_s: f64,
     /// Evaluation of the result.
     pub evaluation: Evaluation,
+    /// The grid the states are on: the problem's, or the last of an automatic refinement.
+    pub nodes: Nodes,
+    /// The grids solved before the last one by an automatic refinement (empty without).
+    pub refinements: Vec<RefinementRound>,
+}
+
+/// One grid of an automatic refinement ([`train`] with `[collocation.refinement]`) that was
+/// refined after its solve.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RefinementRound {
+    /// Collocation points of the grid.
+    pub points: usize,
+    /// IPOPT's status.
+    pub status: String,
+    /// IPOPT iterations (penalty stages included).
+    pub iterations: usize,
+    /// KKT factorizations (penalty stages included).
+    pub kkt_factorizations: usize,
+    /// Objective at the grid's solution.
+    pub objective: f64,
+    /// Relative collocation defect of the grid's solution (what triggered the refinement).
+    pub collocation_defect_relative: f64,
+    /// Seconds to build the grid's NLP(s).
+    pub build_s: f64,
+    /// Seconds of the pre-fit (first grid only).
+    pub prefit_s: f64,
+    /// Seconds of IPOPT (penalty stages included).
+    pub solve_s: f64,
+    /// Seconds of function and derivative evaluations.
+    pub eval_s: f64,
 }
 
 /// Figures of a trained model on the problem's data.
@@ -1133,23 +1163,120 @@ pub struct PenaltyStage {
 /// ([`Problem::in_coordinates`]); the returned model carries the normalization, the states are
 /// in the data's units, and the evaluation is in the data's units (IPOPT's objective and the
 /// history are in the standardized ones).
+///
+/// With `[collocation.refinement]` a converged solve whose relative collocation defect
+/// ([`collocation_defect`]) exceeds the threshold is followed by a solve on the refined grid
+/// ([`Nodes::refined`]: twice the points or elements), as long as that grid has at most
+/// `max_points` points; the run reports the last grid (`nodes`, `states`, `evaluation`) and the
+/// refined ones (`refinements`), and its history continues across them.
 pub fn train(
     problem: &Problem,
     formulation: Formulation,
     init: Option<&Mlp>,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
 ) -> Result<CollocationRun, TrainError> {
+    let mut run = train_on_grid(problem, formulation, init, None, 0, observer)?;
+    let Some(refinement) = problem.refinement else {
+        return Ok(run);
+    };
+    let mut current = problem.clone();
+    let mut rounds = Vec::new();
+    loop {
+        let defect = run.evaluation.collocation_defect_relative;
+        let Some(defect) = defect.filter(|&d| run.solution.is_success() && d > refinement.defect)
+        else {
+            break;
+        };
+        let nodes = current.nodes.refined()?;
+        if nodes.len() > refinement.max_points {
+            break;
+        }
+        let (model, start) = match refinement.start {
+            RefinementStart::Data => (None, None),
+            RefinementStart::Solution => {
+                // The coarse collocation polynomial at the new nodes, and the coarse θ.
+                let l = interpolation_matrix(&current.nodes, &nodes.times)?;
+                let columns: Vec<Vec<f64>> = (0..current.data.dim())
+                    .map(|i| l.mul_vec(&run.states.iter().map(|y| y[i]).collect::<Vec<f64>>()))
+                    .collect();
+                let start: Vec<Vec<f64>> = (0..nodes.len())
+                    .map(|k| columns.iter().map(|c| c[k]).collect())
+                    .collect();
+                (Some(run.model.clone()), Some(start))
+            }
+        };
+        let first_iteration = run.history.last().map_or(0, |it| it.iteration + 1);
+        rounds.push(RefinementRound::of(&run, defect));
+        current.nodes = nodes;
+        run = train_on_grid(
+            &current,
+            formulation,
+            model.as_ref().or(init),
+            start.as_deref(),
+            first_iteration,
+            observer,
+        )
+        .map(|mut next| {
+            next.history.splice(0..0, std::mem::take(&mut run.history));
+            next
+        })?;
+    }
+    run.refinements = rounds;
+    Ok(run)
+}
+
+impl RefinementRound {
+    fn of(run: &CollocationRun, defect: f64) -> Self {
+        let stages = &run.stages;
+        let stats = &run.solution.stats;
+        Self {
+            points: run.nodes.len(),
+            status: run.solution.status.to_string(),
+            iterations: stats.iterations + stages.iter().map(|s| s.iterations).sum::<usize>(),
+            kkt_factorizations: stats.kkt_factorizations
+                + stages.iter().map(|s| s.kkt_factorizations).sum::<usize>(),
+            objective: run.solution.objective,
+            collocation_defect_relative: defect,
+            build_s: run.build_s,
+            prefit_s: run.prefit_s,
+            solve_s: stats.wall_s + stages.iter().map(|s| s.solve_s).sum::<f64>(),
+            eval_s: stats.eval_s + stages.iter().map(|s| s.eval_s).sum::<f64>(),
+        }
+    }
+}
+
+/// [`train`] on the problem's own grid: the states start from `start` (one row per node, in
+/// the data's units) when given, else from the smoothed data; iteration numbers start at
+/// `first_iteration`.
+fn train_on_grid(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    start: Option<&[Vec<f64>]>,
+    first_iteration: usize,
+    observer: &mut dyn FnMut(&IterationInfo) -> bool,
+) -> Result<CollocationRun, TrainError> {
     let coordinates = training_coordinates(problem, init).map_err(TrainError::Unsupported)?;
     let mut run = match &coordinates {
-        None => train_network(problem, formulation, init, observer)?,
+        None => train_network(problem, formulation, init, start, first_iteration, observer)?,
         Some(n) => {
             let inner = problem
                 .in_coordinates(n)
                 .map_err(|e| TrainError::Unsupported(e.to_string()))?;
             let network = init.map(Mlp::network_only);
-            let mut run = train_network(&inner, formulation, network.as_ref(), observer)?;
+            let start: Option<Vec<Vec<f64>>> =
+                start.map(|s| s.iter().map(|y| n.state_to_normalized(y)).collect());
+            let mut run = train_network(
+                &inner,
+                formulation,
+                network.as_ref(),
+                start.as_deref(),
+                first_iteration,
+                observer,
+            )?;
             run.model = run.model.with_normalization(Some(n.clone()))?;
             run.states = states_from_normalized(n, &run.states);
+            run.nodes = problem.nodes.clone();
             run
         }
     };
@@ -1206,11 +1333,13 @@ fn train_network(
     problem: &Problem,
     formulation: Formulation,
     init: Option<&Mlp>,
+    start: Option<&[Vec<f64>]>,
+    first_iteration: usize,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
 ) -> Result<CollocationRun, TrainError> {
     let solver = IpoptSolver::new(ipopt_settings(problem, formulation))?;
     let mut history = Vec::new();
-    let offset = std::cell::Cell::new(0usize);
+    let offset = std::cell::Cell::new(first_iteration);
     let stopped = std::cell::Cell::new(false);
     let mut watch = |it: &IterationInfo| {
         let mut it = *it;
@@ -1260,9 +1389,16 @@ fn train_network(
         };
         prefit_s += built.prefit_s;
         build_s += built.build_s;
-        let warm = previous.as_ref().map(|(before, solution)| {
-            carry_over(before, solution, &built, defect_weight.is_none())
-        });
+        let warm = match (&previous, start) {
+            (Some((before, solution)), _) => Some(carry_over(
+                before,
+                solution,
+                &built,
+                defect_weight.is_none(),
+            )),
+            (None, Some(states)) => Some(start_at_states(&built, states)?),
+            (None, None) => None,
+        };
         let solution = solver.solve_with(&mut built.nlp, warm.as_ref(), Some(&mut watch))?;
         offset.set(offset.get() + solution.stats.iterations + 1);
         if let Some(w) = defect_weight {
@@ -1309,7 +1445,29 @@ fn train_network(
         build_s,
         prefit_s,
         evaluation: Evaluation::default(),
+        nodes: problem.nodes.clone(),
+        refinements: Vec::new(),
     })
+}
+
+/// The NLP's own starting point with the states replaced by `states` (one row per node).
+fn start_at_states(built: &CollocationNlp, states: &[Vec<f64>]) -> Result<WarmStart, TrainError> {
+    let mut x = vec![0.0; built.nlp.dims().n_vars];
+    built.nlp.initial_point(&mut x);
+    let d = states.first().map_or(0, Vec::len);
+    if states.len() * d != built.states.indices().len() {
+        return Err(TrainError::Unsupported(format!(
+            "{} starting states of dimension {d} for a grid of {} values",
+            states.len(),
+            built.states.indices().len()
+        )));
+    }
+    for (k, y) in states.iter().enumerate() {
+        for (i, &v) in y.iter().enumerate() {
+            x[built.states.at(&[k, i])] = v;
+        }
+    }
+    Ok(WarmStart::primal(x))
 }
 
 /// Where a stage's states and θ sit in its variables.

@@ -1326,7 +1326,11 @@ mod tests {
         // Restoration iterates are never skipped and leave the record alone.
         assert_eq!(iterate(&mut t, 3, true), 0);
         assert_eq!(iterate(&mut t, 1, false), 1);
-        assert_eq!((t.factorizations, t.skipped), (8, 3), "2 + 2 + 1 real, 3 in restoration");
+        assert_eq!(
+            (t.factorizations, t.skipped),
+            (8, 3),
+            "2 + 2 + 1 real, 3 in restoration"
+        );
 
         // An unperturbed trial that succeeds (one factorization) resets the streak.
         let mut t = InertiaTrials::new(true);

@@ -42,7 +42,8 @@ pub fn warn_if_grid_too_coarse(ev: &Evaluation) {
                 "warning: between the collocation points the fitted states miss the learned ODE \
                  by {:.1} % (RMS of p' − F relative to p'): the grid is too coarse for the \
                  learned dynamics, and the simulation may leave the fitted trajectory; use more \
-                 collocation points or elements",
+                 collocation points or elements, or let `[collocation.refinement] max_points` \
+                 refine the grid automatically",
                 100.0 * r
             );
         }

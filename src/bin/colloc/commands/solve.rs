@@ -85,18 +85,27 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     )?;
     let ev = &run.evaluation;
     let stats = &run.solution.stats;
+    let rounds = &run.refinements;
+    let stage_sum =
+        |f: fn(&collocation::PenaltyStage) -> f64| run.stages.iter().map(f).sum::<f64>();
     let summary = Summary {
         problem: &problem.name,
         method: "collocation",
         formulation,
         status: run.solution.status.to_string(),
         success: run.solution.is_success(),
-        iterations: stats.iterations + run.stages.iter().map(|s| s.iterations).sum::<usize>(),
+        iterations: stats.iterations
+            + run.stages.iter().map(|s| s.iterations).sum::<usize>()
+            + rounds.iter().map(|r| r.iterations).sum::<usize>(),
         wall_s: started.elapsed().as_secs_f64(),
-        build_s: run.build_s,
-        prefit_s: run.prefit_s,
-        solve_s: stats.wall_s + run.stages.iter().map(|s| s.solve_s).sum::<f64>(),
-        eval_s: stats.eval_s + run.stages.iter().map(|s| s.eval_s).sum::<f64>(),
+        build_s: run.build_s + rounds.iter().map(|r| r.build_s).sum::<f64>(),
+        prefit_s: run.prefit_s + rounds.iter().map(|r| r.prefit_s).sum::<f64>(),
+        solve_s: stats.wall_s
+            + stage_sum(|s| s.solve_s)
+            + rounds.iter().map(|r| r.solve_s).sum::<f64>(),
+        eval_s: stats.eval_s
+            + stage_sum(|s| s.eval_s)
+            + rounds.iter().map(|r| r.eval_s).sum::<f64>(),
         objective: run.solution.objective,
         scores: ev,
         size: run.dims,
@@ -106,10 +115,22 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         parameter_scaling: problem.parameter_scaling,
         smoothing: problem.smoothing,
         normalization: run.model.normalization.as_ref(),
+        collocation_points: run.nodes.len(),
+        refinements: rounds,
     };
     report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
     println!("{:<18} {}", "status", summary.status);
+    for round in rounds {
+        println!(
+            "{:<18} {} points: {} iterations, {}, relative defect {:.2e} → refined",
+            "refinement",
+            round.points,
+            round.iterations,
+            round.status,
+            round.collocation_defect_relative
+        );
+    }
     println!(
         "{:<18} {} ({} KKT factorizations)",
         "iterations",
@@ -120,6 +141,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
                 .iter()
                 .map(|s| s.kkt_factorizations)
                 .sum::<usize>()
+            + rounds.iter().map(|r| r.kkt_factorizations).sum::<usize>()
     );
     for stage in &run.stages {
         println!(
