@@ -9,6 +9,31 @@ fn colloc(args: &[&str]) -> std::process::Output {
         .expect("the binary runs")
 }
 
+/// Writes `text` as `dir/NAME.toml`, runs `colloc solve` on it into `dir/out-NAME` and returns
+/// the exit code, stdout, stderr and the output folder.
+fn solve_text(
+    dir: &std::path::Path,
+    name: &str,
+    text: &str,
+) -> (Option<i32>, String, String, std::path::PathBuf) {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let out_dir = dir.join(format!("out-{name}"));
+    let out = colloc(&[
+        "solve",
+        path.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out_dir,
+    )
+}
+
 #[test]
 fn version_and_help() {
     let out = colloc(&["--version"]);
@@ -71,21 +96,8 @@ fn a_grid_too_coarse_for_the_learned_dynamics_is_reported() {
             &format!("[collocation]\npoints = {points}"),
         );
         assert!(coarse.contains(&format!("points = {points}\nnodes")));
-        let path = dir.join(format!("p{points}.toml"));
-        std::fs::write(&path, coarse).unwrap();
-        let out_dir = dir.join(format!("out{points}"));
-        let out = colloc(&[
-            "solve",
-            path.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--quiet",
-        ]);
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let (code, stdout, stderr, out_dir) = solve_text(&dir, &format!("p{points}"), &coarse);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
         assert!(stdout.contains("collocation defect"), "{stdout}");
         assert_eq!(stderr.contains("grid is too coarse"), warns, "{stderr}");
         let summary: serde_json::Value =
@@ -112,21 +124,8 @@ fn a_coarse_grid_is_refined_until_the_defect_is_small() {
     assert!(coarse.contains("max_points = 240"));
     let dir = std::env::temp_dir().join(format!("colloc-refine-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("p.toml");
-    std::fs::write(&path, coarse).unwrap();
-    let out_dir = dir.join("out");
-    let out = colloc(&[
-        "solve",
-        path.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--quiet",
-    ]);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (code, stdout, stderr, out_dir) = solve_text(&dir, "refine", &coarse);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(!stderr.contains("grid is too coarse"), "{stderr}");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
