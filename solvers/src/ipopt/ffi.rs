@@ -651,6 +651,9 @@ pub(crate) struct InertiaTrials {
     first_pending: bool,
     /// That first factorization was carried out (not skipped).
     first_was_real: bool,
+    /// That first factorization found the matrix singular (IPOPT then tests for degenerate
+    /// constraints, a different correction, which skipping must not disturb).
+    first_was_singular: bool,
     /// Factorizations since the current iterate began.
     this_iterate: usize,
     /// Iterates in a row whose unperturbed trial failed.
@@ -673,8 +676,8 @@ impl InertiaTrials {
     fn new_iterate(mut self, restoration: bool) -> Self {
         if self.first_was_real {
             // A second factorization of the same iterate means the first had the wrong
-            // inertia (or was singular).
-            self.failed_streak = if self.this_iterate >= 2 {
+            // inertia (unless it was singular).
+            self.failed_streak = if self.this_iterate >= 2 && !self.first_was_singular {
                 self.failed_streak + 1
             } else {
                 0
@@ -682,8 +685,16 @@ impl InertiaTrials {
         }
         self.first_pending = !restoration;
         self.first_was_real = false;
+        self.first_was_singular = false;
         self.this_iterate = 0;
         self
+    }
+
+    /// Called after a factorization carried out: `singular` when the matrix was singular.
+    fn factorized(&mut self, singular: bool) {
+        if self.this_iterate == 1 && self.first_was_real {
+            self.first_was_singular = singular;
+        }
     }
 
     /// Called for each factorization request; true: answer "wrong inertia" without factorizing.
@@ -700,6 +711,15 @@ impl InertiaTrials {
     }
 }
 
+/// Records the outcome of a factorization carried out on this thread.
+fn note_factorized(singular: bool) {
+    INERTIA_TRIALS.with(|t| {
+        let mut r = t.get();
+        r.factorized(singular);
+        t.set(r);
+    });
+}
+
 /// The factorization counts of the last solve on this thread (read after `IpoptSolve`).
 pub(crate) fn inertia_trials() -> InertiaTrials {
     INERTIA_TRIALS.with(std::cell::Cell::get)
@@ -712,6 +732,7 @@ thread_local! {
             enabled: false,
             first_pending: false,
             first_was_real: false,
+            first_was_singular: false,
             this_iterate: 0,
             failed_streak: 0,
             factorizations: 0,
@@ -907,13 +928,15 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                         let rows = slice_raw((*s).irn, nz);
                         let cols = slice_raw((*s).jcn, nz);
                         let vals = slice_raw((*s).a, nz);
-                        match solver.factorize(rows, cols, vals) {
+                        let code = match solver.factorize(rows, cols, vals) {
                             Ok(inertia) => {
                                 (*s).infog[11] = inertia.negative as c_int;
                                 0
                             }
                             Err(_) => -10,
-                        }
+                        };
+                        note_factorized(code == -10);
+                        code
                     } else {
                         let rhs = std::slice::from_raw_parts_mut((*s).rhs, n);
                         if solver.solve(rhs) {
@@ -943,6 +966,9 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
         real(id);
         ((*s).info[0], (*s).info[1])
     };
+    if job == 2 {
+        note_factorized(info1 == -10);
+    }
     if info1 == -13 {
         MUMPS_MEMORY_FAILURE.with(|f| {
             if f.get().is_none() {
@@ -1342,6 +1368,17 @@ mod tests {
             0,
             "one failure since the success"
         );
+
+        // A singular first factorization (IPOPT's degeneracy tests follow) does not count.
+        let mut t = InertiaTrials::new(true);
+        for _ in 0..5 {
+            t = t.new_iterate(false);
+            assert!(!t.skip_this_factorization());
+            t.factorized(true);
+            assert!(!t.skip_this_factorization());
+            t.factorized(false);
+        }
+        assert_eq!((t.failed_streak, t.skipped), (0, 0));
 
         // Disabled: nothing is skipped.
         let mut t = InertiaTrials::new(false);
