@@ -589,3 +589,31 @@ fn skipping_unperturbed_trials_saves_factorizations_at_the_same_optimum() {
     assert!(b.stats.kkt_factorizations < a.stats.kkt_factorizations);
     assert!((a.objective - b.objective).abs() <= 1e-7 * a.objective.abs());
 }
+
+/// `[collocation.refinement]` on finite elements doubles the elements (same points each) while
+/// the defect is above the threshold; the run's states live on its final grid.
+#[test]
+fn finite_elements_are_refined_by_doubling_the_elements() {
+    let text = SMALL.replace(
+        "[collocation]\npoints = 30",
+        "[collocation]\nelements = 3\npoints_per_element = 3\nnodes = \"legendre-gauss-lobatto\"\n[collocation.refinement]\nmax_points = 100\ndefect = 0.001",
+    );
+    let (_, p) = common::load_problem_text("fe-refine", &text);
+    let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+    assert!(!run.refinements.is_empty());
+    let mut elements = 3;
+    for round in &run.refinements {
+        assert_eq!(round.points, elements * 2 + 1);
+        assert!(round.collocation_defect_relative > 0.001);
+        elements *= 2;
+    }
+    assert_eq!(run.nodes.elements.len(), elements);
+    assert_eq!(run.states.len(), run.nodes.len());
+    let last = run.evaluation.collocation_defect_relative.unwrap();
+    assert!(last <= 0.001 || 2 * run.nodes.len() - 1 > 100, "{last}");
+    eprintln!(
+        "grids {:?} → {} points, defect {last:.2e}",
+        run.refinements.iter().map(|r| r.points).collect::<Vec<_>>(),
+        run.nodes.len()
+    );
+}
