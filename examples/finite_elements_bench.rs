@@ -103,14 +103,9 @@ fn run_case(
     let p = loaded?;
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true)?;
     let s = &run.solution.stats;
-    let seconds = s.wall_s + run.stages.iter().map(|t| t.solve_s).sum::<f64>();
-    let iterations = s.iterations + run.stages.iter().map(|t| t.iterations).sum::<usize>();
-    let factorizations = s.kkt_factorizations
-        + run
-            .stages
-            .iter()
-            .map(|t| t.kkt_factorizations)
-            .sum::<usize>();
+    let totals = run.grid_totals();
+    let (seconds, iterations, factorizations) =
+        (totals.solve_s, totals.iterations, totals.kkt_factorizations);
     let per_stage = if run.stages.is_empty() {
         String::new()
     } else {

@@ -898,6 +898,68 @@ pub struct CollocationRun {
     pub refinements: Vec<RefinementRound>,
 }
 
+/// IPOPT's work on one or more grids: the exact solve and its penalty stages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SolveTotals {
+    /// IPOPT iterations.
+    pub iterations: usize,
+    /// KKT factorizations.
+    pub kkt_factorizations: usize,
+    /// Seconds to build the NLP(s).
+    pub build_s: f64,
+    /// Seconds of the pre-fit.
+    pub prefit_s: f64,
+    /// Seconds of IPOPT.
+    pub solve_s: f64,
+    /// Seconds of function and derivative evaluations.
+    pub eval_s: f64,
+}
+
+impl std::ops::Add for SolveTotals {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            iterations: self.iterations + o.iterations,
+            kkt_factorizations: self.kkt_factorizations + o.kkt_factorizations,
+            build_s: self.build_s + o.build_s,
+            prefit_s: self.prefit_s + o.prefit_s,
+            solve_s: self.solve_s + o.solve_s,
+            eval_s: self.eval_s + o.eval_s,
+        }
+    }
+}
+
+impl CollocationRun {
+    /// The work on the run's last grid: the exact solve plus its penalty stages.
+    pub fn grid_totals(&self) -> SolveTotals {
+        let stats = &self.solution.stats;
+        let exact = SolveTotals {
+            iterations: stats.iterations,
+            kkt_factorizations: stats.kkt_factorizations,
+            build_s: self.build_s,
+            prefit_s: self.prefit_s,
+            solve_s: stats.wall_s,
+            eval_s: stats.eval_s,
+        };
+        self.stages.iter().fold(exact, |t, s| {
+            t + SolveTotals {
+                iterations: s.iterations,
+                kkt_factorizations: s.kkt_factorizations,
+                solve_s: s.solve_s,
+                eval_s: s.eval_s,
+                ..SolveTotals::default()
+            }
+        })
+    }
+
+    /// The work on every grid, the refined ones included.
+    pub fn totals(&self) -> SolveTotals {
+        self.refinements
+            .iter()
+            .fold(self.grid_totals(), |t, r| t + r.totals)
+    }
+}
+
 /// One grid of an automatic refinement ([`train`] with `[collocation.refinement]`) that was
 /// refined after its solve.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -906,22 +968,13 @@ pub struct RefinementRound {
     pub points: usize,
     /// IPOPT's status.
     pub status: String,
-    /// IPOPT iterations (penalty stages included).
-    pub iterations: usize,
-    /// KKT factorizations (penalty stages included).
-    pub kkt_factorizations: usize,
     /// Objective at the grid's solution.
     pub objective: f64,
     /// Relative collocation defect of the grid's solution (what triggered the refinement).
     pub collocation_defect_relative: f64,
-    /// Seconds to build the grid's NLP(s).
-    pub build_s: f64,
-    /// Seconds of the pre-fit (first grid only).
-    pub prefit_s: f64,
-    /// Seconds of IPOPT (penalty stages included).
-    pub solve_s: f64,
-    /// Seconds of function and derivative evaluations.
-    pub eval_s: f64,
+    /// IPOPT's work on the grid (penalty stages included; build and pre-fit times too).
+    #[serde(flatten)]
+    pub totals: SolveTotals,
 }
 
 /// Figures of a trained model on the problem's data.
@@ -1227,20 +1280,12 @@ pub fn train(
 
 impl RefinementRound {
     fn of(run: &CollocationRun, defect: f64) -> Self {
-        let stages = &run.stages;
-        let stats = &run.solution.stats;
         Self {
             points: run.nodes.len(),
             status: run.solution.status.to_string(),
-            iterations: stats.iterations + stages.iter().map(|s| s.iterations).sum::<usize>(),
-            kkt_factorizations: stats.kkt_factorizations
-                + stages.iter().map(|s| s.kkt_factorizations).sum::<usize>(),
             objective: run.solution.objective,
             collocation_defect_relative: defect,
-            build_s: run.build_s,
-            prefit_s: run.prefit_s,
-            solve_s: stats.wall_s + stages.iter().map(|s| s.solve_s).sum::<f64>(),
-            eval_s: stats.eval_s + stages.iter().map(|s| s.eval_s).sum::<f64>(),
+            totals: run.grid_totals(),
         }
     }
 }

@@ -86,26 +86,19 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let ev = &run.evaluation;
     let stats = &run.solution.stats;
     let rounds = &run.refinements;
-    let stage_sum =
-        |f: fn(&collocation::PenaltyStage) -> f64| run.stages.iter().map(f).sum::<f64>();
+    let totals = run.totals();
     let summary = Summary {
         problem: &problem.name,
         method: "collocation",
         formulation,
         status: run.solution.status.to_string(),
         success: run.solution.is_success(),
-        iterations: stats.iterations
-            + run.stages.iter().map(|s| s.iterations).sum::<usize>()
-            + rounds.iter().map(|r| r.iterations).sum::<usize>(),
+        iterations: totals.iterations,
         wall_s: started.elapsed().as_secs_f64(),
-        build_s: run.build_s + rounds.iter().map(|r| r.build_s).sum::<f64>(),
-        prefit_s: run.prefit_s + rounds.iter().map(|r| r.prefit_s).sum::<f64>(),
-        solve_s: stats.wall_s
-            + stage_sum(|s| s.solve_s)
-            + rounds.iter().map(|r| r.solve_s).sum::<f64>(),
-        eval_s: stats.eval_s
-            + stage_sum(|s| s.eval_s)
-            + rounds.iter().map(|r| r.eval_s).sum::<f64>(),
+        build_s: totals.build_s,
+        prefit_s: totals.prefit_s,
+        solve_s: totals.solve_s,
+        eval_s: totals.eval_s,
         objective: run.solution.objective,
         scores: ev,
         size: run.dims,
@@ -126,22 +119,14 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
             "{:<18} {} points: {} iterations, {}, relative defect {:.2e} → refined",
             "refinement",
             round.points,
-            round.iterations,
+            round.totals.iterations,
             round.status,
             round.collocation_defect_relative
         );
     }
     println!(
         "{:<18} {} ({} KKT factorizations)",
-        "iterations",
-        summary.iterations,
-        stats.kkt_factorizations
-            + run
-                .stages
-                .iter()
-                .map(|s| s.kkt_factorizations)
-                .sum::<usize>()
-            + rounds.iter().map(|r| r.kkt_factorizations).sum::<usize>()
+        "iterations", summary.iterations, totals.kkt_factorizations
     );
     for stage in &run.stages {
         println!(
