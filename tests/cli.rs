@@ -160,3 +160,95 @@ fn a_coarse_grid_is_refined_until_the_defect_is_small() {
         .unwrap()
         .contains("<svg"));
 }
+
+/// `colloc predict` integrates a saved model. Along the run's own `data.csv`, from the fitted
+/// state at t0, it is the simulation `colloc solve` scored: the MSE over train and test points
+/// equals the count-weighted mean of the reported train_mse and test_mse. Bad requests exit 2
+/// naming what is wrong; a CSV goes to stdout or, atomically, to `--out`.
+#[test]
+fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
+    let text = std::fs::read_to_string("problems/vanderpol-small.toml").unwrap();
+    let dir = std::env::temp_dir().join(format!("colloc-predict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, stdout, stderr, out_dir) = solve_text(&dir, "small", &text);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let (train, test) = (
+        summary["train_mse"].as_f64().unwrap(),
+        summary["test_mse"].as_f64().unwrap(),
+    );
+    let data = std::fs::read_to_string(out_dir.join("data.csv")).unwrap();
+    let n_train = data.lines().filter(|l| l.ends_with(",train")).count() as f64;
+    let n_test = data.lines().filter(|l| l.ends_with(",test")).count() as f64;
+    // The fitted start: the simulation's first row in prediction.csv (t, split, sim1, sim2, …).
+    let prediction = std::fs::read_to_string(out_dir.join("prediction.csv")).unwrap();
+    let first: Vec<&str> = prediction.lines().nth(1).unwrap().split(',').collect();
+    let (t0, y0) = (first[0], format!("{},{}", first[2], first[3]));
+    let model = out_dir.join("model.json");
+    let (model, data_csv) = (model.to_str().unwrap(), out_dir.join("data.csv"));
+    let out_csv = dir.join("predicted.csv");
+    let out = colloc(&[
+        "predict",
+        model,
+        "--data",
+        data_csv.to_str().unwrap(),
+        "--t0",
+        t0,
+        &format!("--y0={y0}"),
+        "--out",
+        out_csv.to_str().unwrap(),
+    ]);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    let mse: f64 = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("mse"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("an mse line");
+    let expected = (train * n_train + test * n_test) / (n_train + n_test);
+    assert!(
+        (mse - expected).abs() <= 1e-4 * expected,
+        "{mse} vs {expected}"
+    );
+    let written = std::fs::read_to_string(&out_csv).unwrap();
+    assert!(written.starts_with("t,y1,y2,obs1,obs2\n"));
+    assert_eq!(written.lines().count() as f64, 1.0 + n_train + n_test);
+
+    // From a state to a time: the CSV on stdout, 5 rows plus the header.
+    let out = colloc(&[
+        "predict", model, "--y0", "0,1", "--t1", "2", "--points", "5",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert!(csv.starts_with("t,y1,y2\n0,0,1\n"), "{csv}");
+
+    for (args, message) in [
+        (vec!["--y0", "0,1,2", "--t1", "2"], "the model has 2 states"),
+        (vec!["--y0", "0,1"], "give --t1"),
+        (vec!["--t1", "2"], "give --y0"),
+        (vec!["--y0", "0,1", "--t1", "-1"], "need t1 > t0"),
+        (vec!["--y0", "0,x", "--t1", "2"], "invalid value 'x'"),
+    ] {
+        let mut full = vec!["predict", model];
+        full.extend(args.iter().copied());
+        let out = colloc(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let out = colloc(&[
+        "predict",
+        "problems/vanderpol.toml",
+        "--y0",
+        "0,1",
+        "--t1",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("problems/vanderpol.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

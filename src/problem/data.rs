@@ -98,25 +98,31 @@ fn push_time(t: &mut Vec<f64>, time: f64) -> Result<(), String> {
 }
 
 /// Reads `t, y1, …, yd` rows. A header line is allowed (first line with a non-numeric
-/// field); `#` starts a comment line. Errors name the file and line.
+/// field); when its last column is `split` (colloc's own `data.csv`), that column is ignored.
+/// `#` starts a comment line. Errors name the file and line.
 pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> {
     let (file, text) = read_text(path)?;
     let err = |line: usize, message: String| data_error(&file, line, message);
     let mut t = Vec::new();
     let mut y: Vec<Vec<f64>> = Vec::new();
     let mut width = None;
+    let mut split_column = false;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let s = raw.trim();
         if s.is_empty() || s.starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = s.split(',').map(str::trim).collect();
+        let mut fields: Vec<&str> = s.split(',').map(str::trim).collect();
+        if split_column {
+            fields.pop();
+        }
         let parsed: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
         let values = match parsed {
             Ok(v) => v,
             Err(_) if t.is_empty() && width.is_none() => {
-                width = Some(fields.len());
+                split_column = fields.len() > 2 && fields.last() == Some(&"split");
+                width = Some(fields.len() - usize::from(split_column));
                 continue; // header
             }
             Err(_) => {
@@ -258,5 +264,25 @@ mod tests {
         );
         assert_eq!(normal_draws(0, 5), normal_draws(0, 5));
         assert_eq!(&normal_draws(0, 5)[..], &normal_draws(0, 6)[..5]);
+    }
+
+    #[test]
+    fn a_split_column_of_colloc_data_is_ignored_and_only_then() {
+        let dir = std::env::temp_dir().join(format!("colloc-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with_split = dir.join("data.csv");
+        std::fs::write(&with_split, "t,y1,y2,split\n0,1,2,train\n1,3,4,test\n").unwrap();
+        let (t, y) = read_csv(&with_split).unwrap();
+        assert_eq!(t, vec![0.0, 1.0]);
+        assert_eq!(y, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+        // Another label column is still an error naming the line.
+        let other = dir.join("other.csv");
+        std::fs::write(&other, "t,y1,y2,label\n0,1,2,train\n").unwrap();
+        let e = read_csv(&other).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2") && e.contains("`train` is not a number"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

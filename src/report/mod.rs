@@ -24,11 +24,7 @@ pub struct ReportError {
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
-    let path = dir.join(name);
-    write_atomic(&path, text.as_bytes()).map_err(|e| ReportError {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    write_file(&dir.join(name), text)
 }
 
 /// `summary.json` of a collocation run.
@@ -283,6 +279,42 @@ pub fn write_sequential(
         ),
     )?;
     Ok(())
+}
+
+/// The CSV of a prediction (`colloc predict`): `t, y1, …, yd`, followed by the observations
+/// `obs1, …, obsd` when there are any.
+pub fn prediction_table(
+    prediction: &crate::training::prediction::Prediction,
+    observed: Option<&[Vec<f64>]>,
+) -> String {
+    let d = prediction.y.first().map_or(0, Vec::len);
+    let names = |prefix: &str| {
+        (1..=d)
+            .map(|i| format!("{prefix}{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut s = format!("t,{}", names("y"));
+    if observed.is_some() {
+        let _ = write!(s, ",{}", names("obs"));
+    }
+    s.push('\n');
+    for (k, (t, y)) in prediction.t.iter().zip(&prediction.y).enumerate() {
+        let _ = write!(s, "{t},{}", join(y));
+        if let Some(o) = observed.and_then(|o| o.get(k)) {
+            let _ = write!(s, ",{}", join(o));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes `text` to `path` atomically (a temporary file beside it, then a rename).
+pub fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
+    write_atomic(path, text.as_bytes()).map_err(|e| ReportError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn join(v: &[f64]) -> String {

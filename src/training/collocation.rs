@@ -1165,13 +1165,9 @@ pub fn simulate_and_score(
 
 /// Where and why a simulation of the learned ODE stopped.
 fn describe(e: &OdeError) -> String {
-    match e {
-        OdeError::StepSizeTooSmall { t, .. }
-        | OdeError::NonFinite { t }
-        | OdeError::TooManySteps { t, .. } => {
-            format!("the learned ODE could not be integrated past t = {t:.4}: {e}")
-        }
-        other => other.to_string(),
+    match e.time_reached() {
+        Some(t) => format!("the learned ODE could not be integrated past t = {t:.4}: {e}"),
+        None => e.to_string(),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod coordinates;
 mod deep_network;
 pub mod metrics;
 pub mod momentum;
+pub mod prediction;
 pub mod prefit;
 pub mod sequential;
 pub mod smoothing;

@@ -90,6 +90,18 @@ pub enum OdeError {
     },
 }
 
+impl OdeError {
+    /// How far the integration got, for the errors that stop it on the way.
+    pub fn time_reached(&self) -> Option<f64> {
+        match self {
+            Self::StepSizeTooSmall { t, .. }
+            | Self::NonFinite { t }
+            | Self::TooManySteps { t, .. } => Some(*t),
+            Self::BadOutputTimes { .. } | Self::BadInitialState(_) => None,
+        }
+    }
+}
+
 pub(crate) fn check_inputs(dim: usize, t0: f64, y0: &[f64], times: &[f64]) -> Result<(), OdeError> {
     if y0.len() != dim {
         return Err(OdeError::BadInitialState(format!(

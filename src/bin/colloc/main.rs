@@ -24,6 +24,9 @@ enum Command {
     /// Train by ADMM: one collocation sub-problem per batch, solved in parallel, driven to
     /// consensus of the network parameters.
     Admm(commands::admm::AdmmArgs),
+    /// Integrate a trained model's learned ODE from a given state (or along measurements,
+    /// reporting the MSE) and write the trajectory as CSV.
+    Predict(commands::predict::PredictArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Some(Command::Solve(args)) => commands::solve::run(args),
         Some(Command::Train(args)) => commands::train::run(args),
         Some(Command::Admm(args)) => commands::admm::run(args),
+        Some(Command::Predict(args)) => commands::predict::run(args),
         None => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let _ = cmd.print_help();

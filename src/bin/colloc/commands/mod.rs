@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod admm;
+pub mod predict;
 pub mod solve;
 pub mod train;
 

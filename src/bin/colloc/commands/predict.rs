@@ -1,0 +1,116 @@
+//! `colloc predict MODEL`: integrate a trained model's learned ODE from a given state, or
+//! along measurements it is scored against.
+
+use crate::Failure;
+use colloc::problem::read_csv;
+use colloc::report;
+use colloc::training::prediction::{self, PredictionError};
+use colloc_models::Mlp;
+use std::path::PathBuf;
+
+/// Arguments of `colloc predict`.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// A model saved by `colloc solve`, `train` or `admm` (model.json).
+    pub model: PathBuf,
+    /// Initial state, comma-separated (with --data the default is the first observation).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub y0: Option<Vec<f64>>,
+    /// Start time (default: 0, or the first time of --data).
+    #[arg(long, allow_hyphen_values = true)]
+    pub t0: Option<f64>,
+    /// End time (required without --data).
+    #[arg(long, allow_hyphen_values = true)]
+    pub t1: Option<f64>,
+    /// Evenly spaced output times from t0 to t1.
+    #[arg(long, default_value_t = 200)]
+    pub points: usize,
+    /// Measurements (CSV: t, y1, …, yd): predict at their times and report the MSE.
+    #[arg(long, conflicts_with_all = ["t1"])]
+    pub data: Option<PathBuf>,
+    /// Write the CSV (t, y1.., and obs1.. with --data) to this file, atomically; without it
+    /// the CSV goes to standard output and the report to standard error.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs the command.
+pub fn run(args: PredictArgs) -> Result<(), Failure> {
+    let model = Mlp::load(&args.model).map_err(Failure::input)?;
+    let input = |e: PredictionError| match e {
+        PredictionError::Integration { .. } => Failure::run(e),
+        other => Failure::input(other),
+    };
+    let (t0, y0, times, observed) = match &args.data {
+        Some(path) => {
+            let (t, y) = read_csv(path).map_err(Failure::input)?;
+            let t0 = args.t0.unwrap_or(t[0]);
+            let y0 = match (&args.y0, args.t0) {
+                (Some(y0), _) => y0.clone(),
+                (None, None) => y[0].clone(),
+                (None, Some(_)) => {
+                    return Err(Failure::input(
+                        "--t0 with --data needs --y0 (the state at t0)",
+                    ))
+                }
+            };
+            if y[0].len() != model.state_inputs() {
+                return Err(Failure::input(format!(
+                    "{}: {} state columns, the model {} has {} states",
+                    path.display(),
+                    y[0].len(),
+                    args.model.display(),
+                    model.state_inputs()
+                )));
+            }
+            (t0, y0, t, Some(y))
+        }
+        None => {
+            let t0 = args.t0.unwrap_or(0.0);
+            let t1 = args
+                .t1
+                .ok_or_else(|| Failure::input("give --t1 (the end time) or --data FILE"))?;
+            let y0 = args
+                .y0
+                .clone()
+                .ok_or_else(|| Failure::input("give --y0 (the initial state, comma-separated)"))?;
+            let times = prediction::even_times(t0, t1, args.points).map_err(input)?;
+            (t0, y0, times, None)
+        }
+    };
+    let result = prediction::simulate(&model, t0, &y0, &times).map_err(input)?;
+    let table = report::prediction_table(&result, observed.as_deref());
+    let mut lines = vec![format!(
+        "{:<18} {} times from t = {} to {}, {} right-hand-side evaluations",
+        "prediction",
+        result.t.len(),
+        t0,
+        result.t.last().copied().unwrap_or(t0),
+        result.nfe
+    )];
+    if let Some(obs) = &observed {
+        let (total, per_state) = prediction::mse_per_state(&result.y, obs);
+        let each: Vec<String> = per_state.iter().map(|v| format!("{v:.4e}")).collect();
+        lines.push(format!(
+            "{:<18} {total:.4e}   per state {}",
+            "mse",
+            each.join(" ")
+        ));
+    }
+    match &args.out {
+        Some(path) => {
+            report::write_file(path, &table).map_err(Failure::run)?;
+            lines.push(format!("{:<18} {}", "results", path.display()));
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        None => {
+            print!("{table}");
+            for l in lines {
+                eprintln!("{l}");
+            }
+        }
+    }
+    Ok(())
+}
