@@ -142,12 +142,7 @@ fn write_data_and_prediction(
 ) -> Result<(), ReportError> {
     let data = &problem.data;
     let d = data.dim();
-    let header = |prefix: &str| {
-        (1..=d)
-            .map(|i| format!("{prefix}{i}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let header = |prefix: &str| column_names(prefix, d);
 
     let mut s = format!("t,{},split\n", header("y"));
     for k in 0..data.t.len() {
@@ -288,12 +283,7 @@ pub fn prediction_table(
     observed: Option<&[Vec<f64>]>,
 ) -> String {
     let d = prediction.y.first().map_or(0, Vec::len);
-    let names = |prefix: &str| {
-        (1..=d)
-            .map(|i| format!("{prefix}{i}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let names = |prefix: &str| column_names(prefix, d);
     let mut s = format!("t,{}", names("y"));
     if observed.is_some() {
         let _ = write!(s, ",{}", names("obs"));
@@ -315,6 +305,14 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
         path: path.display().to_string(),
         message: e.to_string(),
     })
+}
+
+/// `prefix1,prefix2,…,prefixd`: the CSV column names of `d` states.
+fn column_names(prefix: &str, d: usize) -> String {
+    (1..=d)
+        .map(|i| format!("{prefix}{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn join(v: &[f64]) -> String {
