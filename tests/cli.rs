@@ -240,6 +240,18 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+    // Measurements without rows, or with another number of states.
+    for (name, csv, message) in [
+        ("empty.csv", "t,y1,y2\n", "no measurement rows"),
+        ("one.csv", "t,y1\n0,1\n1,2\n", "1 state columns"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, csv).unwrap();
+        let out = colloc(&["predict", model, "--data", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(message), "{name}: {stderr}");
+    }
     let out = colloc(&[
         "predict",
         "problems/vanderpol.toml",

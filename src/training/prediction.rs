@@ -54,13 +54,16 @@ pub struct Prediction {
     pub nfe: usize,
 }
 
-/// `n ≥ 2` evenly spaced times from `t0` to `t1` (both included).
+/// Most output times [`even_times`] makes (80 MB of times, more per state).
+pub const MAX_POINTS: usize = 10_000_000;
+
+/// `n` evenly spaced times from `t0` to `t1` (both included), `2 ≤ n ≤` [`MAX_POINTS`].
 pub fn even_times(t0: f64, t1: f64, n: usize) -> Result<Vec<f64>, PredictionError> {
     finite("t0", t0)?;
     finite("t1", t1)?;
-    if t1 <= t0 || n < 2 {
+    if t1 <= t0 || !(2..=MAX_POINTS).contains(&n) {
         return Err(PredictionError::Times(format!(
-            "need t1 > t0 and at least 2 points, got t0 = {t0}, t1 = {t1}, {n} points"
+            "need t1 > t0 and 2 to {MAX_POINTS} points, got t0 = {t0}, t1 = {t1}, {n} points"
         )));
     }
     Ok((0..n)
@@ -197,6 +200,7 @@ mod tests {
         assert!(e.to_string().contains("must increase"), "{e}");
         assert!(even_times(1.0, 1.0, 10).is_err());
         assert!(even_times(0.0, 1.0, 1).is_err());
+        assert!(even_times(0.0, 1.0, MAX_POINTS + 1).is_err());
         assert!(even_times(0.0, f64::INFINITY, 10).is_err());
     }
 }

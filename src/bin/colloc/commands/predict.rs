@@ -44,21 +44,27 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
     let (t0, y0, times, observed) = match &args.data {
         Some(path) => {
             let (t, y) = read_csv(path).map_err(Failure::input)?;
-            let t0 = args.t0.unwrap_or(t[0]);
+            let (Some(&first_t), Some(first_y)) = (t.first(), y.first()) else {
+                return Err(Failure::input(format!(
+                    "{}: no measurement rows (t, y1, …, yd)",
+                    path.display()
+                )));
+            };
+            let t0 = args.t0.unwrap_or(first_t);
             let y0 = match (&args.y0, args.t0) {
                 (Some(y0), _) => y0.clone(),
-                (None, None) => y[0].clone(),
+                (None, None) => first_y.clone(),
                 (None, Some(_)) => {
                     return Err(Failure::input(
                         "--t0 with --data needs --y0 (the state at t0)",
                     ))
                 }
             };
-            if y[0].len() != model.state_inputs() {
+            if first_y.len() != model.state_inputs() {
                 return Err(Failure::input(format!(
                     "{}: {} state columns, the model {} has {} states",
                     path.display(),
-                    y[0].len(),
+                    first_y.len(),
                     args.model.display(),
                     model.state_inputs()
                 )));
