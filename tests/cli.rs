@@ -217,14 +217,27 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     assert!(written.starts_with("t,y1,y2,obs1,obs2\n"));
     assert_eq!(written.lines().count() as f64, 1.0 + n_train + n_test);
 
-    // From a state to a time: the CSV on stdout, 5 rows plus the header.
+    // From a state to a time: the CSV on stdout, 5 rows plus the header; the plot beside.
+    let svg = dir.join("predicted.svg");
     let out = colloc(&[
-        "predict", model, "--y0", "0,1", "--t1", "2", "--points", "5",
+        "predict",
+        model,
+        "--y0",
+        "0,1",
+        "--t1",
+        "2",
+        "--points",
+        "5",
+        "--svg",
+        svg.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0));
     let csv = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(csv.lines().count(), 6, "{csv}");
     assert!(csv.starts_with("t,y1,y2\n0,0,1\n"), "{csv}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    assert_eq!(plot.matches("<polyline").count(), 2, "one line per state");
 
     for (args, message) in [
         (vec!["--y0", "0,1,2", "--t1", "2"], "the model has 2 states"),

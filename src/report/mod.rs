@@ -3,7 +3,7 @@
 
 mod svg;
 
-pub use svg::{curve_plot, fit_plot, log_series_plot, trajectory_plot};
+pub use svg::{curve_plot, fit_plot, log_series_plot, prediction_plot, trajectory_plot};
 
 use crate::problem::Problem;
 use crate::sequential::TrainReport;

@@ -30,11 +30,68 @@ pub fn trajectory_plot(
     legend: &str,
 ) -> String {
     let data = &problem.data;
-    let d = data.dim();
-    let (t_min, t_max) = (
-        data.t.first().copied().unwrap_or(0.0).min(problem.t0),
-        data.t.last().copied().unwrap_or(1.0).max(problem.t1),
-    );
+    let test: Vec<bool> = data.split.iter().map(|s| *s != Split::Train).collect();
+    panels(&Panels {
+        title: &problem.name,
+        legend,
+        t_range: (
+            data.t.first().copied().unwrap_or(0.0).min(problem.t0),
+            data.t.last().copied().unwrap_or(1.0).max(problem.t1),
+        ),
+        observations: Some((&data.t, &data.y, &test)),
+        boundary: data.split.contains(&Split::Test).then_some(problem.t1),
+        fitted,
+        simulated: (&data.t, prediction),
+    })
+}
+
+/// A predicted trajectory `(times, states)` and, if given, the measurements at the same
+/// times, as SVG (`colloc predict --svg`).
+pub fn prediction_plot(
+    title: &str,
+    times: &[f64],
+    prediction: &[Vec<f64>],
+    observed: Option<&[Vec<f64>]>,
+) -> String {
+    let train = vec![false; observed.map_or(0, <[Vec<f64>]>::len)];
+    panels(&Panels {
+        title,
+        legend: "blue: learned ODE",
+        t_range: (
+            times.first().copied().unwrap_or(0.0),
+            times.last().copied().unwrap_or(1.0),
+        ),
+        observations: observed.map(|o| (times, o, train.as_slice())),
+        boundary: None,
+        fitted: None,
+        simulated: (times, prediction),
+    })
+}
+
+/// What [`panels`] draws: one panel per state.
+struct Panels<'a> {
+    title: &'a str,
+    legend: &'a str,
+    /// The time axis.
+    t_range: (f64, f64),
+    /// Observations `(times, states, is_test)`, dots (grey when test).
+    observations: Option<(&'a [f64], &'a [Vec<f64>], &'a [bool])>,
+    /// A train/test boundary, a dashed line.
+    boundary: Option<f64>,
+    /// Fitted states `(times, states)`, an orange line.
+    fitted: Option<(&'a [f64], &'a [Vec<f64>])>,
+    /// The simulated trajectory `(times, states)`, a blue line.
+    simulated: (&'a [f64], &'a [Vec<f64>]),
+}
+
+fn panels(p: &Panels<'_>) -> String {
+    let (sim_t, prediction) = p.simulated;
+    let d = p
+        .observations
+        .and_then(|(_, o, _)| o.first())
+        .or(prediction.first())
+        .map_or(0, Vec::len);
+    let (t_min, t_max) = p.t_range;
     let height = TOP + d as f64 * (PANEL_H + 30.0) + 20.0;
     let mut s = String::new();
     let _ = writeln!(
@@ -45,17 +102,17 @@ pub fn trajectory_plot(
     let _ = writeln!(
         s,
         r#"<text x="{LEFT}" y="18" font-size="14">{} — dots: observations (grey: test), {}</text>"#,
-        escape(&problem.name),
-        escape(legend)
+        escape(p.title),
+        escape(p.legend)
     );
+    let observed: &[Vec<f64>] = p.observations.map_or(&[], |(_, o, _)| o);
     for i in 0..d {
         let y0 = TOP + i as f64 * (PANEL_H + 30.0);
-        let values = data
-            .y
+        let values = observed
             .iter()
             .map(|y| y[i])
             .chain(prediction.iter().map(|y| y[i]))
-            .chain(fitted.iter().flat_map(|(_, st)| st.iter().map(|y| y[i])))
+            .chain(p.fitted.iter().flat_map(|(_, st)| st.iter().map(|y| y[i])))
             .filter(|v| v.is_finite());
         let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(v), b.max(v))
@@ -65,16 +122,17 @@ pub fn trajectory_plot(
             hi = 1.0;
         }
         // Keep a runaway simulation from squashing the panel: clip to 3× the data's range.
-        let (dlo, dhi) = data
-            .y
-            .iter()
-            .map(|y| y[i])
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            });
-        let pad = dhi - dlo;
-        lo = lo.max(dlo - pad);
-        hi = hi.min(dhi + pad);
+        if !observed.is_empty() {
+            let (dlo, dhi) = observed
+                .iter()
+                .map(|y| y[i])
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                });
+            let pad = dhi - dlo;
+            lo = lo.max(dlo - pad);
+            hi = hi.min(dhi + pad);
+        }
         let x = |t: f64| LEFT + (t - t_min) / (t_max - t_min) * (W - LEFT - RIGHT);
         let y = |v: f64| y0 + PANEL_H - (v.clamp(lo, hi) - lo) / (hi - lo) * PANEL_H;
         let _ = writeln!(
@@ -113,8 +171,8 @@ pub fn trajectory_plot(
             LEFT - 4.0,
             y0 + PANEL_H
         );
-        if data.split.contains(&Split::Test) {
-            let xb = x(problem.t1);
+        if let Some(tb) = p.boundary {
+            let xb = x(tb);
             let _ = writeln!(
                 s,
                 r##"<line x1="{xb}" y1="{y0}" x2="{xb}" y2="{}" stroke="#c00" stroke-dasharray="4 3"/>"##,
@@ -127,25 +185,22 @@ pub fn trajectory_plot(
                 y0 + 12.0
             );
         }
-        for (k, obs) in data.y.iter().enumerate() {
-            let color = if data.split[k] == Split::Train {
-                "#222"
-            } else {
-                "#aaa"
-            };
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.2}" cy="{:.2}" r="1.8" fill="{color}"/>"#,
-                x(data.t[k]),
-                y(obs[i])
-            );
+        if let Some((times, obs, test)) = p.observations {
+            for ((t, o), is_test) in times.iter().zip(obs).zip(test) {
+                let color = if *is_test { "#aaa" } else { "#222" };
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.2}" cy="{:.2}" r="1.8" fill="{color}"/>"#,
+                    x(*t),
+                    y(o[i])
+                );
+            }
         }
-        if let Some((times, states)) = fitted {
+        if let Some((times, states)) = p.fitted {
             let fit: Vec<(f64, f64)> = times.iter().zip(states).map(|(&t, v)| (t, v[i])).collect();
             polyline(&mut s, &fit, &x, &y, "#e07000", 4.0);
         }
-        let sim: Vec<(f64, f64)> = data
-            .t
+        let sim: Vec<(f64, f64)> = sim_t
             .iter()
             .zip(prediction)
             .map(|(&t, v)| (t, v[i]))

@@ -32,6 +32,9 @@ pub struct PredictArgs {
     /// the CSV goes to standard output and the report to standard error.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also draw the trajectory (and the measurements) into this SVG file, atomically.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 /// Runs the command.
@@ -102,6 +105,15 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
             "mse",
             each.join(" ")
         ));
+    }
+    if let Some(path) = &args.svg {
+        let title = args
+            .model
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+        let plot = report::prediction_plot(&title, &result.t, &result.y, observed.as_deref());
+        report::write_file(path, &plot).map_err(Failure::run)?;
+        lines.push(format!("{:<18} {}", "plot", path.display()));
     }
     match &args.out {
         Some(path) => {
