@@ -68,6 +68,9 @@ pub fn prediction_plot(
     })
 }
 
+/// Observations: times, states, and whether each is a test point.
+type Observations<'a> = (&'a [f64], &'a [Vec<f64>], &'a [bool]);
+
 /// What [`panels`] draws: one panel per state.
 struct Panels<'a> {
     title: &'a str,
@@ -75,7 +78,7 @@ struct Panels<'a> {
     /// The time axis.
     t_range: (f64, f64),
     /// Observations `(times, states, is_test)`, dots (grey when test).
-    observations: Option<(&'a [f64], &'a [Vec<f64>], &'a [bool])>,
+    observations: Option<Observations<'a>>,
     /// A train/test boundary, a dashed line.
     boundary: Option<f64>,
     /// Fitted states `(times, states)`, an orange line.
