@@ -32,18 +32,22 @@ impl CompiledGroup {
     }
 }
 
-/// Largest element buffer (entries) assembled by scattering. A small model's evaluation is
-/// bound by memory traffic, not arithmetic: IPOPT's factorization between two evaluations
-/// evicts the element buffers and gather maps from the cache, and the parallel kernels gain
-/// little over one thread. Scattering element blocks straight into the values, one element
-/// after another, skips the buffer and the gather's scattered reads of it. Measured per call
-/// inside IPOPT on 2 cores (forced Van der Pol, [2, 32, 2]): 200 points, Hessian 1.4 → 0.7 ms,
-/// Jacobian 0.9 → 0.5 ms; 2001 points (1.8 M Hessian entries) 10 → 7.4 ms; at 20,001 points
-/// the parallel path is faster for the Jacobian (9 M entries: 26 vs 40 ms) and as fast for
-/// the Hessian (18 M), so larger buffers keep it. Only models whose element groups all have
-/// closed-form derivatives scatter: dual-number elements cost enough per element that their
-/// parallel kernels pay off (`cargo bench --bench modeling`: 100,000 five-input elements,
-/// constraint values 2.2 ms in parallel against 4.0 ms scattered).
+/// Largest element buffer (entries) of constraint values or Jacobian entries assembled by
+/// scattering. A small model's evaluation is bound by memory traffic, not arithmetic: IPOPT's
+/// factorization between two evaluations evicts the element buffers and gather maps from the
+/// cache, and the parallel kernels gain little over one thread. Scattering element blocks
+/// straight into the values, one element after another, skips the buffer and the gather's
+/// scattered reads of it. Measured per call inside IPOPT on 2 cores (forced Van der Pol,
+/// [2, 32, 2]): 200 points, Hessian 1.4 → 0.7 ms, Jacobian 0.9 → 0.5 ms; 2001 points (1.8 M
+/// Hessian entries) 10 → 7.4 ms; at 20,001 points the parallel path is faster for the
+/// Jacobian (9 M entries: 49–53 vs 60–66 ms), so larger buffers keep it there. The Hessian
+/// scatters at any size: with its slots in column order (see `SlotOrder::ColumnMajor`) one
+/// point's elements write one stretch of it, while the parallel gather sums each network
+/// parameter's coupling over all points at a stride — 98 vs 168 ms at 20,001 points (18 M
+/// entries; 130–170 vs 189–227 ms with the slots in row order). Only models whose element
+/// groups all have closed-form derivatives scatter: dual-number elements cost enough per
+/// element that their parallel kernels pay off (`cargo bench --bench modeling`: 100,000
+/// five-input elements, constraint values 2.2 ms in parallel against 4.0 ms scattered).
 pub const SCATTER_MAX_ENTRIES: usize = 1 << 22;
 
 pub(crate) struct CompiledLeastSquares {
@@ -108,7 +112,11 @@ pub struct Nlp {
     pub(crate) weight_targets: Vec<Target>,
     pub(crate) val_arena: Vec<f64>,
     pub(crate) jac_arena: Vec<f64>,
+    /// Empty while the Hessian scatters closed-form elements (it is then never read: 144 MB
+    /// at 20,001 points); allocated by [`Nlp::set_scatter_assembly`].
     pub(crate) hess_arena: Vec<f64>,
+    /// Entries of the Hessian element buffer.
+    pub(crate) hess_len: usize,
     pub(crate) weight_arena: Vec<f64>,
     pub(crate) groups: Vec<CompiledGroup>,
     pub(crate) structured: Vec<CompiledStructured>,
@@ -174,23 +182,22 @@ impl Nlp {
     /// Chooses how derivative values are assembled: `true` scatters each element's block into
     /// the values one element after another, `false` runs the element kernels in parallel
     /// into element buffers and gathers them. Both sum the same terms in the same order. The
-    /// builder scatters small models of closed-form elements (see [`SCATTER_MAX_ENTRIES`]);
-    /// this switch exists for tests and measurements.
+    /// builder scatters the Hessian of models of closed-form elements, and their values and
+    /// Jacobian while small (see [`SCATTER_MAX_ENTRIES`]); this switch, for tests and
+    /// measurements, sets all three.
     pub fn set_scatter_assembly(&mut self, scatter: bool) {
-        let (val_len, jac_len, hess_len) = (
-            self.val_arena.len(),
-            self.jac_arena.len(),
-            self.hess_arena.len(),
-        );
+        let (val_len, jac_len, hess_len) =
+            (self.val_arena.len(), self.jac_arena.len(), self.hess_len);
+        self.hess_arena.resize(hess_len, 0.0);
         self.g_scatter = scatter.then(|| self.g_gather.slots(val_len));
         self.jac_scatter = scatter.then(|| self.jac_gather.slots(jac_len));
         self.hess_scatter = scatter.then(|| self.hess_gather.slots(hess_len));
     }
 
-    /// True when derivative values are assembled by scattering (see
-    /// [`Nlp::set_scatter_assembly`]).
+    /// True when constraint values and Jacobian entries are assembled by scattering (see
+    /// [`Nlp::set_scatter_assembly`]; the Hessian may scatter at sizes where they do not).
     pub fn scatter_assembly(&self) -> bool {
-        self.hess_scatter.is_some()
+        self.jac_scatter.is_some()
     }
 
     /// Declares a block partition for the KKT solver (see [`KktBlocks`]); checked by the

@@ -3,7 +3,7 @@
 use super::derivatives::{packed_len, GroupKernels};
 use super::element::{Element, ElementGroup, Target};
 use super::evaluator::{CompiledGroup, CompiledL2, CompiledLeastSquares, Nlp, SCATTER_MAX_ENTRIES};
-use super::sparsity::{dense_gather, PatternBuilder, Source};
+use super::sparsity::{dense_gather, PatternBuilder, SlotOrder, Source};
 use super::structured::{CompiledStructured, StructuredTerm};
 use super::terms::{L2Regularization, LeastSquares};
 use super::variables::{check_finite, ConBlock, ConSpec, VarBlock, VarSpec};
@@ -243,7 +243,7 @@ impl Model {
         });
 
         // Linear constraint terms: constant Jacobian entries and the matrix for g(x).
-        let mut jac = PatternBuilder::default();
+        let mut jac = PatternBuilder::new(SlotOrder::RowMajor);
         let mut lin_rows = Vec::with_capacity(self.linear_constraints.len());
         for (name, r, c, v) in &self.linear_constraints {
             check_row(name, *r)?;
@@ -267,7 +267,7 @@ impl Model {
         }
 
         // Objective terms with constant Hessians.
-        let mut hess = PatternBuilder::default();
+        let mut hess = PatternBuilder::new(SlotOrder::ColumnMajor);
         let mut least_squares = Vec::with_capacity(self.least_squares.len());
         for ls in self.least_squares {
             ls.validate(n)?;
@@ -429,19 +429,12 @@ impl Model {
         }
         let jac = jac.finish();
         let hess = hess.finish();
-        // Hessian slots of the L2 diagonals (the pattern is sorted by row, then column), so
-        // their weights can change without a rebuild.
+        // Hessian slots of the L2 diagonals, so their weights can change without a rebuild.
         for term in &mut l2 {
             term.hess_slots = term
                 .indices
                 .iter()
-                .map(|&i| {
-                    let from = hess.rows.partition_point(|&r| r < i);
-                    let to = hess.rows.partition_point(|&r| r <= i);
-                    let slot = from + hess.cols[from..to].partition_point(|&c| c < i);
-                    debug_assert!(hess.rows[slot] == i && hess.cols[slot] == i);
-                    slot
-                })
+                .map(|&i| hess.slot(i, i).expect("an L2 term pushes its diagonal"))
                 .collect();
         }
         let dims = NlpDims {
@@ -461,19 +454,21 @@ impl Model {
             .flat_map(|g| g.kernels.targets().iter().copied())
             .chain(structured_targets)
             .collect::<Vec<_>>();
-        // Scatter assembly (see `SCATTER_MAX_ENTRIES`) for small models made of closed-form
-        // elements only: elements evaluated through dual numbers cost enough that their
-        // parallel kernels pay off.
-        let scatter = [val_len, jac_len, hess_len]
-            .iter()
-            .all(|&len| len <= SCATTER_MAX_ENTRIES)
-            && !groups.is_empty()
+        // Scatter assembly (see `SCATTER_MAX_ENTRIES`) for models made of closed-form
+        // elements only (elements evaluated through dual numbers cost enough that their
+        // parallel kernels pay off): the Hessian always, values and Jacobian while small.
+        let closed_form = !groups.is_empty()
             && groups.iter().all(|g| g.kernels.has_closed_form())
             && structured.is_empty();
+        let scatter = closed_form
+            && [val_len, jac_len]
+                .iter()
+                .all(|&len| len <= SCATTER_MAX_ENTRIES);
         let g_gather = dense_gather(m, &g_sources);
         let g_scatter = scatter.then(|| g_gather.slots(val_len));
         let jac_scatter = scatter.then(|| jac.gather.slots(jac_len));
-        let hess_scatter = scatter.then(|| hess.gather.slots(hess_len));
+        let hess_scatter = closed_form.then(|| hess.gather.slots(hess_len));
+        let hess_scatter_set = hess_scatter.is_some();
         Ok(Nlp {
             dims,
             x_lower,
@@ -504,7 +499,13 @@ impl Model {
             weight_targets,
             val_arena: vec![0.0; val_len],
             jac_arena: vec![0.0; jac_len],
-            hess_arena: vec![0.0; hess_len],
+            // Never read while closed-form elements scatter.
+            hess_arena: if hess_scatter_set {
+                Vec::new()
+            } else {
+                vec![0.0; hess_len]
+            },
+            hess_len,
             weight_arena: vec![0.0; val_len],
             groups,
             structured,
