@@ -22,6 +22,7 @@
 use super::dense_kkt::{ldlt_inertia, Inertia, Singular};
 use super::ffi::{blas_dgemm, lapack_dsytrf, lapack_dsytrs_many};
 use crate::nlp::KktBlocks;
+use rayon::slice::ParallelSliceMut;
 
 /// Where a matrix entry is added.
 #[derive(Clone, Copy, Debug)]
@@ -170,7 +171,8 @@ impl BlockArrowLdlt {
             Slot::Global(at) => (2, at),
             Slot::Corner(at) => (3, at),
         };
-        slots.sort_by_key(|(slot, _)| key(slot));
+        // The index breaks ties (duplicates), so the order is the stable sort's.
+        slots.par_sort_unstable_by_key(|&(slot, index)| (key(&slot), index));
         Some(Self {
             n,
             sizes,
