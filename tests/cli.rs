@@ -238,6 +238,45 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
     assert_eq!(plot.matches("<polyline").count(), 2, "one line per state");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "constant weights: no window to leave"
+    );
+
+    // Time-dependent weights (fitted on [0, 15]): a warning beyond their window, none inside.
+    let poly_dir = dir.join("polyweight");
+    let out = colloc(&[
+        "train",
+        "problems/vanderpol-small.toml",
+        "--method",
+        "polyweight",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        poly_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let poly_model = poly_dir.join("model.json");
+    for (t1, warned) in [("10", false), ("30", true)] {
+        let out = colloc(&[
+            "predict",
+            poly_model.to_str().unwrap(),
+            "--y0",
+            "0,1",
+            "--t1",
+            t1,
+            "--points",
+            "3",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(
+            stderr.contains("fitted on [0, 15]; beyond that window"),
+            warned,
+            "t1 = {t1}: {stderr}"
+        );
+    }
 
     for (args, message) in [
         (vec!["--y0", "0,1,2", "--t1", "2"], "the model has 2 states"),

@@ -131,6 +131,17 @@ impl Mlp {
         }
     }
 
+    /// The window `[t0, t1]` of the time basis in the data's time (a normalized model keeps
+    /// it in its own time τ), or `None` for constant weights. Outside it the weights
+    /// extrapolate their polynomials.
+    pub fn time_basis_window(&self) -> Option<(f64, f64)> {
+        let b = self.time_basis.as_ref()?;
+        Some(match &self.normalization {
+            Some(n) => (n.time_from_normalized(b.t0), n.time_from_normalized(b.t1)),
+            None => (b.t0, b.t1),
+        })
+    }
+
     /// The network's weights at time `t` from the full parameter vector `params`: `params`
     /// itself without a time basis, else `Σ_i p_i(τ(t)) θ_i` written into `buf`.
     pub fn params_at<'a>(&self, params: &'a [f64], t: f64, buf: &'a mut Vec<f64>) -> &'a [f64] {
@@ -467,6 +478,31 @@ mod tests {
         let mut m = Mlp::xavier(&[2, 3, 2], Activation::Tanh, false, 0).unwrap();
         m.params = (0..m.n_params()).map(|i| 0.1 * (i as f64) - 0.7).collect();
         m
+    }
+
+    /// The time basis's window in the data's time: as stored, or mapped back from τ for a
+    /// normalized model; none for constant weights.
+    #[test]
+    fn time_basis_window_is_given_in_the_data_time() {
+        assert_eq!(small().time_basis_window(), None);
+        let basis = TimeBasis {
+            kind: crate::BasisKind::Legendre,
+            degree: 2,
+            t0: 0.0,
+            t1: 1.0,
+        };
+        let m = small()
+            .with_structure(Structure::BlackBox, Some(basis))
+            .unwrap();
+        assert_eq!(m.time_basis_window(), Some((0.0, 1.0)));
+        let n = Normalization {
+            state_shift: vec![0.0, 0.0],
+            state_scale: vec![1.0, 1.0],
+            time_shift: 2.0,
+            time_scale: 4.0,
+        };
+        let m = m.with_normalization(Some(n)).unwrap();
+        assert_eq!(m.time_basis_window(), Some((2.0, 6.0)));
     }
 
     #[test]

@@ -97,6 +97,17 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
         result.t.last().copied().unwrap_or(t0),
         result.nfe
     )];
+    let t_end = result.t.last().copied().unwrap_or(t0);
+    if let Some((a, b)) = model.time_basis_window() {
+        let slack = 1e-9 * (b - a).abs().max(1.0);
+        if t0.min(t_end) < a - slack || t0.max(t_end) > b + slack {
+            eprintln!(
+                "{:<18} the model's weights are polynomials in time fitted on [{a}, {b}]; \
+                 beyond that window they extrapolate the polynomials, and the prediction with them",
+                "warning"
+            );
+        }
+    }
     if let Some(obs) = &observed {
         let (total, per_state) = prediction::mse_per_state(&result.y, obs);
         let each: Vec<String> = per_state.iter().map(|v| format!("{v:.4e}")).collect();
