@@ -92,11 +92,10 @@ impl Gather {
 }
 
 /// The order of a merged pattern's slots.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SlotOrder {
     /// By row, then column (the Jacobian: a constraint row's entries come from the elements
     /// of its own point).
-    #[default]
     RowMajor,
     /// By column, then row. For the lower triangle of the Hessian this groups a state's
     /// couplings to every network parameter (rows after the states) in its column: the
@@ -110,7 +109,6 @@ pub(crate) enum SlotOrder {
 }
 
 /// Collects `(row, col, source)` contributions, then merges duplicates into a sorted pattern.
-#[derive(Default)]
 pub(crate) struct PatternBuilder {
     entries: Vec<(u64, Source)>,
     order: SlotOrder,
