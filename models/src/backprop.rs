@@ -8,14 +8,16 @@
 use crate::mlp::Mlp;
 
 /// Intermediate values of one forward pass ([`Mlp::forward_tape`]), reused across calls.
+///
+/// A pass is recorded as one slice of [`MlpTape::saved_len`] values: the layer values (the
+/// input, then each layer's output after its activation), then the slopes (each unit's
+/// activation derivative at its pre-activation, 1 for the output). [`Mlp::forward_saved`]
+/// and [`Mlp::vjp_saved`] work on such slices directly, so that many passes can be kept
+/// (an ODE solve's stages) without copying them in and out of a tape.
 #[derive(Clone, Debug, Default)]
 pub struct MlpTape {
-    /// Layer values: the input, then each layer's output (after its activation).
-    values: Vec<f64>,
-    /// Derivative of each hidden unit's activation at its pre-activation (1 for the output).
-    slopes: Vec<f64>,
-    /// Offsets of each layer in `values` (layer 0 = input).
-    offsets: Vec<usize>,
+    /// The last pass: layer values, then slopes.
+    saved: Vec<f64>,
     /// Backward buffers.
     delta: Vec<f64>,
     delta_next: Vec<f64>,
@@ -27,90 +29,78 @@ impl MlpTape {
         Self::default()
     }
 
-    /// Number of values [`MlpTape::save`] writes for `model` (its layer values and slopes).
+    /// Number of values a recorded pass of `model` takes (its layer values and slopes).
     pub fn saved_len(model: &Mlp) -> usize {
         2 * model.layers.iter().sum::<usize>()
     }
 
-    /// Copies what [`Mlp::vjp`] needs from the last forward pass into `out`
-    /// ([`MlpTape::saved_len`] values), so many passes can be kept and replayed later.
+    /// Copies the last forward pass into `out` ([`MlpTape::saved_len`] values).
     pub fn save(&self, out: &mut [f64]) {
-        let n = self.values.len();
-        out[..n].copy_from_slice(&self.values);
-        out[n..2 * n].copy_from_slice(&self.slopes);
+        out[..self.saved.len()].copy_from_slice(&self.saved);
     }
 
-    /// Makes this tape the one of a forward pass of `model` saved by [`MlpTape::save`].
+    /// Makes this tape the one of a forward pass saved by [`MlpTape::save`] or written by
+    /// [`Mlp::forward_saved`].
     pub fn restore(&mut self, model: &Mlp, saved: &[f64]) {
-        self.offsets.clear();
-        let mut total = 0;
-        for &w in &model.layers {
-            self.offsets.push(total);
-            total += w;
-        }
-        self.values.clear();
-        self.values.extend_from_slice(&saved[..total]);
-        self.slopes.clear();
-        self.slopes.extend_from_slice(&saved[total..2 * total]);
-    }
-
-    /// The network's output of the last forward pass.
-    pub fn output(&self) -> &[f64] {
-        let last = self.offsets.len().saturating_sub(1);
-        self.offsets.get(last).map_or(&[], |&o| &self.values[o..])
+        self.saved.clear();
+        self.saved
+            .extend_from_slice(&saved[..MlpTape::saved_len(model)]);
     }
 }
 
 impl Mlp {
     /// `f_θ(input)` with parameters `params`, recording the tape for [`Mlp::vjp`]; returns the
-    /// output (also [`MlpTape::output`]).
+    /// output.
     pub fn forward_tape<'t>(
         &self,
         params: &[f64],
         input: &[f64],
         tape: &'t mut MlpTape,
     ) -> &'t [f64] {
+        tape.saved.resize(MlpTape::saved_len(self), 0.0);
+        self.forward_saved(params, input, &mut tape.saved)
+    }
+
+    /// [`Mlp::forward_tape`] recording into `saved` ([`MlpTape::saved_len`] values) instead
+    /// of a tape; returns the output (a part of `saved`).
+    pub fn forward_saved<'s>(
+        &self,
+        params: &[f64],
+        input: &[f64],
+        saved: &'s mut [f64],
+    ) -> &'s [f64] {
         let layers = &self.layers;
         let n_layers = layers.len() - 1;
-        tape.offsets.clear();
-        let mut total = 0;
-        for &w in layers {
-            tape.offsets.push(total);
-            total += w;
-        }
-        tape.values.resize(total, 0.0);
-        tape.slopes.resize(total, 0.0);
-        tape.values[..layers[0]].copy_from_slice(&input[..layers[0]]);
-        let mut offset = 0;
+        let saved = &mut saved[..MlpTape::saved_len(self)];
+        let total = saved.len() / 2;
+        let (values, slopes) = saved.split_at_mut(total);
+        values[..layers[0]].copy_from_slice(&input[..layers[0]]);
+        let (mut offset, mut i0) = (0, 0);
         for l in 0..n_layers {
             let (n_in, n_out) = (layers[l], layers[l + 1]);
-            let (i0, o0) = (tape.offsets[l], tape.offsets[l + 1]);
+            let o0 = i0 + n_in;
             let weights = &params[offset..offset + n_in * n_out];
             let biases = &params[offset + n_in * n_out..offset + n_in * n_out + n_out];
-            let (before, after) = tape.values.split_at_mut(o0);
+            let (before, after) = values.split_at_mut(o0);
             let x = &before[i0..i0 + n_in];
             let out = &mut after[..n_out];
-            for (o, z) in out.iter_mut().enumerate() {
-                *z = biases[o]
-                    + weights[o * n_in..(o + 1) * n_in]
-                        .iter()
-                        .zip(x)
-                        .map(|(w, v)| w * v)
-                        .sum::<f64>();
+            match n_in {
+                1 => affine_rows::<1>(weights, biases, x, out),
+                2 => affine_rows::<2>(weights, biases, x, out),
+                3 => affine_rows::<3>(weights, biases, x, out),
+                4 => affine_rows::<4>(weights, biases, x, out),
+                _ => affine_rows::<0>(weights, biases, x, out),
             }
-            // Activations in a loop of their own (no calls inside: it vectorizes).
-            let slopes = &mut tape.slopes[o0..o0 + n_out];
+            let slopes = &mut slopes[o0..o0 + n_out];
             if l + 1 < n_layers {
-                let act = self.activation;
-                for (z, dy) in out.iter_mut().zip(slopes.iter_mut()) {
-                    (*z, *dy) = act.value_and_derivative(*z);
-                }
+                self.activation.values_and_slopes(out, slopes);
             } else {
                 slopes.iter_mut().for_each(|d| *d = 1.0);
             }
             offset += n_in * n_out + n_out;
+            i0 = o0;
         }
-        tape.output()
+        &values[total - layers[n_layers]..]
     }
 
     /// Vector–Jacobian product at the point of the last [`Mlp::forward_tape`]: adds
@@ -124,22 +114,64 @@ impl Mlp {
         grad_params: &mut [f64],
         grad_input: &mut [f64],
     ) {
-        let layers = &self.layers;
-        let n_layers = layers.len() - 1;
         let MlpTape {
-            values,
-            slopes,
-            offsets,
+            saved,
             delta,
             delta_next,
         } = tape;
+        self.pull_back(
+            params,
+            saved,
+            (delta, delta_next),
+            cotangent,
+            grad_params,
+            grad_input,
+        );
+    }
+
+    /// [`Mlp::vjp`] at a pass recorded by [`Mlp::forward_saved`] (or [`MlpTape::save`]);
+    /// `scratch` only lends its backward buffers.
+    pub fn vjp_saved(
+        &self,
+        params: &[f64],
+        saved: &[f64],
+        scratch: &mut MlpTape,
+        cotangent: &[f64],
+        grad_params: &mut [f64],
+        grad_input: &mut [f64],
+    ) {
+        self.pull_back(
+            params,
+            &saved[..MlpTape::saved_len(self)],
+            (&mut scratch.delta, &mut scratch.delta_next),
+            cotangent,
+            grad_params,
+            grad_input,
+        );
+    }
+
+    fn pull_back(
+        &self,
+        params: &[f64],
+        saved: &[f64],
+        (delta, delta_next): (&mut Vec<f64>, &mut Vec<f64>),
+        cotangent: &[f64],
+        grad_params: &mut [f64],
+        grad_input: &mut [f64],
+    ) {
+        let layers = &self.layers;
+        let n_layers = layers.len() - 1;
+        let total = saved.len() / 2;
+        let (values, slopes) = saved.split_at(total);
         delta.clear();
         delta.extend_from_slice(&cotangent[..layers[n_layers]]);
         let mut offset = self.weights_per_copy();
+        // Offset of layer l + 1's values.
+        let mut o0 = total - layers[n_layers];
         for l in (0..n_layers).rev() {
             let (n_in, n_out) = (layers[l], layers[l + 1]);
             offset -= n_in * n_out + n_out;
-            let (i0, o0) = (offsets[l], offsets[l + 1]);
+            let i0 = o0 - n_in;
             // δ_z = δ_y ⊙ σ'(z)
             for (d, s) in delta.iter_mut().zip(&slopes[o0..o0 + n_out]) {
                 *d *= s;
@@ -147,31 +179,70 @@ impl Mlp {
             let x = &values[i0..i0 + n_in];
             let (gw, gb) =
                 grad_params[offset..offset + n_in * n_out + n_out].split_at_mut(n_in * n_out);
-            for o in 0..n_out {
-                let d = delta[o];
-                gb[o] += d;
-                for (g, v) in gw[o * n_in..(o + 1) * n_in].iter_mut().zip(x) {
-                    *g += d * v;
-                }
+            for (g, d) in gb.iter_mut().zip(delta.iter()) {
+                *g += d;
             }
-            if l > 0 || !grad_input.is_empty() {
-                let weights = &params[offset..offset + n_in * n_out];
-                delta_next.clear();
-                delta_next.resize(n_in, 0.0);
-                for o in 0..n_out {
-                    let d = delta[o];
-                    for (dn, w) in delta_next
-                        .iter_mut()
-                        .zip(&weights[o * n_in..(o + 1) * n_in])
-                    {
-                        *dn += d * w;
-                    }
-                }
+            let weights = &params[offset..offset + n_in * n_out];
+            let pull_input = l > 0 || !grad_input.is_empty();
+            delta_next.clear();
+            delta_next.resize(if pull_input { n_in } else { 0 }, 0.0);
+            // Narrow layers (the input layer: a few states) get loops of fixed length.
+            match n_in {
+                1 => pull_back_rows::<1>(delta, x, weights, gw, delta_next),
+                2 => pull_back_rows::<2>(delta, x, weights, gw, delta_next),
+                3 => pull_back_rows::<3>(delta, x, weights, gw, delta_next),
+                4 => pull_back_rows::<4>(delta, x, weights, gw, delta_next),
+                _ => pull_back_rows::<0>(delta, x, weights, gw, delta_next),
+            }
+            if pull_input {
                 std::mem::swap(delta, delta_next);
             }
+            o0 = i0;
         }
         if !grad_input.is_empty() {
             grad_input[..layers[0]].copy_from_slice(&delta[..layers[0]]);
+        }
+    }
+}
+
+/// One dense layer's pre-activations `out_o = b_o + W[o, :]·x` with row-major weights; `N`
+/// as in [`pull_back_rows`].
+#[inline(always)]
+fn affine_rows<const N: usize>(weights: &[f64], biases: &[f64], x: &[f64], out: &mut [f64]) {
+    let n = if N > 0 { N } else { x.len() };
+    for ((z, row), b) in out.iter_mut().zip(weights.chunks_exact(n)).zip(biases) {
+        *z = b + row[..n]
+            .iter()
+            .zip(&x[..n])
+            .map(|(w, v)| w * v)
+            .sum::<f64>();
+    }
+}
+
+/// One dense layer's pull-back with row-major weights `W` (rows of length `x.len()`):
+/// `gw[o, :] += δ_o·x` and, unless `delta_next` is empty, `delta_next += Σ_o δ_o·W[o, :]`.
+/// `N > 0` fixes the row length at compile time (it must equal `x.len()`); `N = 0` is any
+/// length. Both add the same products in the same order.
+#[inline(always)]
+fn pull_back_rows<const N: usize>(
+    delta: &[f64],
+    x: &[f64],
+    weights: &[f64],
+    gw: &mut [f64],
+    delta_next: &mut [f64],
+) {
+    let n = if N > 0 { N } else { x.len() };
+    for (g, d) in gw.chunks_exact_mut(n).zip(delta) {
+        for (g, v) in g[..n].iter_mut().zip(&x[..n]) {
+            *g += d * v;
+        }
+    }
+    if !delta_next.is_empty() {
+        let next = &mut delta_next[..n];
+        for (w, d) in weights.chunks_exact(n).zip(delta) {
+            for (a, w) in next.iter_mut().zip(&w[..n]) {
+                *a += d * w;
+            }
         }
     }
 }
@@ -199,6 +270,21 @@ mod tests {
         m.vjp(&m.params, &mut other, &[1.0, -2.0], &mut g2, &mut x2);
         assert_eq!(g1, g2);
         assert_eq!(x1, x2);
+        // Recorded straight into a slice, and pulled back from it, the same again.
+        let mut direct = vec![0.0; MlpTape::saved_len(&m)];
+        m.forward_saved(&m.params, &[0.1, -0.4, 0.9], &mut direct);
+        assert_eq!(direct, saved);
+        let (mut g3, mut x3) = (vec![0.0; m.n_params()], vec![0.0; 3]);
+        m.vjp_saved(
+            &m.params,
+            &direct,
+            &mut tape,
+            &[1.0, -2.0],
+            &mut g3,
+            &mut x3,
+        );
+        assert_eq!(g1, g3);
+        assert_eq!(x1, x3);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod error;
 mod mlp;
 mod normalization;
 mod structure;
+mod wide;
 
 pub use activation::Activation;
 pub use backprop::MlpTape;

@@ -15,6 +15,9 @@ use std::cell::RefCell;
 pub struct NeuralOde<'a> {
     model: &'a Mlp,
     params: &'a [f64],
+    /// The last unrecorded forward pass ([`MlpTape::saved_len`] values).
+    pass: RefCell<Vec<f64>>,
+    /// Backward buffers.
     tape: RefCell<MlpTape>,
     input: RefCell<Vec<f64>>,
     recording: RefCell<Recording>,
@@ -37,6 +40,7 @@ impl<'a> NeuralOde<'a> {
         Self {
             model,
             params,
+            pass: RefCell::new(vec![0.0; MlpTape::saved_len(model)]),
             tape: RefCell::new(MlpTape::new()),
             input: RefCell::new(Vec::with_capacity(model.layers[0])),
             weights: RefCell::new((Vec::new(), Vec::new())),
@@ -63,14 +67,7 @@ impl OdeSystem for NeuralOde<'_> {
     }
 
     fn rhs(&self, t: f64, y: &[f64], dy: &mut [f64]) {
-        self.set_input(t, y);
-        let mut tape = self.tape.borrow_mut();
-        let mut weights = self.weights.borrow_mut();
-        let params = self.model.params_at(self.params, t, &mut weights.0);
-        let out = self
-            .model
-            .forward_tape(params, &self.input.borrow(), &mut tape);
-        self.model.structure.assemble(y, out, dy);
+        self.rhs_into(t, y, dy, &mut self.pass.borrow_mut());
     }
 }
 
@@ -80,15 +77,9 @@ impl DifferentiableSystem for NeuralOde<'_> {
     }
 
     fn vjp(&self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_params: &mut [f64]) {
-        self.set_input(t, y);
-        let mut tape = self.tape.borrow_mut();
-        {
-            let mut weights = self.weights.borrow_mut();
-            let params = self.model.params_at(self.params, t, &mut weights.0);
-            self.model
-                .forward_tape(params, &self.input.borrow(), &mut tape);
-        }
-        self.vjp_of_tape(&mut tape, t, w, grad_y, grad_params);
+        let mut pass = self.pass.borrow_mut();
+        self.forward_into(t, y, &mut pass);
+        self.vjp_of_pass(&pass, t, w, grad_y, grad_params);
     }
 
     fn begin_tape(&self) -> Option<u64> {
@@ -99,16 +90,13 @@ impl DifferentiableSystem for NeuralOde<'_> {
     }
 
     fn rhs_taped(&self, t: f64, y: &[f64], dy: &mut [f64], slot: usize) {
-        self.rhs(t, y, dy);
         let mut r = self.recording.borrow_mut();
         let stride = r.stride;
         if r.filled.len() <= slot {
             r.filled.resize(slot + 1, false);
             r.data.resize((slot + 1) * stride, 0.0);
         }
-        self.tape
-            .borrow()
-            .save(&mut r.data[slot * stride..(slot + 1) * stride]);
+        self.rhs_into(t, y, dy, &mut r.data[slot * stride..(slot + 1) * stride]);
         r.filled[slot] = true;
     }
 
@@ -127,24 +115,39 @@ impl DifferentiableSystem for NeuralOde<'_> {
             drop(r);
             return self.vjp(t, y, w, grad_y, grad_params);
         }
-        let mut tape = self.tape.borrow_mut();
-        tape.restore(self.model, &r.data[slot * r.stride..(slot + 1) * r.stride]);
-        self.vjp_of_tape(&mut tape, t, w, grad_y, grad_params);
+        let pass = &r.data[slot * r.stride..(slot + 1) * r.stride];
+        self.vjp_of_pass(pass, t, w, grad_y, grad_params);
     }
 }
 
 impl NeuralOde<'_> {
-    /// VJP at the point of `tape` (a forward pass at time `t`): network, structure and
+    /// The network's pass at `(t, y)`, recorded into `pass`; returns its output.
+    fn forward_into<'p>(&self, t: f64, y: &[f64], pass: &'p mut [f64]) -> &'p [f64] {
+        self.set_input(t, y);
+        let mut weights = self.weights.borrow_mut();
+        let params = self.model.params_at(self.params, t, &mut weights.0);
+        self.model.forward_saved(params, &self.input.borrow(), pass)
+    }
+
+    /// `dy = F_θ(t, y)`, recording the network's pass into `pass`.
+    fn rhs_into(&self, t: f64, y: &[f64], dy: &mut [f64], pass: &mut [f64]) {
+        let out = self.forward_into(t, y, pass);
+        self.model.structure.assemble(y, out, dy);
+    }
+
+    /// VJP at the recorded `pass` (a forward pass at time `t`): network, structure and
     /// time basis.
-    fn vjp_of_tape(
+    fn vjp_of_pass(
         &self,
-        tape: &mut MlpTape,
+        pass: &[f64],
         t: f64,
         w: &[f64],
         grad_y: &mut [f64],
         grad_params: &mut [f64],
     ) {
         let model = self.model;
+        let mut tape = self.tape.borrow_mut();
+        let tape = &mut *tape;
         let states = grad_y.len();
         let mut grad_input = [0.0; 16];
         let mut grad_input_heap = Vec::new();
@@ -158,7 +161,7 @@ impl NeuralOde<'_> {
         grad_y.iter_mut().for_each(|g| *g = 0.0);
         let w_net = model.structure.pull_back(w, grad_y);
         match &model.time_basis {
-            None => model.vjp(self.params, tape, w_net, grad_params, grad_input),
+            None => model.vjp_saved(self.params, pass, tape, w_net, grad_params, grad_input),
             Some(basis) => {
                 // θ(t) = Σ p_i θ_i: the network's weight gradient, scattered by p_i.
                 let mut weights = self.weights.borrow_mut();
@@ -167,7 +170,7 @@ impl NeuralOde<'_> {
                 let n = model.weights_per_copy();
                 grad_w.clear();
                 grad_w.resize(n, 0.0);
-                model.vjp(params, tape, w_net, grad_w, grad_input);
+                model.vjp_saved(params, pass, tape, w_net, grad_w, grad_input);
                 let mut p = vec![0.0; basis.len()];
                 basis.values(t, &mut p);
                 for (i, pi) in p.iter().enumerate() {
