@@ -95,17 +95,24 @@ impl Activation {
         }
     }
 
-    /// Value and first derivative at `x`, in closed form (the hot path of sequential training;
-    /// checked against the dual-number derivative of [`Activation::apply`] in the tests).
+    /// Value and first derivative at `x`, in closed form, with the same exponential as
+    /// [`Activation::apply`] (the collocation Jacobian; checked against the dual-number
+    /// derivative of [`Activation::apply`] in the tests).
     #[inline]
     pub fn value_and_derivative(self, x: f64) -> (f64, f64) {
+        self.value_and_derivative_with(x, f64::exp)
+    }
+
+    /// [`Activation::value_and_derivative`] with `exp` as the exponential of the sigmoids.
+    #[inline(always)]
+    fn value_and_derivative_with(self, x: f64, exp: impl Fn(f64) -> f64) -> (f64, f64) {
         match self {
             Self::Tanh => {
                 let t = x.tanh();
                 (t, 1.0 - t * t)
             }
             Self::Sigmoid => {
-                let s = sigmoid_f64(x);
+                let s = sigmoid_f64(x, &exp);
                 (s, s * (1.0 - s))
             }
             Self::Softplus => {
@@ -114,14 +121,14 @@ impl Activation {
                 } else {
                     x.exp().ln_1p()
                 };
-                (y, sigmoid_f64(x))
+                (y, sigmoid_f64(x, &exp))
             }
             Self::Gelu => {
                 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
                 const C: f64 = 0.044_715;
                 let x2 = x * x;
                 let z2 = 2.0 * SQRT_2_OVER_PI * x * (1.0 + C * x2);
-                let s = sigmoid_f64(z2);
+                let s = sigmoid_f64(z2, &exp);
                 let dz2 = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * C * x2);
                 (x * s, s + x * s * (1.0 - s) * dz2)
             }
@@ -136,20 +143,29 @@ impl Activation {
         }
     }
 
-    /// [`Activation::value_and_derivative`] over a slice: each `z` is replaced by its value
-    /// and its derivative written to `slopes`. One loop per activation, with nothing but
-    /// arithmetic inside, so that the compiler vectorizes it.
-    pub fn values_and_slopes(self, z: &mut [f64], slopes: &mut [f64]) {
+    /// [`Activation::value_and_derivative`] over a slice, the hot path of sequential training:
+    /// each `z` is replaced by its value and its derivative written to `slopes`. One loop per
+    /// activation, with nothing but arithmetic inside, compiled for AVX2 when the CPU has it,
+    /// so that the compiler vectorizes it — with [`Exponential::Vectorized`]; with
+    /// [`Exponential::Library`] the results are those of `value_and_derivative`.
+    pub fn values_and_slopes(self, z: &mut [f64], slopes: &mut [f64], exp: Exponential) {
         macro_rules! each {
             ($act:expr) => {
-                crate::wide::with_avx2(
-                    #[inline(always)]
-                    || {
+                match exp {
+                    Exponential::Vectorized => crate::wide::with_avx2(
+                        #[inline(always)]
+                        || {
+                            for (z, dy) in z.iter_mut().zip(slopes.iter_mut()) {
+                                (*z, *dy) = $act.value_and_derivative_with(*z, exp_nonpositive);
+                            }
+                        },
+                    ),
+                    Exponential::Library => {
                         for (z, dy) in z.iter_mut().zip(slopes.iter_mut()) {
                             (*z, *dy) = $act.value_and_derivative(*z);
                         }
-                    },
-                )
+                    }
+                }
             };
         }
         match self {
@@ -174,7 +190,7 @@ impl Activation {
                 (t, d1, -2.0 * t * d1)
             }
             Self::Sigmoid => {
-                let s = sigmoid_f64(x);
+                let s = sigmoid_f64(x, f64::exp);
                 let d1 = s * (1.0 - s);
                 (s, d1, d1 * (1.0 - 2.0 * s))
             }
@@ -190,7 +206,7 @@ impl Activation {
                 let u = 2.0 * SQRT_2_OVER_PI * x * (1.0 + C * x2);
                 let du = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * C * x2);
                 let ddu = 2.0 * SQRT_2_OVER_PI * 6.0 * C * x;
-                let s = sigmoid_f64(u);
+                let s = sigmoid_f64(u, f64::exp);
                 let s1 = s * (1.0 - s);
                 let s2 = s1 * (1.0 - 2.0 * s);
                 (
@@ -208,10 +224,21 @@ impl Activation {
     }
 }
 
-/// `1 / (1 + e^(−x))` for `f64` without overflow.
-#[inline]
-fn sigmoid_f64(x: f64) -> f64 {
-    let e = exp_nonpositive(-x.abs());
+/// Which exponential the sigmoids (sigmoid, GELU) of [`Activation::values_and_slopes`] use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Exponential {
+    /// A branch-free one within 2 ulp of the library's, which vectorizes: sequential training.
+    #[default]
+    Vectorized,
+    /// The math library's, as in [`Activation::apply`] and the collocation derivatives.
+    Library,
+}
+
+/// `1 / (1 + e^(−x))` for `f64` without overflow, with `exp` as the exponential (called
+/// with arguments ≤ 0 only).
+#[inline(always)]
+fn sigmoid_f64(x: f64, exp: impl Fn(f64) -> f64) -> f64 {
+    let e = exp(-x.abs());
     let s = 1.0 / (1.0 + e);
     if x >= 0.0 {
         s
@@ -342,6 +369,32 @@ mod tests {
                     (d - y.eps).abs() <= 1e-13 * (1.0 + y.eps.abs()),
                     "{a} slope at {x}: {d} vs {}",
                     y.eps
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_slice_form_matches_duals() {
+        for a in Activation::ALL {
+            let mut z: Vec<f64> = (-80..=80).map(|k| 0.37 * k as f64 + 0.011).collect();
+            let x = z.clone();
+            let mut slopes = vec![0.0; z.len()];
+            let (mut z_lib, mut slopes_lib) = (z.clone(), slopes.clone());
+            a.values_and_slopes(&mut z, &mut slopes, Exponential::Vectorized);
+            a.values_and_slopes(&mut z_lib, &mut slopes_lib, Exponential::Library);
+            for (k, x) in x.iter().enumerate() {
+                assert_eq!((z_lib[k], slopes_lib[k]), a.value_and_derivative(*x));
+            }
+            for ((x, v), d) in x.iter().zip(&z).zip(&slopes) {
+                let y = a.apply(Dual64::from_re(*x).derivative());
+                assert!(
+                    (v - y.re).abs() <= 1e-14 * (1.0 + y.re.abs()),
+                    "{a} value at {x}"
+                );
+                assert!(
+                    (d - y.eps).abs() <= 1e-13 * (1.0 + y.eps.abs()),
+                    "{a} slope at {x}"
                 );
             }
         }

@@ -6,6 +6,7 @@
 //! duals would cost one pass per parameter.
 
 use crate::mlp::Mlp;
+use crate::Exponential;
 
 /// Intermediate values of one forward pass ([`Mlp::forward_tape`]), reused across calls.
 ///
@@ -16,6 +17,8 @@ use crate::mlp::Mlp;
 /// (an ODE solve's stages) without copying them in and out of a tape.
 #[derive(Clone, Debug, Default)]
 pub struct MlpTape {
+    /// The exponential of the activations' sigmoids in [`Mlp::forward_tape`].
+    exponential: Exponential,
     /// The last pass: layer values, then slopes.
     saved: Vec<f64>,
     /// Backward buffers.
@@ -27,6 +30,14 @@ impl MlpTape {
     /// An empty tape; it sizes itself on the first forward pass.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty tape whose forward passes use `exponential` (default: vectorized).
+    pub fn with_exponential(exponential: Exponential) -> Self {
+        Self {
+            exponential,
+            ..Self::default()
+        }
     }
 
     /// Number of values a recorded pass of `model` takes (its layer values and slopes).
@@ -49,8 +60,8 @@ impl MlpTape {
 }
 
 impl Mlp {
-    /// `f_θ(input)` with parameters `params`, recording the tape for [`Mlp::vjp`]; returns the
-    /// output.
+    /// `f_θ(input)` with parameters `params`, recording the tape for [`Mlp::vjp`] (with the
+    /// tape's [`Exponential`]); returns the output.
     pub fn forward_tape<'t>(
         &self,
         params: &[f64],
@@ -58,16 +69,26 @@ impl Mlp {
         tape: &'t mut MlpTape,
     ) -> &'t [f64] {
         tape.saved.resize(MlpTape::saved_len(self), 0.0);
-        self.forward_saved(params, input, &mut tape.saved)
+        self.forward_recorded(params, input, &mut tape.saved, tape.exponential)
     }
 
     /// [`Mlp::forward_tape`] recording into `saved` ([`MlpTape::saved_len`] values) instead
-    /// of a tape; returns the output (a part of `saved`).
+    /// of a tape, with the vectorized exponential; returns the output (a part of `saved`).
     pub fn forward_saved<'s>(
         &self,
         params: &[f64],
         input: &[f64],
         saved: &'s mut [f64],
+    ) -> &'s [f64] {
+        self.forward_recorded(params, input, saved, Exponential::Vectorized)
+    }
+
+    fn forward_recorded<'s>(
+        &self,
+        params: &[f64],
+        input: &[f64],
+        saved: &'s mut [f64],
+        exponential: Exponential,
     ) -> &'s [f64] {
         let layers = &self.layers;
         let n_layers = layers.len() - 1;
@@ -93,7 +114,7 @@ impl Mlp {
             }
             let slopes = &mut slopes[o0..o0 + n_out];
             if l + 1 < n_layers {
-                self.activation.values_and_slopes(out, slopes);
+                self.activation.values_and_slopes(out, slopes, exponential);
             } else {
                 slopes.iter_mut().for_each(|d| *d = 1.0);
             }
@@ -118,6 +139,7 @@ impl Mlp {
             saved,
             delta,
             delta_next,
+            ..
         } = tape;
         self.pull_back(
             params,

@@ -18,7 +18,7 @@ mod normalization;
 mod structure;
 mod wide;
 
-pub use activation::Activation;
+pub use activation::{Activation, Exponential};
 pub use backprop::MlpTape;
 pub use error::ModelError;
 pub use mlp::{parameter_count, write_atomic, Mlp, MODEL_FORMAT_VERSION};

@@ -9,7 +9,7 @@
 //! Nielsen's damping update: residual Jacobians by the MLP's reverse mode (one vector–Jacobian
 //! product per output and point), the damped Gauss–Newton system by Cholesky. Any MLP depth.
 
-use colloc_models::{Mlp, MlpTape};
+use colloc_models::{Exponential, Mlp, MlpTape};
 use colloc_solvers::linalg::{gram, Cholesky};
 
 /// Settings of the Levenberg–Marquardt pre-fit.
@@ -63,7 +63,9 @@ pub fn levenberg_marquardt(
     let d = init.n_outputs();
     let p = init.n_params();
     let weight = 1.0 / n_points.max(1) as f64;
-    let mut tape = MlpTape::new();
+    // The library's exponential, like the collocation model's derivatives: the pre-fit, and
+    // with it the solve's start, do not depend on the sequential training's vectorized one.
+    let mut tape = MlpTape::with_exponential(Exponential::Library);
     let rows = n_points * d;
 
     // Residuals r (N·d) and, when asked, their Jacobian J (column-major N·d × p).
