@@ -19,6 +19,8 @@ impl Element for Coupling {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
+    colloc::solvers::ipopt::rerun_with_detected_blas_core();
     let m: usize = match std::env::args().nth(1) {
         Some(s) => s
             .parse()

@@ -16,6 +16,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
+    colloc::solvers::ipopt::rerun_with_detected_blas_core();
     let arg = |i: usize, default: usize| -> Result<usize, Box<dyn std::error::Error>> {
         Ok(std::env::args()
             .nth(i)

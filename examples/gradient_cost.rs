@@ -16,6 +16,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
+    colloc::solvers::ipopt::rerun_with_detected_blas_core();
     // Lotka–Volterra as the homotopy paper's code integrates it (x' = 1.3x − 0.9xy,
     // y' = 0.8xy − 1.8y; see problems/lotka_volterra.toml), noise-free, as the target.
     let lv = (2usize, |_t: f64, y: &[f64], dy: &mut [f64]| {

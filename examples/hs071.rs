@@ -8,6 +8,8 @@ use colloc::solvers::ipopt::{IpoptSettings, IpoptSolver};
 use colloc::solvers::NlpEvaluator;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
+    colloc::solvers::ipopt::rerun_with_detected_blas_core();
     let mut problem = hock_schittkowski::hs071()?;
     let dims = problem.nlp.dims();
     let solver = IpoptSolver::new(IpoptSettings::default())?;

@@ -20,6 +20,8 @@ fn nfe_to_reach(curve: &[EpochRecord], target: f64) -> Option<(usize, usize)> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
+    colloc::solvers::ipopt::rerun_with_detected_blas_core();
     let args: Vec<String> = std::env::args().collect();
     let file = args
         .get(1)

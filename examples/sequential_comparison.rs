@@ -71,6 +71,8 @@ fn load_with_seed(path: &Path, seed: u64) -> Result<problem::Problem, Box<dyn st
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
+    colloc::solvers::ipopt::rerun_with_detected_blas_core();
     let args: Vec<String> = std::env::args().collect();
     let problems = parse_list(&args, "--problems").unwrap_or_else(|| {
         vec![

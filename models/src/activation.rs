@@ -249,8 +249,9 @@ fn sigmoid_f64(x: f64, exp: impl Fn(f64) -> f64) -> f64 {
 
 /// `e^x` for `x ≤ 0`, branch-free so that loops over it vectorize: `x = n·ln 2 + r` with
 /// `|r| ≤ ln 2 / 2`, `e^r` by its Taylor polynomial of degree 13 (truncation below 4e-18
-/// relative), scaled by `2^n` through the exponent bits; arguments below −708 give
-/// `e^−708` (≈ 3e-308) instead of a subnormal or 0.
+/// relative), scaled by `2^n` through the exponent bits. Arguments below −708 give 0 (the
+/// library gives subnormals down to −745, then 0): subnormal numbers are slow, and a
+/// saturated unit's slope must not leave tiny nonzero products in the backward pass.
 #[inline(always)]
 fn exp_nonpositive(x: f64) -> f64 {
     const LOG2_E: f64 = std::f64::consts::LOG2_E;
@@ -259,8 +260,9 @@ fn exp_nonpositive(x: f64) -> f64 {
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits.
     const SHIFTER: f64 = 6_755_399_441_055_744.0;
+    let underflow = x < -708.0;
     // Not `max`: a NaN must stay NaN.
-    let x = if x < -708.0 { -708.0 } else { x };
+    let x = if underflow { -708.0 } else { x };
     let shifted = x * LOG2_E + SHIFTER;
     let n = shifted - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -286,7 +288,8 @@ fn exp_nonpositive(x: f64) -> f64 {
         p = p * r + c;
     }
     let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
-    p * f64::from_bits(n_bits.wrapping_add(1023) << 52)
+    let scale = f64::from_bits(n_bits.wrapping_add(1023) << 52);
+    p * if underflow { 0.0 } else { scale }
 }
 
 /// `1 / (1 + e^(−x))` without overflow.
@@ -351,7 +354,9 @@ mod tests {
         );
         assert_eq!(exp_nonpositive(0.0), 1.0);
         assert!(exp_nonpositive(f64::NAN).is_nan());
-        assert!(exp_nonpositive(-1e4) > 0.0 && exp_nonpositive(-1e4) < 1e-307);
+        assert_eq!(exp_nonpositive(-708.5), 0.0);
+        assert_eq!(exp_nonpositive(-1e4), 0.0);
+        assert!(exp_nonpositive(-707.9) > 2.2e-308);
     }
 
     #[test]
