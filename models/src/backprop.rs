@@ -141,13 +141,18 @@ impl Mlp {
             delta_next,
             ..
         } = tape;
-        self.pull_back(
-            params,
-            saved,
-            (delta, delta_next),
-            cotangent,
-            grad_params,
-            grad_input,
+        crate::wide::with_avx2(
+            #[inline(always)]
+            || {
+                self.pull_back(
+                    params,
+                    saved,
+                    (delta, delta_next),
+                    cotangent,
+                    grad_params,
+                    grad_input,
+                )
+            },
         );
     }
 
@@ -162,16 +167,22 @@ impl Mlp {
         grad_params: &mut [f64],
         grad_input: &mut [f64],
     ) {
-        self.pull_back(
-            params,
-            &saved[..MlpTape::saved_len(self)],
-            (&mut scratch.delta, &mut scratch.delta_next),
-            cotangent,
-            grad_params,
-            grad_input,
+        crate::wide::with_avx2(
+            #[inline(always)]
+            || {
+                self.pull_back(
+                    params,
+                    &saved[..MlpTape::saved_len(self)],
+                    (&mut scratch.delta, &mut scratch.delta_next),
+                    cotangent,
+                    grad_params,
+                    grad_input,
+                )
+            },
         );
     }
 
+    #[inline(always)]
     fn pull_back(
         &self,
         params: &[f64],
