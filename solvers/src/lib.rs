@@ -4,7 +4,7 @@
 //! - [`ode`]: RK4/Dopri5 and exact reverse-mode gradients through their steps.
 //! - [`optim`]: Adam and AdamW.
 //! - [`nlp`]: the [`NlpEvaluator`] contract every NLP back-end consumes.
-//! - [`ipopt`]: a safe binding to the system IPOPT library (the only `unsafe` code of colloc
+//! - [`ipopt`]: a safe binding to the system IPOPT library (the foreign-function `unsafe` code of colloc
 //!   lives in `ipopt/ffi.rs`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

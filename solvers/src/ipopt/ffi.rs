@@ -1,4 +1,5 @@
-//! The only `unsafe` code of colloc: declarations of IPOPT's C interface (`IpStdCInterface.h`,
+//! The foreign-function `unsafe` code of colloc (the only other `unsafe` is one CPU-checked
+//! call in `colloc-models`' `wide.rs`): declarations of IPOPT's C interface (`IpStdCInterface.h`,
 //! Ipopt 3.11) and the trampolines that call a Rust [`NlpEvaluator`] from IPOPT's callbacks.
 //!
 //! [`solve_raw`] is the one entry point: it creates an `IpoptProblem`, sets options, runs

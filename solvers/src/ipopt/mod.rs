@@ -1,6 +1,6 @@
 //! A safe binding to the system IPOPT (3.11, C interface), laid out one concept per file:
 //! [`settings`](IpoptSettings), [`status`](SolveStatus), [`solution`](IpoptSolution),
-//! [`info`](IterationInfo); `ffi.rs` holds the only `unsafe` code of colloc.
+//! [`info`](IterationInfo); `ffi.rs` holds all of its `unsafe` code.
 //!
 //! ```no_run
 //! # use colloc_solvers::ipopt::{IpoptSettings, IpoptSolver};
