@@ -297,6 +297,20 @@ mod tests {
         );
         assert_eq!(g1, g2);
         assert_eq!(x1, x2);
+        // The VJP through `with_avx2` (AVX2 code on CPUs that have it) and called directly
+        // (baseline code): the same bits.
+        let (mut g3, mut x3) = (vec![0.0; m.n_params()], vec![0.0; 3]);
+        let mut scratch = MlpTape::new();
+        m.pull_back(
+            &m.params,
+            &recorded,
+            (&mut scratch.delta, &mut scratch.delta_next),
+            &[1.0, -2.0],
+            &mut g3,
+            &mut x3,
+        );
+        assert_eq!(g1, g3);
+        assert_eq!(x1, x3);
     }
 
     #[test]
