@@ -56,7 +56,7 @@ impl Mlp {
         tape: &'t mut MlpTape,
     ) -> &'t [f64] {
         tape.saved.resize(MlpTape::saved_len(self), 0.0);
-        self.forward_recorded(params, input, &mut tape.saved, tape.exponential)
+        self.forward_recorded(params, None, input, &mut tape.saved, tape.exponential)
     }
 
     /// [`Mlp::forward_tape`] recording into `saved` ([`MlpTape::saved_len`] values) instead
@@ -67,12 +67,50 @@ impl Mlp {
         input: &[f64],
         saved: &'s mut [f64],
     ) -> &'s [f64] {
-        self.forward_recorded(params, input, saved, Exponential::Vectorized)
+        self.forward_recorded(params, None, input, saved, Exponential::Vectorized)
+    }
+
+    /// The weight matrices of `params` transposed, layer after layer (biases left out), for
+    /// [`Mlp::forward_saved_transposed`]: worth it when one parameter vector serves many
+    /// passes (an ODE solve).
+    pub fn transposed_weights(&self, params: &[f64]) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.n_params());
+        let mut offset = 0;
+        for w in self.layers.windows(2) {
+            let (n_in, n_out) = (w[0], w[1]);
+            let weights = &params[offset..offset + n_in * n_out];
+            for i in 0..n_in {
+                out.extend((0..n_out).map(|o| weights[o * n_in + i]));
+            }
+            offset += n_in * n_out + n_out;
+        }
+        out
+    }
+
+    /// [`Mlp::forward_saved`] with the weights also given transposed
+    /// ([`Mlp::transposed_weights`] of the same `params`): wide layers then sum their inputs
+    /// column by column, all outputs at once, which vectorizes. Each output adds the same
+    /// products in the same order as row by row, so the results are the same bits.
+    pub fn forward_saved_transposed<'s>(
+        &self,
+        params: &[f64],
+        transposed: &[f64],
+        input: &[f64],
+        saved: &'s mut [f64],
+    ) -> &'s [f64] {
+        self.forward_recorded(
+            params,
+            Some(transposed),
+            input,
+            saved,
+            Exponential::Vectorized,
+        )
     }
 
     fn forward_recorded<'s>(
         &self,
         params: &[f64],
+        transposed: Option<&[f64]>,
         input: &[f64],
         saved: &'s mut [f64],
         exponential: Exponential,
@@ -83,7 +121,7 @@ impl Mlp {
         let total = saved.len() / 2;
         let (values, slopes) = saved.split_at_mut(total);
         values[..layers[0]].copy_from_slice(&input[..layers[0]]);
-        let (mut offset, mut i0) = (0, 0);
+        let (mut offset, mut i0, mut t_offset) = (0, 0, 0);
         for l in 0..n_layers {
             let (n_in, n_out) = (layers[l], layers[l + 1]);
             let o0 = i0 + n_in;
@@ -92,13 +130,22 @@ impl Mlp {
             let (before, after) = values.split_at_mut(o0);
             let x = &before[i0..i0 + n_in];
             let out = &mut after[..n_out];
-            match n_in {
-                1 => affine_rows::<1>(weights, biases, x, out),
-                2 => affine_rows::<2>(weights, biases, x, out),
-                3 => affine_rows::<3>(weights, biases, x, out),
-                4 => affine_rows::<4>(weights, biases, x, out),
+            match (n_in, transposed) {
+                (1, _) => affine_rows::<1>(weights, biases, x, out),
+                (2, _) => affine_rows::<2>(weights, biases, x, out),
+                (3, _) => affine_rows::<3>(weights, biases, x, out),
+                (4, _) => affine_rows::<4>(weights, biases, x, out),
+                // Columns need outputs enough to fill the vector lanes.
+                (_, Some(t)) if n_out >= 8 => {
+                    let columns = &t[t_offset..t_offset + n_in * n_out];
+                    crate::wide::with_avx2(
+                        #[inline(always)]
+                        || affine_columns(columns, biases, x, out),
+                    )
+                }
                 _ => affine_rows::<0>(weights, biases, x, out),
             }
+            t_offset += n_in * n_out;
             let slopes = &mut slopes[o0..o0 + n_out];
             if l + 1 < n_layers {
                 self.activation.values_and_slopes(out, slopes, exponential);
@@ -239,6 +286,22 @@ fn affine_rows<const N: usize>(weights: &[f64], biases: &[f64], x: &[f64], out: 
     }
 }
 
+/// [`affine_rows`] from the transposed weights (`columns`: column `i` holds the weights of
+/// input `i`): every output starts at −0.0, as `Iterator::sum` does, and adds its products in
+/// input order, then its bias — the row-by-row sums, term for term.
+#[inline(always)]
+fn affine_columns(columns: &[f64], biases: &[f64], x: &[f64], out: &mut [f64]) {
+    out.fill(-0.0);
+    for (column, &v) in columns.chunks_exact(out.len()).zip(x) {
+        for (z, w) in out.iter_mut().zip(column) {
+            *z += w * v;
+        }
+    }
+    for (z, b) in out.iter_mut().zip(biases) {
+        *z += b; // b + z: IEEE addition commutes
+    }
+}
+
 /// One dense layer's pull-back with row-major weights `W` (rows of length `x.len()`):
 /// `gw[o, :] += δ_o·x` and, unless `delta_next` is empty, `delta_next += Σ_o δ_o·W[o, :]`.
 /// `N > 0` fixes the row length at compile time (it must equal `x.len()`); `N = 0` is any
@@ -311,6 +374,29 @@ mod tests {
         );
         assert_eq!(g1, g3);
         assert_eq!(x1, x3);
+    }
+
+    #[test]
+    fn transposed_weights_give_the_same_bits() {
+        for layers in [&[3, 50, 50, 3][..], &[2, 32, 2], &[5, 9, 12, 8, 2]] {
+            let mut m = Mlp::xavier(layers, Activation::Gelu, false, 4).unwrap();
+            // Nonzero biases too.
+            for (k, p) in m.params.iter_mut().enumerate() {
+                *p += 0.05 * (k as f64).sin();
+            }
+            let t = m.transposed_weights(&m.params);
+            let n = MlpTape::saved_len(&m);
+            let (mut rows, mut columns) = (vec![0.0; n], vec![0.0; n]);
+            for k in 0..20 {
+                let x: Vec<f64> = (0..layers[0])
+                    .map(|i| 0.3 * k as f64 - 0.7 * i as f64)
+                    .collect();
+                m.forward_saved(&m.params, &x, &mut rows);
+                m.forward_saved_transposed(&m.params, &t, &x, &mut columns);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&rows), bits(&columns), "{layers:?}");
+            }
+        }
     }
 
     #[test]

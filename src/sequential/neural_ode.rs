@@ -15,6 +15,9 @@ use std::cell::RefCell;
 pub struct NeuralOde<'a> {
     model: &'a Mlp,
     params: &'a [f64],
+    /// `params`' weight matrices transposed ([`Mlp::transposed_weights`]), for constant
+    /// weights (no time basis).
+    transposed: Option<Vec<f64>>,
     /// The last unrecorded forward pass ([`MlpTape::saved_len`] values).
     pass: RefCell<Vec<f64>>,
     /// Backward buffers.
@@ -40,6 +43,10 @@ impl<'a> NeuralOde<'a> {
         Self {
             model,
             params,
+            transposed: model
+                .time_basis
+                .is_none()
+                .then(|| model.transposed_weights(params)),
             pass: RefCell::new(vec![0.0; MlpTape::saved_len(model)]),
             tape: RefCell::new(MlpTape::new()),
             input: RefCell::new(Vec::with_capacity(model.layers[0])),
@@ -124,6 +131,14 @@ impl NeuralOde<'_> {
     /// The network's pass at `(t, y)`, recorded into `pass`; returns its output.
     fn forward_into<'p>(&self, t: f64, y: &[f64], pass: &'p mut [f64]) -> &'p [f64] {
         self.set_input(t, y);
+        if let Some(transposed) = &self.transposed {
+            return self.model.forward_saved_transposed(
+                self.params,
+                transposed,
+                &self.input.borrow(),
+                pass,
+            );
+        }
         let mut weights = self.weights.borrow_mut();
         let params = self.model.params_at(self.params, t, &mut weights.0);
         self.model.forward_saved(params, &self.input.borrow(), pass)
