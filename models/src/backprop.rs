@@ -175,18 +175,13 @@ impl Mlp {
             delta_next,
             ..
         } = tape;
-        crate::wide::with_avx2(
-            #[inline(always)]
-            || {
-                self.pull_back(
-                    params,
-                    saved,
-                    (delta, delta_next),
-                    cotangent,
-                    grad_params,
-                    grad_input,
-                )
-            },
+        self.pull_back(
+            params,
+            saved,
+            (delta, delta_next),
+            cotangent,
+            grad_params,
+            grad_input,
         );
     }
 
@@ -201,23 +196,35 @@ impl Mlp {
         grad_params: &mut [f64],
         grad_input: &mut [f64],
     ) {
+        self.pull_back(
+            params,
+            &saved[..MlpTape::saved_len(self)],
+            (&mut scratch.delta, &mut scratch.delta_next),
+            cotangent,
+            grad_params,
+            grad_input,
+        );
+    }
+
+    /// The backward pass of [`Mlp::vjp`] and [`Mlp::vjp_saved`], compiled for AVX2 when the
+    /// CPU has it (same bits as [`Mlp::pull_back_baseline`]).
+    fn pull_back(
+        &self,
+        params: &[f64],
+        saved: &[f64],
+        buffers: (&mut Vec<f64>, &mut Vec<f64>),
+        cotangent: &[f64],
+        grad_params: &mut [f64],
+        grad_input: &mut [f64],
+    ) {
         crate::wide::with_avx2(
             #[inline(always)]
-            || {
-                self.pull_back(
-                    params,
-                    &saved[..MlpTape::saved_len(self)],
-                    (&mut scratch.delta, &mut scratch.delta_next),
-                    cotangent,
-                    grad_params,
-                    grad_input,
-                )
-            },
+            || self.pull_back_baseline(params, saved, buffers, cotangent, grad_params, grad_input),
         );
     }
 
     #[inline(always)]
-    fn pull_back(
+    fn pull_back_baseline(
         &self,
         params: &[f64],
         saved: &[f64],
@@ -364,7 +371,7 @@ mod tests {
         // (baseline code): the same bits.
         let (mut g3, mut x3) = (vec![0.0; m.n_params()], vec![0.0; 3]);
         let mut scratch = MlpTape::new();
-        m.pull_back(
+        m.pull_back_baseline(
             &m.params,
             &recorded,
             (&mut scratch.delta, &mut scratch.delta_next),
