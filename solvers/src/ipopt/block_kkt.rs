@@ -7,12 +7,19 @@
 //! Gaussian elimination in that order keeps the pattern: each block `A_e` (Schur-updated by its
 //! predecessor) is factorized with LAPACK's Bunch–Kaufman `dsytrf` (for its inertia) and
 //! inverted explicitly (it is small), its neighbour's block and coupling to `G` are updated,
-//! and finally the dense Schur complement `C − Σ_e W_eᵀ A_e⁻¹ W_e` on `G` is formed by one
-//! BLAS-3 product (split over two threads by columns) and factorized. The cost is linear in
-//! the number of blocks. MUMPS, seeing θ's dense columns, builds fronts of ~800 rows for 2000
-//! points and, once IPOPT regularizes, delays pivots until the fronts reach thousands of rows
-//! (seconds per factorization). By Sylvester's law the inertia IPOPT needs is the sum of the
-//! blocks' inertias.
+//! and finally the dense Schur complement `C − Σ_e W_eᵀ A_e⁻¹ W_e` on `G` is formed by BLAS-3
+//! products and factorized. The cost is linear in the number of blocks. MUMPS, seeing θ's
+//! dense columns, builds fronts of ~800 rows for 2000 points and, once IPOPT regularizes,
+//! delays pivots until the fronts reach thousands of rows (seconds per factorization). By
+//! Sylvester's law the inertia IPOPT needs is the sum of the blocks' inertias.
+//!
+//! The elimination runs forward along the chain only: eliminated from the far end (or from
+//! both ends at once) the chain's recurrences follow the dynamics backward in time, and on a
+//! long window of a contracting system (forced Van der Pol over 150 time units) the solutions
+//! drift from MUMPS's within a few iterations. The work is shared between two threads instead
+//! by the global unknowns: the coupling `Wᵀ` obeys `W_{e+1}ᵀ −= W_eᵀ A_e⁻¹ E_e`, one
+//! independent recurrence per global row, so `Wᵀ` is stored in row panels ([`PANELS`]), each
+//! carried along the chain on its own thread once the (cheap) chain of blocks is inverted.
 //!
 //! Pivoting happens inside blocks only, so each block's KKT matrix must be nonsingular — true
 //! for an element's states with their collocation equations (its Jacobian block is the
@@ -20,21 +27,39 @@
 //! singular KKT matrix, which IPOPT answers by regularizing.
 
 use super::dense_kkt::{ldlt_inertia, Inertia, Singular};
-use super::ffi::{blas_dgemm, lapack_dsytrf, lapack_dsytrs_many};
+use super::ffi::{blas_dgemm, lapack_dsytrf, lapack_dsytri, lapack_dsytrs_many};
 use crate::nlp::KktBlocks;
-use rayon::slice::ParallelSliceMut;
+use rayon::prelude::*;
 
-/// Where a matrix entry is added.
+/// Row panels of `Wᵀ` and `Qᵀ`: the global unknowns in this many groups, each carried along
+/// the chain on its own thread (the machines this is tuned for have two cores).
+const PANELS: usize = 2;
+
+/// Where a matrix entry is added, other than `Wᵀ`.
 #[derive(Clone, Copy, Debug)]
 enum Slot {
     /// `blocks[offset]` (upper triangle of a chain block).
     Block(usize),
-    /// `couplings[offset]` (block `e` rows × block `e+1` columns).
+    /// `couplings[offset]` (block `e`'s interface rows × block `e+1` columns).
     Coupling(usize),
-    /// `wt[offset]` (global row × chain column of `Wᵀ`).
-    Global(usize),
     /// `c[offset]` (upper triangle of the global block).
     Corner(usize),
+}
+
+/// A contiguous group of global rows of `Wᵀ` and `Qᵀ`.
+#[derive(Debug)]
+struct Panel {
+    /// The global rows (`h` of them).
+    range: std::ops::Range<usize>,
+    /// `Wᵀ`'s rows, column-major `h × R` (Schur-updated along the chain): block `e`'s columns
+    /// are contiguous.
+    wt: Vec<f64>,
+    /// `(A_e⁻¹ W_e)ᵀ`'s rows, column-major `h × R`.
+    qt: Vec<f64>,
+    /// Offset in `wt` and value index of each matrix entry landing in the panel, sorted (32
+    /// bits each: IPOPT counts entries in 32-bit integers, and a panel of 2³² values would
+    /// not fit in memory).
+    slots: Vec<(u32, u32)>,
 }
 
 /// The factorization of a block-arrow KKT matrix.
@@ -49,21 +74,21 @@ pub(crate) struct BlockArrowLdlt {
     g: usize,
     /// Stacked position of each KKT index (chain: 0..R; global: R + j).
     position: Vec<usize>,
-    /// Destination and index of each matrix entry given at the analysis, sorted by
-    /// destination (so the assembly writes each array in order).
+    /// Destination and index of each matrix entry given at the analysis outside `Wᵀ`,
+    /// sorted by destination (so the assembly writes each array in order).
     slots: Vec<(Slot, usize)>,
+    /// `Wᵀ` and `Qᵀ` by groups of global rows.
+    panels: Vec<Panel>,
     /// Chain blocks, each column-major `b×b` at `block_at[e]`: the (Schur-updated) matrix, then
     /// its explicit inverse.
     blocks: Vec<f64>,
     block_at: Vec<usize>,
-    /// Couplings to the next block, column-major `b_e × b_{e+1}`, at `coupling_at[e]`.
+    /// Couplings to the next block `E_e` on block `e`'s interface rows (those with an entry
+    /// coupled to block `e + 1`, in order: the states the elements share), column-major
+    /// `|I_e| × b_{e+1}`, at `coupling_at[e]`; the other rows of `E_e` are zero.
     couplings: Vec<f64>,
     coupling_at: Vec<usize>,
-    /// Global-to-chain coupling `Wᵀ`, column-major `g × R` (Schur-updated): block `e`'s
-    /// columns are contiguous.
-    wt: Vec<f64>,
-    /// `(A_e⁻¹ W_e)ᵀ`, column-major `g × R`.
-    qt: Vec<f64>,
+    interfaces: Vec<Vec<usize>>,
     /// Global block, column-major `g × g`, then its factor.
     c: Vec<f64>,
     corner_pivots: Vec<i32>,
@@ -126,18 +151,26 @@ impl BlockArrowLdlt {
         }
         let k = sizes.len();
         let mut block_at = Vec::with_capacity(k);
-        let mut coupling_at = Vec::with_capacity(k);
-        let (mut nb, mut nc) = (0, 0);
-        for e in 0..k {
+        let mut nb = 0;
+        for size in &sizes {
             block_at.push(nb);
-            nb += sizes[e] * sizes[e];
-            coupling_at.push(nc);
-            if e + 1 < k {
-                nc += sizes[e] * sizes[e + 1];
-            }
+            nb += size * size;
         }
-        let mut slots = Vec::with_capacity(rows.len());
-        for (&ri, &ci) in rows.iter().zip(cols) {
+        // The global rows in PANELS contiguous groups (empty ones dropped).
+        let bounds: Vec<std::ops::Range<usize>> = (0..PANELS)
+            .map(|p| p * g / PANELS..(p + 1) * g / PANELS)
+            .filter(|range| !range.is_empty())
+            .collect();
+        let panel_of: Vec<(usize, usize)> = bounds
+            .iter()
+            .enumerate()
+            .flat_map(|(p, range)| (0..range.len()).map(move |row| (p, row)))
+            .collect();
+        let mut panel_slots = vec![Vec::with_capacity(rows.len() / PANELS); bounds.len()];
+        let mut slots = Vec::new();
+        // (block e, row in e, column in e + 1, value index) of each entry of E_e.
+        let mut coupling_entries = Vec::new();
+        for (index, (&ri, &ci)) in rows.iter().zip(cols).enumerate() {
             let (i, j) = (ri as usize - 1, ci as usize - 1);
             if i >= n || j >= n {
                 return None;
@@ -149,8 +182,18 @@ impl BlockArrowLdlt {
                     let (a, b) = (pi.min(pj) - r, pi.max(pj) - r);
                     Slot::Corner(a + b * g)
                 }
-                (false, true) => Slot::Global((pj - r) + pi * g),
-                (true, false) => Slot::Global((pi - r) + pj * g),
+                (false, true) => {
+                    let (p, row) = panel_of[pj - r];
+                    let at = u32::try_from(row + pi * bounds[p].len()).ok()?;
+                    panel_slots[p].push((at, u32::try_from(index).ok()?));
+                    continue;
+                }
+                (true, false) => {
+                    let (p, row) = panel_of[pi - r];
+                    let at = u32::try_from(row + pj * bounds[p].len()).ok()?;
+                    panel_slots[p].push((at, u32::try_from(index).ok()?));
+                    continue;
+                }
                 (false, false) if bi == bj => {
                     let (a, b) = (pi.min(pj) - starts[bi], pi.max(pj) - starts[bi]);
                     Slot::Block(block_at[bi] + a + b * sizes[bi])
@@ -158,21 +201,52 @@ impl BlockArrowLdlt {
                 (false, false) if bi.abs_diff(bj) == 1 => {
                     // Row in the earlier block, column in the later one.
                     let (e, pe, pf) = if bi < bj { (bi, pi, pj) } else { (bj, pj, pi) };
-                    let (a, b) = (pe - starts[e], pf - starts[e + 1]);
-                    Slot::Coupling(coupling_at[e] + a + b * sizes[e])
+                    coupling_entries.push((e, pe - starts[e], pf - starts[e + 1], index));
+                    continue;
                 }
                 _ => return None,
             };
-            slots.push((slot, slots.len()));
+            slots.push((slot, index));
+        }
+        let mut interfaces = vec![Vec::new(); k.saturating_sub(1)];
+        for &(e, a, _, _) in &coupling_entries {
+            interfaces[e].push(a);
+        }
+        let mut coupling_at = Vec::with_capacity(k);
+        let mut nc = 0;
+        for (e, rows) in interfaces.iter_mut().enumerate() {
+            rows.sort_unstable();
+            rows.dedup();
+            coupling_at.push(nc);
+            nc += rows.len() * sizes[e + 1];
+        }
+        for (e, a, b, index) in coupling_entries {
+            let row = interfaces[e].binary_search(&a).ok()?;
+            slots.push((
+                Slot::Coupling(coupling_at[e] + row + b * interfaces[e].len()),
+                index,
+            ));
         }
         let key = |s: &Slot| match *s {
             Slot::Block(at) => (0, at),
             Slot::Coupling(at) => (1, at),
-            Slot::Global(at) => (2, at),
-            Slot::Corner(at) => (3, at),
+            Slot::Corner(at) => (2, at),
         };
         // The index breaks ties (duplicates), so the order is the stable sort's.
         slots.par_sort_unstable_by_key(|&(slot, index)| (key(&slot), index));
+        let panels = bounds
+            .into_iter()
+            .zip(panel_slots)
+            .map(|(range, mut slots)| {
+                slots.par_sort_unstable();
+                Panel {
+                    wt: vec![0.0; range.len() * r],
+                    qt: vec![0.0; range.len() * r],
+                    range,
+                    slots,
+                }
+            })
+            .collect();
         Some(Self {
             n,
             sizes,
@@ -181,12 +255,12 @@ impl BlockArrowLdlt {
             g,
             position,
             slots,
+            panels,
             blocks: vec![0.0; nb],
             block_at,
             couplings: vec![0.0; nc],
             coupling_at,
-            wt: vec![0.0; r * g],
-            qt: vec![0.0; r * g],
+            interfaces,
             c: vec![0.0; g * g],
             corner_pivots: vec![0; g],
             work: Vec::new(),
@@ -203,120 +277,15 @@ impl BlockArrowLdlt {
     /// factorizes.
     pub fn factorize(&mut self, values: &[f64]) -> Result<Inertia, Singular> {
         self.factorized = false;
-        self.blocks.fill(0.0);
-        self.couplings.fill(0.0);
-        self.wt.fill(0.0);
-        self.c.fill(0.0);
-        for &(slot, index) in &self.slots {
-            let v = values[index];
-            match slot {
-                Slot::Block(at) => self.blocks[at] += v,
-                Slot::Coupling(at) => self.couplings[at] += v,
-                Slot::Global(at) => self.wt[at] += v,
-                Slot::Corner(at) => self.c[at] += v,
-            }
-        }
-        let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let (r, g) = (self.rows, self.g);
-        let widest = self.sizes.iter().copied().max().unwrap_or(0);
-        if self.work.len() < 64 * widest.max(g).max(1) {
-            self.work = vec![0.0; 64 * widest.max(g).max(1)];
-        }
-        let mut factor = vec![0.0; widest * widest];
-        let mut pivots = vec![0; widest];
-        let mut x = vec![0.0; widest * widest];
-        let mut total = Inertia {
-            positive: 0,
-            negative: 0,
-            zero: 0,
-        };
-        let k = self.sizes.len();
-        for e in 0..k {
-            let (b, start, at) = (self.sizes[e], self.starts[e], self.block_at[e]);
-            let (head, tail) = self.blocks.split_at_mut(at + b * b);
-            let block = &mut head[at..];
-            // Bunch–Kaufman for the inertia, then the explicit inverse (kept in place).
-            let factor = &mut factor[..b * b];
-            factor.copy_from_slice(block);
-            let pivots = &mut pivots[..b];
-            if lapack_dsytrf(b, factor, pivots, &mut self.work, false).info != 0 {
-                return Err(Singular);
-            }
-            total += ldlt_inertia(b, factor, pivots, scale);
-            block.fill(0.0);
-            block.iter_mut().step_by(b + 1).for_each(|v| *v = 1.0);
-            if lapack_dsytrs_many(b, factor, pivots, (block, b), b) != 0 {
-                return Err(Singular);
-            }
-            let inverse: &[f64] = block;
-            // Q_eᵀ = W_eᵀ A_e⁻¹.
-            let cols = start * g..(start + b) * g;
-            blas_dgemm(
-                (false, false),
-                (g, b, b),
-                1.0,
-                (&self.wt[cols.clone()], g),
-                (inverse, b),
-                0.0,
-                (&mut self.qt[cols.clone()], g),
-            );
-            if e + 1 == k {
-                continue;
-            }
-            // The next block: A_{e+1} −= E_eᵀ A_e⁻¹ E_e, W_{e+1}ᵀ −= Q_eᵀ E_e.
-            let bn = self.sizes[e + 1];
-            let coupling = &self.couplings[self.coupling_at[e]..self.coupling_at[e] + b * bn];
-            let x = &mut x[..b * bn];
-            blas_dgemm(
-                (false, false),
-                (b, bn, b),
-                1.0,
-                (inverse, b),
-                (coupling, b),
-                0.0,
-                (x, b),
-            );
-            let next = &mut tail[..bn * bn];
-            blas_dgemm(
-                (true, false),
-                (bn, bn, b),
-                -1.0,
-                (coupling, b),
-                (x, b),
-                1.0,
-                (next, bn),
-            );
-            let next_cols = (start + b) * g..(start + b + bn) * g;
-            blas_dgemm(
-                (false, false),
-                (g, bn, b),
-                -1.0,
-                (&self.qt[cols], g),
-                (coupling, b),
-                1.0,
-                (&mut self.wt[next_cols], g),
-            );
-        }
-        // Global block: C −= Wᵀ Q over the whole chain at once.
+        let scale = self.assemble(values);
+        let mut total = self.eliminate_chain(scale)?;
+        let g = self.g;
         if g > 0 {
-            if r > 0 {
-                // Two column halves of C on two threads (single-threaded BLAS each): the
-                // largest product of the factorization, and bitwise independent of the split.
-                let half = g / 2;
-                let (left, right) = self.c.split_at_mut(half * g);
-                let (wt, qt) = (&self.wt, &self.qt);
-                let product = |cols: std::ops::Range<usize>, c: &mut [f64]| {
-                    blas_dgemm(
-                        (false, true),
-                        (g, cols.len(), r),
-                        -1.0,
-                        (wt, g),
-                        (&qt[cols.start..], g),
-                        1.0,
-                        (c, g),
-                    );
-                };
-                rayon::join(|| product(0..half, left), || product(half..g, right));
+            if self.rows > 0 {
+                self.subtract_schur_product();
+            }
+            if self.work.len() < 64 * g {
+                self.work = vec![0.0; 64 * g];
             }
             let out = lapack_dsytrf(
                 g,
@@ -337,7 +306,149 @@ impl BlockArrowLdlt {
         Ok(total)
     }
 
-    /// Solves the system in place (`rhs` in KKT order) with the last factorization.
+    /// Zeroes the arrays and adds the values into them, the panels of `Wᵀ` (nearly all the
+    /// entries) on their own threads; returns the largest magnitude (every entry lands in
+    /// exactly one place, so it is the largest over the places).
+    fn assemble(&mut self, values: &[f64]) -> f64 {
+        self.blocks.fill(0.0);
+        self.couplings.fill(0.0);
+        self.c.fill(0.0);
+        let mut largest = 0.0f64;
+        for &(slot, index) in &self.slots {
+            let v = values[index];
+            largest = largest.max(v.abs());
+            match slot {
+                Slot::Block(at) => self.blocks[at] += v,
+                Slot::Coupling(at) => self.couplings[at] += v,
+                Slot::Corner(at) => self.c[at] += v,
+            }
+        }
+        self.panels
+            .par_iter_mut()
+            .map(|panel| {
+                // One pass in the order of `wt`: the slots are sorted, so duplicates are
+                // adjacent and the positions no entry lands on are the gaps between them.
+                let wt = &mut panel.wt;
+                let (mut next, mut largest) = (0, 0.0f64);
+                for &(at, index) in &panel.slots {
+                    let (at, v) = (at as usize, values[index as usize]);
+                    largest = largest.max(v.abs());
+                    if at + 1 == next {
+                        wt[at] += v;
+                    } else {
+                        wt[next..at].fill(0.0);
+                        wt[at] = v;
+                        next = at + 1;
+                    }
+                }
+                wt[next..].fill(0.0);
+                largest
+            })
+            .reduce(|| largest, f64::max)
+    }
+
+    /// The chain's elimination, pipelined over two threads: one inverts the blocks in order
+    /// ([`ChainLayout::invert`]) and passes each inverse on; the other carries the panels of
+    /// `Wᵀ` past each block as its inverse arrives ([`ChainLayout::carry`]). Returns the
+    /// blocks' inertia.
+    fn eliminate_chain(&mut self, scale: f64) -> Result<Inertia, Singular> {
+        let layout = ChainLayout {
+            sizes: &self.sizes,
+            starts: &self.starts,
+            block_at: &self.block_at,
+            couplings: &self.couplings,
+            coupling_at: &self.coupling_at,
+            interfaces: &self.interfaces,
+        };
+        // (Not `self.layout()`: the blocks and panels are borrowed mutably beside it.)
+        let (blocks, panels) = (&mut self.blocks, &mut self.panels);
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<f64>>();
+        let (inertia, ()) = rayon::join(
+            move || layout.invert(blocks, scale, sender),
+            move || {
+                // Ends when the sender is dropped (all blocks passed on, or a singular one).
+                for (e, inverse) in receiver.iter().enumerate() {
+                    for panel in panels.iter_mut() {
+                        layout.carry(e, &inverse, panel);
+                    }
+                }
+            },
+        );
+        inertia
+    }
+
+    /// `C −= Wᵀ Q` on the upper triangle of `C` only (all `dsytrf('U')` reads), the largest
+    /// product of the factorization: `C`'s columns in pieces (two per panel of global rows),
+    /// each taking the rows down to its last column (5/8 of the full product's work with two
+    /// panels), on two threads (single-threaded BLAS each) in an order that gives both the
+    /// same work. Each product is an independent BLAS call, so the result does not depend on
+    /// which thread runs it. (Finer pieces save more of the kernel's work but repack `Wᵀ` once
+    /// per piece: three per panel were slower than two on `vanderpol-long`, and one per panel
+    /// leaves the threads unbalanced.)
+    fn subtract_schur_product(&mut self) {
+        let (r, g) = (self.rows, self.g);
+        let panels = &self.panels;
+        // Column ranges of C: each panel's rows split in two, with the panel holding them.
+        let ranges: Vec<(usize, std::ops::Range<usize>)> = panels
+            .iter()
+            .enumerate()
+            .flat_map(|(q, panel)| {
+                let (a, h) = (panel.range.start, panel.range.len());
+                let mid = a + h / 2;
+                [(q, a..mid), (q, mid..a + h)]
+            })
+            .filter(|(_, cols)| !cols.is_empty())
+            .collect();
+        let mut pieces: std::collections::VecDeque<(usize, std::ops::Range<usize>, &mut [f64])> =
+            std::collections::VecDeque::with_capacity(ranges.len());
+        let mut rest = &mut self.c[..];
+        for (q, cols) in ranges {
+            let (piece, tail) = rest.split_at_mut(cols.len() * g);
+            pieces.push_back((q, cols, piece));
+            rest = tail;
+        }
+        // Pair the small pieces with the large ones: the two halves of the list carry equal work.
+        let mut order = Vec::with_capacity(pieces.len());
+        let mut front = true;
+        while let Some(piece) = if front {
+            pieces.pop_front()
+        } else {
+            pieces.pop_back()
+        } {
+            order.push(piece);
+            front = !front;
+        }
+        let (first, second): (Vec<_>, Vec<_>) = order
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| (i / 2) % 2 == 0);
+        type Piece<'a> = (usize, (usize, std::ops::Range<usize>, &'a mut [f64]));
+        let product = |pieces: Vec<Piece>| {
+            for (_, (q, cols, c)) in pieces {
+                let columns = &panels[q];
+                let hq = columns.range.len();
+                let offset = cols.start - columns.range.start;
+                for rows in panels.iter().take(q + 1) {
+                    // This panel's rows down to the range's last column.
+                    let h = rows.range.len();
+                    let m = h.min(cols.end - rows.range.start);
+                    blas_dgemm(
+                        (false, true),
+                        (m, cols.len(), r),
+                        -1.0,
+                        (&rows.wt, h),
+                        (&columns.qt[offset..], hq),
+                        1.0,
+                        (&mut c[rows.range.start..], g),
+                    );
+                }
+            }
+        };
+        rayon::join(|| product(first), || product(second));
+    }
+
+    /// Solves the system in place (`rhs` in KKT order) with the last factorization: the chain
+    /// recurrences in order, the products with `Wᵀ` on two threads.
     pub fn solve(&mut self, rhs: &mut [f64]) -> bool {
         if !self.factorized || rhs.len() != self.n {
             return false;
@@ -349,54 +460,83 @@ impl BlockArrowLdlt {
         }
         let (chain, global) = stacked.split_at_mut(r);
         let k = self.sizes.len();
-        let mut z = vec![0.0; self.sizes.iter().copied().max().unwrap_or(0)];
-        // Forward: r'_{e+1} = r_{e+1} − E_eᵀ A_e⁻¹ r'_e; r'_G = r_G − Σ W_eᵀ A_e⁻¹ r'_e.
+        // Forward: z_e = A_e⁻¹ r'_e with r'_{e+1} = r_{e+1} − E_eᵀ z_e; r'_G = r_G − Wᵀ z.
+        let mut z = vec![0.0; r];
         for e in 0..k {
             let (b, start) = (self.sizes[e], self.starts[e]);
-            let z = &mut z[..b];
-            self.block_apply(e, &chain[start..start + b], z);
-            let wt = &self.wt[start * g..(start + b) * g];
-            for (column, &zi) in wt.chunks_exact(g).zip(z.iter()) {
+            let (done, next) = chain.split_at_mut(start + b);
+            let z = &mut z[start..start + b];
+            self.block_apply(e, &done[start..], z);
+            if e + 1 < k {
+                let (bn, rows) = (self.sizes[e + 1], &self.interfaces[e]);
+                let coupling = self.layout().coupling(e);
+                for (v, ec) in next[..bn]
+                    .iter_mut()
+                    .zip(coupling.chunks_exact(rows.len().max(1)))
+                {
+                    *v -= rows.iter().zip(ec).map(|(&ri, c)| c * z[ri]).sum::<f64>();
+                }
+            }
+        }
+        let mut pieces = Vec::with_capacity(self.panels.len());
+        let mut rest = &mut global[..];
+        for panel in &self.panels {
+            let (piece, tail) = rest.split_at_mut(panel.range.len());
+            pieces.push((panel, piece));
+            rest = tail;
+        }
+        pieces.into_par_iter().for_each(|(panel, global)| {
+            let h = panel.range.len();
+            for (column, &zj) in panel.wt.chunks_exact(h).zip(&z) {
                 global
                     .iter_mut()
                     .zip(column)
-                    .for_each(|(v, w)| *v -= w * zi);
+                    .for_each(|(v, w)| *v -= w * zj);
             }
-            if e + 1 < k {
-                let bn = self.sizes[e + 1];
-                let coupling = &self.couplings[self.coupling_at[e]..self.coupling_at[e] + b * bn];
-                let next = &mut chain[start + b..start + b + bn];
-                for (v, column) in next.iter_mut().zip(coupling.chunks_exact(b)) {
-                    *v -= column.iter().zip(z.iter()).map(|(a, b)| a * b).sum::<f64>();
-                }
-            }
-        }
+        });
         if g > 0 && lapack_dsytrs_many(g, &self.c, &self.corner_pivots, (global, g), 1) != 0 {
             return false;
         }
-        // Backward: x_e = A_e⁻¹ (r'_e − E_e x_{e+1} − W_e x_G).
-        let mut t = vec![0.0; z.len()];
+        // Backward: x_e = A_e⁻¹ (r'_e − W_e x_G − E_e x_{e+1}), W x_G by halves of the chain.
+        let mut w_x = vec![0.0; r];
+        let half = r.div_ceil(2).max(1);
+        let (panels, global) = (&self.panels, &*global);
+        w_x.par_chunks_mut(half)
+            .enumerate()
+            .for_each(|(part, out)| {
+                for (j, o) in out.iter_mut().enumerate() {
+                    let column = part * half + j;
+                    *o = panels
+                        .iter()
+                        .map(|panel| {
+                            let h = panel.range.len();
+                            let w = &panel.wt[column * h..(column + 1) * h];
+                            dot(w, &global[panel.range.clone()])
+                        })
+                        .sum();
+                }
+            });
+        let mut t = vec![0.0; self.widest()];
         for e in (0..k).rev() {
             let (b, start) = (self.sizes[e], self.starts[e]);
             let t = &mut t[..b];
-            t.copy_from_slice(&chain[start..start + b]);
-            let wt = &self.wt[start * g..(start + b) * g];
-            for (ti, column) in t.iter_mut().zip(wt.chunks_exact(g)) {
-                *ti -= column
-                    .iter()
-                    .zip(global.iter())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>();
-            }
+            let (head, next) = chain.split_at_mut(start + b);
+            let own = &mut head[start..];
+            t.iter_mut()
+                .zip(own.iter())
+                .zip(&w_x[start..start + b])
+                .for_each(|((t, r), w)| *t = r - w);
             if e + 1 < k {
-                let bn = self.sizes[e + 1];
-                let coupling = &self.couplings[self.coupling_at[e]..self.coupling_at[e] + b * bn];
-                let next = &chain[start + b..start + b + bn];
-                for (&x, column) in next.iter().zip(coupling.chunks_exact(b)) {
-                    t.iter_mut().zip(column).for_each(|(ti, ci)| *ti -= ci * x);
+                let (bn, rows) = (self.sizes[e + 1], &self.interfaces[e]);
+                let coupling = self.layout().coupling(e);
+                for (&x, ec) in next[..bn]
+                    .iter()
+                    .zip(coupling.chunks_exact(rows.len().max(1)))
+                {
+                    rows.iter().zip(ec).for_each(|(&ri, c)| t[ri] -= c * x);
                 }
             }
-            self.block_apply(e, t, &mut chain[start..start + b]);
+            self.block_apply(e, t, own);
         }
         for (i, v) in rhs.iter_mut().enumerate() {
             *v = stacked[self.position[i]];
@@ -404,14 +544,164 @@ impl BlockArrowLdlt {
         true
     }
 
+    /// The chain's layout and couplings.
+    fn layout(&self) -> ChainLayout<'_> {
+        ChainLayout {
+            sizes: &self.sizes,
+            starts: &self.starts,
+            block_at: &self.block_at,
+            couplings: &self.couplings,
+            coupling_at: &self.coupling_at,
+            interfaces: &self.interfaces,
+        }
+    }
+
+    fn widest(&self) -> usize {
+        self.sizes.iter().copied().max().unwrap_or(0)
+    }
+
     /// `out ← A_e⁻¹ v` with block `e`'s explicit inverse (symmetric, column-major).
     fn block_apply(&self, e: usize, v: &[f64], out: &mut [f64]) {
         let (b, at) = (self.sizes[e], self.block_at[e]);
         let inverse = &self.blocks[at..at + b * b];
         for (o, column) in out.iter_mut().zip(inverse.chunks_exact(b)) {
-            *o = column.iter().zip(v).map(|(a, b)| a * b).sum();
+            *o = dot(column, v);
         }
     }
+}
+
+/// The chain's layout and couplings, shared by the two threads of
+/// [`BlockArrowLdlt::eliminate_chain`].
+#[derive(Clone, Copy)]
+struct ChainLayout<'a> {
+    sizes: &'a [usize],
+    starts: &'a [usize],
+    block_at: &'a [usize],
+    couplings: &'a [f64],
+    coupling_at: &'a [usize],
+    interfaces: &'a [Vec<usize>],
+}
+
+impl<'a> ChainLayout<'a> {
+    /// `E_e` on block `e`'s interface rows (column-major `|I_e| × b_{e+1}`).
+    fn coupling(&self, e: usize) -> &'a [f64] {
+        let len = self.interfaces[e].len() * self.sizes[e + 1];
+        &self.couplings[self.coupling_at[e]..self.coupling_at[e] + len]
+    }
+
+    /// Along the chain: factorizes each block `A_e` (Bunch–Kaufman, for its inertia), replaces
+    /// it by its explicit inverse (full, symmetric) and updates the next one,
+    /// `A_{e+1} −= E_eᵀ A_e⁻¹ E_e` (on the interface rows of `E_e` only); returns the blocks'
+    /// inertia. Each inverse is sent to `done` as soon as it is complete.
+    fn invert(
+        self,
+        blocks: &mut [f64],
+        scale: f64,
+        done: std::sync::mpsc::Sender<Vec<f64>>,
+    ) -> Result<Inertia, Singular> {
+        let widest = self.sizes.iter().copied().max().unwrap_or(0);
+        let mut pivots = vec![0; widest];
+        let mut work = vec![0.0; 64 * widest.max(1)];
+        let mut total = Inertia::default();
+        let k = self.sizes.len();
+        for e in 0..k {
+            let (b, at) = (self.sizes[e], self.block_at[e]);
+            let (head, tail) = blocks.split_at_mut(at + b * b);
+            let block = &mut head[at..];
+            let pivots = &mut pivots[..b];
+            if lapack_dsytrf(b, block, pivots, &mut work, false).info != 0 {
+                return Err(Singular);
+            }
+            total += ldlt_inertia(b, block, pivots, scale);
+            if lapack_dsytri(b, block, pivots, &mut work) != 0 {
+                return Err(Singular);
+            }
+            // dsytri leaves the upper triangle: mirror it.
+            for j in 0..b {
+                for i in j + 1..b {
+                    block[i + j * b] = block[j + i * b];
+                }
+            }
+            // The receiver only stops early when its thread panicked, which rayon reports.
+            let _ = done.send(block.to_vec());
+            if e + 1 == k {
+                continue;
+            }
+            // next −= E_Iᵀ (A⁻¹)_II E_I, one entry at a time (|I| is the shared states).
+            let bn = self.sizes[e + 1];
+            let rows = &self.interfaces[e];
+            let ni = rows.len();
+            let coupling = &self.couplings[self.coupling_at[e]..self.coupling_at[e] + ni * bn];
+            let next = &mut tail[..bn * bn];
+            for (c, ec) in coupling.chunks_exact(ni.max(1)).enumerate().take(bn) {
+                // y = (A⁻¹)_II E_I[:, c]
+                let y: Vec<f64> = rows
+                    .iter()
+                    .map(|&ri| {
+                        rows.iter()
+                            .zip(ec)
+                            .map(|(&rj, v)| block[ri + rj * b] * v)
+                            .sum()
+                    })
+                    .collect();
+                for (r, er) in coupling.chunks_exact(ni.max(1)).enumerate().take(bn) {
+                    next[r + c * bn] -= er.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>();
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Carries one panel of `Wᵀ` past block `e` (`inverse`: its inverse): `Q_eᵀ = W_eᵀ A_e⁻¹`
+    /// and `W_{e+1}ᵀ −= Q_eᵀ E_e` (on the interface rows of `E_e` only).
+    fn carry(&self, e: usize, inverse: &[f64], panel: &mut Panel) {
+        let h = panel.range.len();
+        let (b, start) = (self.sizes[e], self.starts[e]);
+        let (wt_head, wt_tail) = panel.wt.split_at_mut((start + b) * h);
+        let qt = &mut panel.qt[start * h..(start + b) * h];
+        blas_dgemm(
+            (false, false),
+            (h, b, b),
+            1.0,
+            (&wt_head[start * h..], h),
+            (inverse, b),
+            0.0,
+            (qt, h),
+        );
+        if e + 1 == self.sizes.len() {
+            return;
+        }
+        let (bn, rows) = (self.sizes[e + 1], &self.interfaces[e]);
+        let coupling = self.coupling(e);
+        let next = &mut wt_tail[..bn * h];
+        for (column, ec) in next
+            .chunks_exact_mut(h)
+            .zip(coupling.chunks_exact(rows.len().max(1)))
+        {
+            for (&ri, &v) in rows.iter().zip(ec) {
+                let q = &qt[ri * h..(ri + 1) * h];
+                column.iter_mut().zip(q).for_each(|(w, q)| *w -= q * v);
+            }
+        }
+    }
+}
+
+/// `Σ aᵢ bᵢ` over the common length with four running sums (a fixed order, so the result
+/// is reproducible), which the compiler keeps in vector registers: the solve's products with
+/// the columns of `Wᵀ` are bound by the latency of one running sum otherwise.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut sums = [0.0; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (a4.remainder(), b4.remainder());
+    for (x, y) in a4.zip(b4) {
+        for l in 0..4 {
+            sums[l] += x[l] * y[l];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
 }
 
 #[cfg(test)]
@@ -421,9 +711,13 @@ mod tests {
     use crate::nlp::KktBlock;
 
     /// A KKT matrix of a chain of `k` "elements" (2 states + 2 equations each, coupled to the
-    /// previous element's states) plus 3 global variables coupled to everything; returns the
-    /// lower-triangle entries (1-based), the partition and the number of variables.
-    fn chain_kkt(k: usize, seed: u64) -> (Vec<i32>, Vec<i32>, Vec<f64>, KktBlocks, usize) {
+    /// previous element's states) plus `nt` global variables coupled to everything; returns
+    /// the lower-triangle entries (1-based), the partition and the number of variables.
+    fn chain_kkt(
+        k: usize,
+        nt: usize,
+        seed: u64,
+    ) -> (Vec<i32>, Vec<i32>, Vec<f64>, KktBlocks, usize) {
         let mut state = seed;
         let mut rand = move || {
             state = state
@@ -431,9 +725,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
         };
-        // Eleven global unknowns: every quarter of the Schur product is exercised.
-        const NT: usize = 11;
-        let n_vars = 2 * k + NT;
+        let n_vars = 2 * k + nt;
         let mut entries = std::collections::BTreeMap::new();
         let mut put = |i: usize, j: usize, v: f64| {
             let (a, b) = (i.max(j), i.min(j));
@@ -448,7 +740,7 @@ mod tests {
                 if e > 0 {
                     put(x, 2 * (e - 1) + s, 0.2 * rand());
                 }
-                for t in 0..NT {
+                for t in 0..nt {
                     put(x, theta(t), 0.3 * rand());
                 }
                 // Equation row: own states (dominant), previous states, θ.
@@ -458,15 +750,17 @@ mod tests {
                 if e > 0 {
                     put(c, 2 * (e - 1) + s, -2.0 + rand());
                 }
-                for t in 0..NT {
+                for t in 0..nt {
                     put(c, theta(t), rand());
                 }
             }
         }
-        for t in 0..NT {
+        for t in 0..nt {
             put(theta(t), theta(t), 1.0 + rand());
         }
-        put(theta(1), theta(0), 0.4);
+        if nt >= 2 {
+            put(theta(1), theta(0), 0.4);
+        }
         // Duplicate entries must be summed.
         put(0, 0, 0.0);
         let mut rows = Vec::new();
@@ -488,7 +782,7 @@ mod tests {
                 })
                 .collect(),
             global: KktBlock {
-                variables: (0..NT).map(theta).collect(),
+                variables: (0..nt).map(theta).collect(),
                 constraints: vec![],
             },
         };
@@ -497,8 +791,17 @@ mod tests {
 
     #[test]
     fn block_arrow_elimination_matches_the_dense_factorization() {
-        for (k, seed) in [(1, 3), (2, 5), (7, 11), (40, 17)] {
-            let (rows, cols, vals, partition, n_vars) = chain_kkt(k, seed);
+        // Eleven global unknowns exercise every piece of the Schur product; one, a single
+        // panel; none, a chain alone.
+        for (k, nt, seed) in [
+            (1, 11, 3),
+            (2, 11, 5),
+            (7, 11, 11),
+            (40, 11, 17),
+            (5, 1, 19),
+            (6, 0, 23),
+        ] {
+            let (rows, cols, vals, partition, n_vars) = chain_kkt(k, nt, seed);
             let n = n_vars + 2 * k;
             let mut block = BlockArrowLdlt::analyse(n, n_vars, &rows, &cols, &partition)
                 .expect("the partition fits");
@@ -524,7 +827,7 @@ mod tests {
 
     #[test]
     fn partitions_that_do_not_fit_are_refused() {
-        let (rows, cols, _, partition, n_vars) = chain_kkt(4, 1);
+        let (rows, cols, _, partition, n_vars) = chain_kkt(4, 11, 1);
         let n = n_vars + 8;
         // Blocks 0 and 2 swapped: entries couple blocks two apart.
         let mut swapped = partition.clone();

@@ -51,7 +51,7 @@ impl KktPolicy {
 }
 
 /// Inertia of a factorized symmetric matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Inertia {
     /// Positive eigenvalues.
     pub positive: usize,

@@ -1029,6 +1029,15 @@ extern "C" {
         ldb: *const c_int,
         info: *mut c_int,
     );
+    fn dsytri_(
+        uplo: *const c_char,
+        n: *const c_int,
+        a: *mut f64,
+        lda: *const c_int,
+        ipiv: *const c_int,
+        work: *mut f64,
+        info: *mut c_int,
+    );
 }
 
 extern "C" {
@@ -1223,6 +1232,30 @@ pub(crate) fn lapack_dsytrf(
         info,
         work_size: work[0],
     }
+}
+
+/// `dsytri('U')`: overwrites the output of [`lapack_dsytrf`] with the upper triangle of the
+/// inverse (`work` holds at least n values); returns INFO.
+pub(crate) fn lapack_dsytri(n: usize, a: &mut [f64], ipiv: &[c_int], work: &mut [f64]) -> c_int {
+    if n == 0 {
+        return 0;
+    }
+    assert!(a.len() >= n * n && ipiv.len() >= n && work.len() >= n);
+    let ni = n as c_int;
+    let mut info: c_int = 0;
+    // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
+    unsafe {
+        dsytri_(
+            c"U".as_ptr(),
+            &ni,
+            a.as_mut_ptr(),
+            &ni,
+            ipiv.as_ptr(),
+            work.as_mut_ptr(),
+            &mut info,
+        );
+    }
+    info
 }
 
 /// `dsytrs('U')` for one right-hand side with the output of [`lapack_dsytrf`]; returns INFO.
