@@ -352,28 +352,26 @@ impl BlockArrowLdlt {
     /// `Wᵀ` past each block as its inverse arrives ([`ChainLayout::carry`]). Returns the
     /// blocks' inertia.
     fn eliminate_chain(&mut self, scale: f64) -> Result<Inertia, Singular> {
-        let layout = ChainLayout {
-            sizes: &self.sizes,
-            starts: &self.starts,
-            block_at: &self.block_at,
-            couplings: &self.couplings,
-            coupling_at: &self.coupling_at,
-            interfaces: &self.interfaces,
-        };
-        // (Not `self.layout()`: the blocks and panels are borrowed mutably beside it.)
-        let (blocks, panels) = (&mut self.blocks, &mut self.panels);
+        // Out of `self` while they change, so the layout can borrow the rest.
+        let (mut blocks, mut panels) = (
+            std::mem::take(&mut self.blocks),
+            std::mem::take(&mut self.panels),
+        );
+        let layout = self.layout();
         let (sender, receiver) = std::sync::mpsc::channel::<Vec<f64>>();
+        let (chain, carried) = (&mut blocks, &mut panels);
         let (inertia, ()) = rayon::join(
-            move || layout.invert(blocks, scale, sender),
+            move || layout.invert(chain, scale, sender),
             move || {
                 // Ends when the sender is dropped (all blocks passed on, or a singular one).
                 for (e, inverse) in receiver.iter().enumerate() {
-                    for panel in panels.iter_mut() {
+                    for panel in carried.iter_mut() {
                         layout.carry(e, &inverse, panel);
                     }
                 }
             },
         );
+        (self.blocks, self.panels) = (blocks, panels);
         inertia
     }
 
