@@ -11,6 +11,7 @@
 
 use colloc_models::{Exponential, Mlp, MlpTape};
 use colloc_solvers::linalg::{gram, Cholesky};
+use rayon::prelude::*;
 
 /// Settings of the Levenberg–Marquardt pre-fit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,33 +66,55 @@ pub fn levenberg_marquardt(
     let weight = 1.0 / n_points.max(1) as f64;
     // The library's exponential, like the collocation model's derivatives: the pre-fit, and
     // with it the solve's start, do not depend on the sequential training's vectorized one.
-    let mut tape = MlpTape::with_exponential(Exponential::Library);
     let rows = n_points * d;
 
-    // Residuals r (N·d) and, when asked, their Jacobian J (column-major N·d × p).
-    let mut evaluate = |theta: &[f64], jac: Option<&mut Vec<f64>>| -> Vec<f64> {
-        let mut r = vec![0.0; rows];
-        let mut row = vec![0.0; p];
-        let mut cot = vec![0.0; d];
-        let mut jac = jac;
-        for (k, (x, y)) in inputs.iter().zip(targets).enumerate() {
-            let out = init.forward_tape(theta, x, &mut tape);
-            for o in 0..d {
-                r[k * d + o] = out[o] - y[o];
-            }
-            if let Some(j) = jac.as_deref_mut() {
-                for o in 0..d {
-                    cot.fill(0.0);
-                    cot[o] = 1.0;
-                    row.fill(0.0);
-                    init.vjp(theta, &mut tape, &cot, &mut row, &mut []);
-                    for (c, v) in row.iter().enumerate() {
-                        j[c * rows + k * d + o] = *v;
+    // Residuals r (N·d) and, when asked, their Jacobian J (column-major N·d × p). The points
+    // are independent: chunks of them on rayon's threads, each with its own tape, their
+    // Jacobian rows then transposed into J column by column (the same numbers on any number
+    // of threads).
+    let evaluate = |theta: &[f64], jac: Option<&mut Vec<f64>>| -> Vec<f64> {
+        const POINTS_PER_TASK: usize = 64;
+        let want_jacobian = jac.is_some();
+        let parts: Vec<(Vec<f64>, Vec<f64>)> = inputs
+            .par_chunks(POINTS_PER_TASK)
+            .zip(targets.par_chunks(POINTS_PER_TASK))
+            .map(|(xs, ys)| {
+                let mut tape = MlpTape::with_exponential(Exponential::Library);
+                let mut r = vec![0.0; xs.len() * d];
+                let mut jacobian_rows = vec![0.0; if want_jacobian { xs.len() * d * p } else { 0 }];
+                let mut cot = vec![0.0; d];
+                for (k, (x, y)) in xs.iter().zip(ys).enumerate() {
+                    let out = init.forward_tape(theta, x, &mut tape);
+                    for o in 0..d {
+                        r[k * d + o] = out[o] - y[o];
+                    }
+                    if want_jacobian {
+                        for o in 0..d {
+                            cot.fill(0.0);
+                            cot[o] = 1.0;
+                            let at = (k * d + o) * p;
+                            init.vjp(
+                                theta,
+                                &mut tape,
+                                &cot,
+                                &mut jacobian_rows[at..at + p],
+                                &mut [],
+                            );
+                        }
                     }
                 }
-            }
+                (r, jacobian_rows)
+            })
+            .collect();
+        if let Some(j) = jac.filter(|_| rows > 0) {
+            j.par_chunks_mut(rows).enumerate().for_each(|(c, column)| {
+                let all_rows = parts.iter().flat_map(|(_, block)| block.chunks_exact(p));
+                for (v, row) in column.iter_mut().zip(all_rows) {
+                    *v = row[c];
+                }
+            });
         }
-        r
+        parts.into_iter().flat_map(|(r, _)| r).collect()
     };
     let norm2 = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
     let objective = |r: &[f64], theta: &[f64]| weight * norm2(r) + lambda * norm2(theta);
