@@ -600,6 +600,7 @@ impl<'a> ChainLayout<'a> {
         let widest = self.sizes.iter().copied().max().unwrap_or(0);
         let mut pivots = vec![0; widest];
         let mut work = vec![0.0; 64 * widest.max(1)];
+        let mut product = vec![0.0; widest * widest];
         let mut total = Inertia::default();
         let k = self.sizes.len();
         for e in 0..k {
@@ -625,25 +626,24 @@ impl<'a> ChainLayout<'a> {
             if e + 1 == k {
                 continue;
             }
-            // next −= E_Iᵀ (A⁻¹)_II E_I, one entry at a time (|I| is the shared states).
-            let bn = self.sizes[e + 1];
-            let rows = &self.interfaces[e];
-            let ni = rows.len();
-            let coupling = &self.couplings[self.coupling_at[e]..self.coupling_at[e] + ni * bn];
+            // next −= E_Iᵀ Y with Y = (A⁻¹)_II E_I (|I|, the shared states, is small).
+            let (bn, rows) = (self.sizes[e + 1], &self.interfaces[e]);
+            let ni = rows.len().max(1);
+            let coupling = self.coupling(e);
+            let y = &mut product[..rows.len() * bn];
+            for (yc, ec) in y.chunks_exact_mut(ni).zip(coupling.chunks_exact(ni)) {
+                for (yi, &ri) in yc.iter_mut().zip(rows) {
+                    *yi = rows
+                        .iter()
+                        .zip(ec)
+                        .map(|(&rj, v)| block[ri + rj * b] * v)
+                        .sum();
+                }
+            }
             let next = &mut tail[..bn * bn];
-            for (c, ec) in coupling.chunks_exact(ni.max(1)).enumerate().take(bn) {
-                // y = (A⁻¹)_II E_I[:, c]
-                let y: Vec<f64> = rows
-                    .iter()
-                    .map(|&ri| {
-                        rows.iter()
-                            .zip(ec)
-                            .map(|(&rj, v)| block[ri + rj * b] * v)
-                            .sum()
-                    })
-                    .collect();
-                for (r, er) in coupling.chunks_exact(ni.max(1)).enumerate().take(bn) {
-                    next[r + c * bn] -= er.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>();
+            for (column, yc) in next.chunks_exact_mut(bn).zip(y.chunks_exact(ni)) {
+                for (v, er) in column.iter_mut().zip(coupling.chunks_exact(ni)) {
+                    *v -= er.iter().zip(yc).map(|(a, b)| a * b).sum::<f64>();
                 }
             }
         }
