@@ -457,3 +457,98 @@ fn normalized_models_carry_their_coordinates_from_solve_to_train() {
     let consensus = colloc_models::Mlp::load(&admm_out.join("model.json")).unwrap();
     assert!(consensus.normalization.is_some());
 }
+
+#[test]
+fn sweep_selects_the_lowest_training_mse_and_reproduces_a_plain_run() {
+    let d = dir("sweep");
+    let path = d.join("small.toml");
+    let text = format!(
+        "{SMALL}\n[sequential.sweep]\nhomotopy_learning_rate = [0.005, 0.02]\nhomotopy_coupling = [1.0, 3.0]\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let p = path.to_str().unwrap();
+    let out = d.join("swept");
+    let (code, stdout, err) = colloc(&[
+        "train",
+        p,
+        "--method",
+        "homotopy",
+        "--sweep",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    assert!(err.contains("sweep   4/4"), "{err}");
+    // sweep.csv: the 2 × 2 grid, the last list varying fastest, one row selected — the one
+    // with the lowest training MSE.
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "homotopy_learning_rate,homotopy_coupling,train_mse,test_mse,best_epoch,epochs,train_s,selected"
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!((rows[1][0].as_str(), rows[1][1].as_str()), ("0.005", "3"));
+    let mse: Vec<f64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+    let lowest = (0..4).min_by(|&a, &b| mse[a].total_cmp(&mse[b])).unwrap();
+    let selected: Vec<usize> = (0..4).filter(|&k| rows[k][7] == "true").collect();
+    assert_eq!(selected, vec![lowest], "{csv}");
+    // The grid's MSEs differ (the settings reached the trainer).
+    assert!(mse.iter().any(|&m| m != mse[0]), "{csv}");
+    let s = summary(&out);
+    assert_eq!(s["sweep"]["trials"], 4);
+    assert_eq!(s["sweep"]["complete"], true);
+    let lr: f64 = rows[lowest][0].parse().unwrap();
+    let k: f64 = rows[lowest][1].parse().unwrap();
+    assert_eq!(s["sweep"]["selected"]["homotopy_learning_rate"], lr);
+    assert_eq!(s["sweep"]["selected"]["homotopy_coupling"], k);
+    assert_eq!(s["train_mse"].as_f64().unwrap(), mse[lowest]);
+    // The selected values written into the file train the same model without a sweep.
+    let plain = std::fs::read_to_string(&path).unwrap().replace(
+        "[sequential.homotopy]\n",
+        &format!("[sequential.homotopy]\nlearning_rate = {lr}\ncoupling = {k}\n"),
+    );
+    let plain_path = d.join("plain.toml");
+    std::fs::write(&plain_path, plain).unwrap();
+    let again = d.join("plain");
+    let (code, stdout, err) = colloc(&[
+        "train",
+        plain_path.to_str().unwrap(),
+        "--method",
+        "homotopy",
+        "-q",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(again.join("model.json")).unwrap(),
+        std::fs::read_to_string(out.join("model.json")).unwrap()
+    );
+    assert!(summary(&again).get("sweep").is_none());
+    // Nothing to sweep for shooting, and a bad value in a list: clear errors, exit code 2.
+    let (code, _, err) = colloc(&["train", p, "--method", "shooting", "--sweep"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("small.toml") && err.contains("no list for the shooting method"),
+        "{err}"
+    );
+    let bad = d.join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&path).unwrap().replace(
+            "homotopy_coupling = [1.0, 3.0]",
+            "homotopy_coupling = [1.0, -3.0]",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = colloc(&["train", bad.to_str().unwrap(), "--sweep"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("sequential.sweep.homotopy_coupling"),
+        "{err}"
+    );
+}

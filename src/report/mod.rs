@@ -119,12 +119,17 @@ pub fn write_collocation(
     Ok(())
 }
 
-/// Creates `dir` and renders the summary as pretty JSON.
-fn prepare(dir: &Path, summary: &impl Serialize) -> Result<String, ReportError> {
+/// Creates `dir` (and its parents) if needed.
+fn create_dir(dir: &Path) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|e| ReportError {
         path: dir.display().to_string(),
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// Creates `dir` and renders the summary as pretty JSON.
+fn prepare(dir: &Path, summary: &impl Serialize) -> Result<String, ReportError> {
+    create_dir(dir)?;
     serde_json::to_string_pretty(summary)
         .map(|j| j + "\n")
         .map_err(|e| ReportError {
@@ -237,6 +242,52 @@ pub struct SequentialSummary<'a> {
     /// The standardized coordinates the network was trained in, if any (`objective` and
     /// `curve.csv` are in those coordinates, the MSEs in the data's units).
     pub normalization: Option<&'a colloc_models::Normalization>,
+    /// The hyper-parameter sweep that selected these settings (`colloc train --sweep`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepSummary>,
+}
+
+/// `sweep` in `summary.json` of `colloc train --sweep`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepSummary {
+    /// Combinations trained.
+    pub trials: usize,
+    /// False when the sweep was stopped (interrupt, time limit) before its last combination.
+    pub complete: bool,
+    /// The selected values by `[sequential.sweep]` field.
+    pub selected: std::collections::BTreeMap<&'static str, f64>,
+}
+
+/// Writes `sweep.csv` (one row per trained combination: its values, training and test MSE,
+/// best epoch, epochs, seconds, `selected`) into `dir` atomically.
+pub fn write_sweep(
+    dir: &Path,
+    trials: &[crate::training::sweep::SweepTrial],
+    selected: usize,
+) -> Result<(), ReportError> {
+    let names: Vec<&str> = trials
+        .first()
+        .map(|t| t.values.iter().map(|(n, _)| *n).collect())
+        .unwrap_or_default();
+    let mut s = names.join(",");
+    s.push_str(",train_mse,test_mse,best_epoch,epochs,train_s,selected\n");
+    for (k, t) in trials.iter().enumerate() {
+        for (_, v) in &t.values {
+            let _ = write!(s, "{v},");
+        }
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{}",
+            t.train_mse,
+            t.test_mse,
+            t.best_epoch,
+            t.epochs,
+            t.train_s,
+            k == selected
+        );
+    }
+    create_dir(dir)?;
+    write(dir, "sweep.csv", &s)
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `curve.csv`,

@@ -14,6 +14,9 @@ mod spline;
 mod trainer;
 
 pub use neural_ode::NeuralOde;
-pub use settings::{HomotopySettings, SequentialSettings, ShootingSettings, TrainMethod};
+pub use settings::{
+    HomotopySettings, SequentialSettings, ShootingSettings, SweepCandidate, SweepSettings,
+    TrainMethod,
+};
 pub use spline::{default_smoothing, SmoothingSpline};
 pub use trainer::{train, EpochRecord, SequentialError, Series, TrainReport};

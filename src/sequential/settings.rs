@@ -120,6 +120,119 @@ impl Default for ShootingSettings {
     }
 }
 
+/// `[sequential.sweep]`: hyper-parameter grids for `colloc train --sweep`, the homotopy paper's
+/// selection protocol (Appendix F): every combination of the chosen method's lists is trained
+/// on the problem's data and seed, and the one with the lowest training MSE is kept. An empty
+/// list keeps the value of the file (default: every list empty, nothing to sweep).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepSettings {
+    /// Vanilla learning rates (`sequential.learning_rate`; Table 1).
+    pub learning_rate: Vec<f64>,
+    /// Homotopy learning rates (`sequential.homotopy.learning_rate`; Table 4).
+    pub homotopy_learning_rate: Vec<f64>,
+    /// Homotopy coupling strengths k (`sequential.homotopy.coupling`; Table 4).
+    pub homotopy_coupling: Vec<f64>,
+    /// Multiple-shooting learning rates (`sequential.shooting.learning_rate`; Table 2).
+    pub shooting_learning_rate: Vec<f64>,
+    /// Multiple-shooting continuity penalties β (`sequential.shooting.continuity`; Table 2).
+    pub shooting_continuity: Vec<f64>,
+}
+
+/// Puts one swept value into its field.
+type Setter = fn(&mut SequentialSettings, f64);
+
+/// One combination of a sweep: the swept values by name and the settings that train it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepCandidate {
+    /// `(field, value)` of each swept hyper-parameter, as named in `[sequential.sweep]`.
+    pub values: Vec<(&'static str, f64)>,
+    /// The file's settings with those values put in.
+    pub settings: SequentialSettings,
+}
+
+impl SweepSettings {
+    /// The lists of `method` by field name, each with the setter of its field, in the order
+    /// the combinations vary (last fastest).
+    fn grids(&self, method: TrainMethod) -> Vec<(&'static str, &[f64], Setter)> {
+        let all: Vec<(&'static str, &[f64], Setter)> = match method {
+            TrainMethod::Vanilla => {
+                vec![("learning_rate", &self.learning_rate, |s, v| {
+                    s.learning_rate = v
+                })]
+            }
+            TrainMethod::Homotopy => vec![
+                (
+                    "homotopy_learning_rate",
+                    &self.homotopy_learning_rate,
+                    |s, v| s.homotopy.learning_rate = Some(v),
+                ),
+                ("homotopy_coupling", &self.homotopy_coupling, |s, v| {
+                    s.homotopy.coupling = v
+                }),
+            ],
+            TrainMethod::Shooting => vec![
+                (
+                    "shooting_learning_rate",
+                    &self.shooting_learning_rate,
+                    |s, v| s.shooting.learning_rate = Some(v),
+                ),
+                ("shooting_continuity", &self.shooting_continuity, |s, v| {
+                    s.shooting.continuity = v
+                }),
+            ],
+        };
+        all.into_iter().filter(|(_, v, _)| !v.is_empty()).collect()
+    }
+
+    /// Every combination of the lists of `base.method`, each as `base` with the values put in;
+    /// empty when the method has no list.
+    pub fn candidates(&self, base: &SequentialSettings) -> Vec<SweepCandidate> {
+        let grids = self.grids(base.method);
+        if grids.is_empty() {
+            return Vec::new();
+        }
+        let mut out = vec![SweepCandidate {
+            values: Vec::new(),
+            settings: base.clone(),
+        }];
+        for (name, list, set) in grids {
+            out = out
+                .into_iter()
+                .flat_map(|c| {
+                    list.iter().map(move |&v| {
+                        let mut next = c.clone();
+                        next.values.push((name, v));
+                        set(&mut next.settings, v);
+                        next
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+
+    /// Every listed value valid for its field (as `sequential.sweep.<field>`).
+    fn validate(&self) -> Result<(), (String, String)> {
+        for method in TrainMethod::ALL {
+            for (name, list, _) in self.grids(method) {
+                let continuity = name == "shooting_continuity";
+                if let Some(v) = list
+                    .iter()
+                    .find(|v| !(v.is_finite() && (**v > 0.0 || (continuity && **v == 0.0))))
+                {
+                    let need = if continuity { "≥ 0" } else { "positive" };
+                    return Err((
+                        format!("sequential.sweep.{name}"),
+                        format!("every value must be {need}, got {v}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `[sequential]`: trainer, optimizer and integrator settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -147,6 +260,8 @@ pub struct SequentialSettings {
     pub pretrain_fraction: f64,
     /// Epochs of the pre-training phase (default: 500).
     pub pretrain_epochs: usize,
+    /// Hyper-parameter grids for `colloc train --sweep` (default: none).
+    pub sweep: SweepSettings,
 }
 
 impl Default for SequentialSettings {
@@ -163,6 +278,7 @@ impl Default for SequentialSettings {
             shooting: ShootingSettings::default(),
             pretrain_fraction: 0.0,
             pretrain_epochs: 500,
+            sweep: SweepSettings::default(),
         }
     }
 }
@@ -225,7 +341,7 @@ impl SequentialSettings {
                 return bad("homotopy.smoothing", format!("must be in (0, 1], got {p}"));
             }
         }
-        Ok(())
+        self.sweep.validate()
     }
 
     /// The learning rate of the chosen method (its own, else the common one).
@@ -280,5 +396,47 @@ mod tests {
         assert!("homotopy".parse::<TrainMethod>().is_ok());
         let e = "adjoint".parse::<TrainMethod>().unwrap_err();
         assert!(e.contains("vanilla, homotopy, shooting"), "{e}");
+        let s = SequentialSettings {
+            sweep: SweepSettings {
+                shooting_continuity: vec![0.0, -0.01],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (field, why) = s.validate().unwrap_err();
+        assert_eq!(field, "sequential.sweep.shooting_continuity");
+        assert!(why.contains("-0.01"), "{why}");
+    }
+
+    #[test]
+    fn sweep_candidates_cover_the_grid_of_the_method() {
+        let sweep = SweepSettings {
+            learning_rate: vec![0.01],
+            homotopy_learning_rate: vec![0.01, 0.05],
+            homotopy_coupling: vec![2.0, 4.0, 6.0],
+            ..Default::default()
+        };
+        let base = SequentialSettings {
+            method: TrainMethod::Homotopy,
+            sweep: sweep.clone(),
+            ..Default::default()
+        };
+        let c = sweep.candidates(&base);
+        assert_eq!(c.len(), 6);
+        // The last list varies fastest; the values are put into the method's own fields.
+        assert_eq!(
+            c[1].values,
+            vec![("homotopy_learning_rate", 0.01), ("homotopy_coupling", 4.0)]
+        );
+        assert_eq!(c[1].settings.homotopy.learning_rate, Some(0.01));
+        assert_eq!(c[1].settings.homotopy.coupling, 4.0);
+        assert_eq!(c[5].settings.method_learning_rate(), 0.05);
+        assert_eq!(c[5].settings.learning_rate, base.learning_rate);
+        // Shooting has no list here: nothing to sweep.
+        let shooting = SequentialSettings {
+            method: TrainMethod::Shooting,
+            ..base
+        };
+        assert!(sweep.candidates(&shooting).is_empty());
     }
 }

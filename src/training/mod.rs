@@ -1,7 +1,8 @@
 //! Training methods. [`collocation`]: the simultaneous method — states at the collocation
 //! points and network parameters optimized together by IPOPT. [`sequential`]: the baselines
 //! that integrate the ODE and follow exact gradients (vanilla, homotopy, multiple shooting).
-//! [`admm`]: consensus over collocation sub-problems, one per batch.
+//! [`admm`]: consensus over collocation sub-problems, one per batch. [`sweep`]: hyper-parameter
+//! selection for the sequential trainers.
 
 pub mod admm;
 pub mod anderson;
@@ -14,3 +15,4 @@ pub mod prediction;
 pub mod prefit;
 pub mod sequential;
 pub mod smoothing;
+pub mod sweep;

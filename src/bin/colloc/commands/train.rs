@@ -2,9 +2,10 @@
 
 use crate::Failure;
 use colloc::problem;
-use colloc::report::{self, SequentialSummary};
+use colloc::report::{self, SequentialSummary, SweepSummary};
 use colloc::sequential::{EpochRecord, TrainMethod};
 use colloc::training::sequential::{self, SequentialRunError};
+use colloc::training::sweep::{self, SweepError, SweepTrial};
 use colloc_models::{BasisKind, Mlp, TimeBasis};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -35,6 +36,11 @@ pub struct TrainArgs {
     /// Stop after this many seconds of training (the best model so far is kept).
     #[arg(long)]
     pub time_limit: Option<f64>,
+    /// Select hyper-parameters first: train every combination of the method's
+    /// `[sequential.sweep]` lists and keep the lowest training MSE (the homotopy paper's
+    /// Appendix F); writes `sweep.csv` beside the selected run's files.
+    #[arg(long)]
+    pub sweep: bool,
     /// Output folder (default: runs/<problem name>-<method>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -101,6 +107,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", problem.name, method_name)));
 
     let interrupted = super::interrupt_flag();
+
     let total = settings.total_epochs();
     let pretrain = if settings.pretrain_fraction > 0.0 {
         settings.pretrain_epochs
@@ -136,28 +143,86 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             }
         );
     }
-    let progress = Progress::new(args.quiet, total, pretrain);
     let flag = interrupted.clone();
     let limit = args.time_limit;
     let timed_out = Arc::new(AtomicBool::new(false));
     let timed_out_flag = timed_out.clone();
-    let mut progress = progress;
-    let mut observer = move |r: &EpochRecord| {
-        progress.show(r);
+    let keep_going = move || {
         if limit.is_some_and(|l| started.elapsed().as_secs_f64() >= l) {
             timed_out_flag.store(true, Ordering::SeqCst);
             return false;
         }
         !flag.load(Ordering::SeqCst)
     };
-    let run = sequential::train(&problem, &settings, init.as_ref(), &mut observer).map_err(
-        |e| match e {
-            SequentialRunError::Network(_) | SequentialRunError::Coordinates(_) => {
-                Failure::input(e)
+    let mut sweep_summary = None;
+    let run = if args.sweep {
+        let quiet = args.quiet;
+        let mut on_trial = |k: usize, n: usize, t: &SweepTrial| {
+            if !quiet {
+                eprintln!(
+                    "sweep {:>3}/{n}  {:<50} train MSE {:.4e}  test MSE {:.4e}  best epoch {:>5}/{}  {:.1} s{}",
+                    k + 1,
+                    t.describe(),
+                    t.train_mse,
+                    t.test_mse,
+                    t.best_epoch,
+                    t.epochs,
+                    t.train_s,
+                    t.stopped.as_deref().map_or(String::new(), |w| format!("  ({w})"))
+                );
             }
+        };
+        let outcome = sweep::sweep(
+            &problem,
+            &settings,
+            init.as_ref(),
+            &mut |_, _| keep_going(),
+            &mut on_trial,
+        )
+        .map_err(|e| match e {
+            SweepError::NoGrid(..)
+            | SweepError::Trial {
+                source: SequentialRunError::Network(_) | SequentialRunError::Coordinates(_),
+                ..
+            } => Failure::input(format!("{}: {e}", args.file.display())),
             other => Failure::run(other),
-        },
-    )?;
+        })?;
+        let chosen = &outcome.trials[outcome.selected];
+        if !args.quiet {
+            eprintln!(
+                "sweep: selected {} (train MSE {:.4e}, lowest of {}{})",
+                chosen.describe(),
+                chosen.train_mse,
+                outcome.trials.len(),
+                if outcome.complete {
+                    ""
+                } else {
+                    ", sweep stopped early"
+                }
+            );
+        }
+        report::write_sweep(&out, &outcome.trials, outcome.selected).map_err(Failure::run)?;
+        sweep_summary = Some(SweepSummary {
+            trials: outcome.trials.len(),
+            complete: outcome.complete,
+            selected: chosen.values.iter().copied().collect(),
+        });
+        outcome.run
+    } else {
+        let mut progress = Progress::new(args.quiet, total, pretrain);
+        let mut observer = |r: &EpochRecord| {
+            progress.show(r);
+            keep_going()
+        };
+        sequential::train(&problem, &settings, init.as_ref(), &mut observer).map_err(
+            |e| match e {
+                SequentialRunError::Network(_) | SequentialRunError::Coordinates(_) => {
+                    Failure::input(e)
+                }
+                other => Failure::run(other),
+            },
+        )?
+    };
     if !args.quiet && std::io::stderr().is_terminal() {
         eprintln!();
     }
@@ -201,6 +266,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         seed: problem.seed,
         init: args.init.as_ref().map(|p| p.display().to_string()),
         normalization: report.best.normalization.as_ref(),
+        sweep: sweep_summary,
     };
     report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
 

@@ -1,0 +1,159 @@
+//! Hyper-parameter selection for the sequential trainers (`colloc train --sweep`), the homotopy
+//! paper's protocol (Appendix F): every combination of the `[sequential.sweep]` lists of the
+//! chosen method is trained on the problem's data from the same start, and the combination
+//! with the lowest training MSE (the best model simulated against the training observations)
+//! is selected. Only training data enter the choice; the test window is scored, not used.
+
+use super::sequential::{train, SequentialRun, SequentialRunError};
+use crate::problem::Problem;
+use crate::sequential::{EpochRecord, SequentialSettings, SweepCandidate, TrainMethod};
+use colloc_models::Mlp;
+
+/// Why a sweep could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// `[sequential.sweep]` has no list for the method.
+    #[error("[sequential.sweep] has no list for the {0} method (e.g. {1})")]
+    NoGrid(String, &'static str),
+    /// One combination could not be trained.
+    #[error("sweep trial {trial} ({values}): {source}")]
+    Trial {
+        /// Its index (from 1).
+        trial: usize,
+        /// Its values, `name = value, …`.
+        values: String,
+        /// Why.
+        source: SequentialRunError,
+    },
+}
+
+/// One trained combination.
+#[derive(Clone, Debug)]
+pub struct SweepTrial {
+    /// `(field, value)` of each swept hyper-parameter.
+    pub values: Vec<(&'static str, f64)>,
+    /// Training MSE of its best model (NaN if the simulation failed).
+    pub train_mse: f64,
+    /// Test MSE of its best model (NaN without a test window or if the simulation failed).
+    pub test_mse: f64,
+    /// Epoch of its best model.
+    pub best_epoch: usize,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Why it stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Training seconds.
+    pub train_s: f64,
+}
+
+impl SweepTrial {
+    /// The values as `name = value, …`.
+    pub fn describe(&self) -> String {
+        describe(&self.values)
+    }
+}
+
+/// The outcome of [`sweep`].
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// Every trained combination, in grid order.
+    pub trials: Vec<SweepTrial>,
+    /// Index of the selected trial.
+    pub selected: usize,
+    /// The settings of the selected trial.
+    pub settings: SequentialSettings,
+    /// The selected trial's run (best model, learning curve, scores).
+    pub run: SequentialRun,
+    /// False when the observer stopped the sweep; then only `trials` were compared.
+    pub complete: bool,
+}
+
+/// Trains every combination of `settings.sweep`'s lists for `settings.method` from the same
+/// start (`init`, else the problem's Xavier draw) and selects the lowest training MSE (ties:
+/// the first; NaN never wins against a number). `observer` sees every epoch with the trial's
+/// index and may stop the sweep by returning false (the trials finished so far are compared);
+/// `on_trial` sees each trial as it finishes.
+pub fn sweep(
+    problem: &Problem,
+    settings: &SequentialSettings,
+    init: Option<&Mlp>,
+    observer: &mut dyn FnMut(usize, &EpochRecord) -> bool,
+    on_trial: &mut dyn FnMut(usize, usize, &SweepTrial),
+) -> Result<Sweep, SweepError> {
+    let candidates: Vec<SweepCandidate> = settings.sweep.candidates(settings);
+    if candidates.is_empty() {
+        let example = match settings.method {
+            TrainMethod::Vanilla => "learning_rate = [0.01, 0.02, 0.05]",
+            TrainMethod::Homotopy => "homotopy_coupling = [2.0, 4.0, 6.0]",
+            TrainMethod::Shooting => "shooting_continuity = [0.002, 0.005, 0.01]",
+        };
+        return Err(SweepError::NoGrid(settings.method.to_string(), example));
+    }
+    let total = candidates.len();
+    let mut trials: Vec<SweepTrial> = Vec::with_capacity(total);
+    let mut best: Option<(usize, SequentialSettings, SequentialRun)> = None;
+    let mut complete = true;
+    for (k, candidate) in candidates.into_iter().enumerate() {
+        let mut stop = false;
+        let mut watch = |r: &EpochRecord| {
+            let go = observer(k, r);
+            stop |= !go;
+            go
+        };
+        let run = train(problem, &candidate.settings, init, &mut watch).map_err(|source| {
+            SweepError::Trial {
+                trial: k + 1,
+                values: describe(&candidate.values),
+                source,
+            }
+        })?;
+        let trial = SweepTrial {
+            values: candidate.values,
+            train_mse: run.evaluation.train_mse.unwrap_or(f64::NAN),
+            test_mse: run.evaluation.test_mse.unwrap_or(f64::NAN),
+            best_epoch: run.report.best_epoch,
+            epochs: run.report.curve.len(),
+            stopped: run.report.stopped.clone(),
+            train_s: run.train_s,
+        };
+        on_trial(k, total, &trial);
+        let better = match &best {
+            None => true,
+            Some((j, _, _)) => rank(trial.train_mse) < rank(trials[*j].train_mse),
+        };
+        trials.push(trial);
+        if better {
+            best = Some((k, candidate.settings, run));
+        }
+        if stop {
+            complete = false;
+            break;
+        }
+    }
+    let (selected, settings, run) = best.expect("at least one candidate was trained");
+    Ok(Sweep {
+        trials,
+        selected,
+        settings,
+        run,
+        complete,
+    })
+}
+
+/// A training MSE as a sort key: NaN (failed simulation) after every number.
+fn rank(mse: f64) -> f64 {
+    if mse.is_nan() {
+        f64::INFINITY
+    } else {
+        mse
+    }
+}
+
+/// `name = value, …`.
+fn describe(values: &[(&'static str, f64)]) -> String {
+    values
+        .iter()
+        .map(|(n, v)| format!("{n} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
