@@ -8,6 +8,8 @@ use super::sequential::{train, SequentialRun, SequentialRunError};
 use crate::problem::Problem;
 use crate::sequential::{EpochRecord, SequentialSettings, SweepCandidate, TrainMethod};
 use colloc_models::Mlp;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a sweep could not run.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +58,7 @@ impl SweepTrial {
 /// The outcome of [`sweep`].
 #[derive(Clone, Debug)]
 pub struct Sweep {
-    /// Every trained combination, in grid order.
+    /// Every trained combination, in grid order (without those skipped after a stop).
     pub trials: Vec<SweepTrial>,
     /// Index of the selected trial.
     pub selected: usize,
@@ -69,16 +71,19 @@ pub struct Sweep {
 }
 
 /// Trains every combination of `settings.sweep`'s lists for `settings.method` from the same
-/// start (`init`, else the problem's Xavier draw) and selects the lowest training MSE (ties:
-/// the first; NaN never wins against a number). `observer` sees every epoch with the trial's
-/// index and may stop the sweep by returning false (the trials finished so far are compared);
-/// `on_trial` sees each trial as it finishes.
+/// start (`init`, else the problem's Xavier draw), as many at once as rayon has threads (each
+/// trial is single-threaded and deterministic, so the outcome does not depend on the order),
+/// and selects the lowest training MSE (ties: the first in grid order; NaN never wins
+/// against a number). `observer` sees every epoch with the trial's index and may stop the
+/// sweep by returning false: trials not yet started are skipped, and those finished (or
+/// stopped) are compared. `on_trial` sees each trial as it finishes, with the number of
+/// combinations.
 pub fn sweep(
     problem: &Problem,
     settings: &SequentialSettings,
     init: Option<&Mlp>,
-    observer: &mut dyn FnMut(usize, &EpochRecord) -> bool,
-    on_trial: &mut dyn FnMut(usize, usize, &SweepTrial),
+    observer: &(dyn Fn(usize, &EpochRecord) -> bool + Sync),
+    on_trial: &(dyn Fn(usize, usize, &SweepTrial) + Sync),
 ) -> Result<Sweep, SweepError> {
     let candidates: Vec<SweepCandidate> = settings.sweep.candidates(settings);
     if candidates.is_empty() {
@@ -90,51 +95,62 @@ pub fn sweep(
         return Err(SweepError::NoGrid(settings.method.to_string(), example));
     }
     let total = candidates.len();
-    let mut trials: Vec<SweepTrial> = Vec::with_capacity(total);
-    let mut best: Option<(usize, SequentialSettings, SequentialRun)> = None;
-    let mut complete = true;
-    for (k, candidate) in candidates.into_iter().enumerate() {
-        let mut stop = false;
-        let mut watch = |r: &EpochRecord| {
-            let go = observer(k, r);
-            stop |= !go;
-            go
-        };
-        let run = train(problem, &candidate.settings, init, &mut watch).map_err(|source| {
-            SweepError::Trial {
-                trial: k + 1,
-                values: describe(&candidate.values),
-                source,
+    let halt = AtomicBool::new(false);
+    let outcomes: Vec<Option<(SweepTrial, SequentialRun)>> = candidates
+        .par_iter()
+        .enumerate()
+        .map(|(k, candidate)| {
+            // The first combination always runs (it may stop at once), so there is a result.
+            if k > 0 && halt.load(Ordering::SeqCst) {
+                return Ok(None);
             }
-        })?;
-        let trial = SweepTrial {
-            values: candidate.values,
-            train_mse: run.evaluation.train_mse.unwrap_or(f64::NAN),
-            test_mse: run.evaluation.test_mse.unwrap_or(f64::NAN),
-            best_epoch: run.report.best_epoch,
-            epochs: run.report.curve.len(),
-            stopped: run.report.stopped.clone(),
-            train_s: run.train_s,
+            let mut watch = |r: &EpochRecord| {
+                let go = observer(k, r);
+                if !go {
+                    halt.store(true, Ordering::SeqCst);
+                }
+                go
+            };
+            let run = train(problem, &candidate.settings, init, &mut watch).map_err(|source| {
+                SweepError::Trial {
+                    trial: k + 1,
+                    values: describe(&candidate.values),
+                    source,
+                }
+            })?;
+            let trial = SweepTrial {
+                values: candidate.values.clone(),
+                train_mse: run.evaluation.train_mse.unwrap_or(f64::NAN),
+                test_mse: run.evaluation.test_mse.unwrap_or(f64::NAN),
+                best_epoch: run.report.best_epoch,
+                epochs: run.report.curve.len(),
+                stopped: run.report.stopped.clone(),
+                train_s: run.train_s,
+            };
+            on_trial(k, total, &trial);
+            Ok(Some((trial, run)))
+        })
+        .collect::<Result<_, SweepError>>()?;
+    let complete = !halt.load(Ordering::SeqCst);
+    let mut trials: Vec<SweepTrial> = Vec::with_capacity(total);
+    let mut best: Option<(usize, usize, SequentialRun)> = None;
+    for (k, outcome) in outcomes.into_iter().enumerate() {
+        let Some((trial, run)) = outcome else {
+            continue;
         };
-        on_trial(k, total, &trial);
-        let better = match &best {
-            None => true,
-            Some((j, _, _)) => rank(trial.train_mse) < rank(trials[*j].train_mse),
-        };
-        trials.push(trial);
+        let better = best
+            .as_ref()
+            .is_none_or(|(j, _, _)| rank(trial.train_mse) < rank(trials[*j].train_mse));
         if better {
-            best = Some((k, candidate.settings, run));
+            best = Some((trials.len(), k, run));
         }
-        if stop {
-            complete = false;
-            break;
-        }
+        trials.push(trial);
     }
-    let (selected, settings, run) = best.expect("at least one candidate was trained");
+    let (selected, k, run) = best.expect("the first combination always runs");
     Ok(Sweep {
         trials,
         selected,
-        settings,
+        settings: candidates[k].settings.clone(),
         run,
         complete,
     })

@@ -157,7 +157,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut sweep_summary = None;
     let run = if args.sweep {
         let quiet = args.quiet;
-        let mut on_trial = |k: usize, n: usize, t: &SweepTrial| {
+        let on_trial = |k: usize, n: usize, t: &SweepTrial| {
             if !quiet {
                 eprintln!(
                     "sweep {:>3}/{n}  {:<50} train MSE {:.4e}  test MSE {:.4e}  best epoch {:>5}/{}  {:.1} s{}",
@@ -176,8 +176,8 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             &problem,
             &settings,
             init.as_ref(),
-            &mut |_, _| keep_going(),
-            &mut on_trial,
+            &|_, _| keep_going(),
+            &on_trial,
         )
         .map_err(|e| match e {
             SweepError::NoGrid(..)
