@@ -172,6 +172,13 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
                 );
             }
         };
+        if !quiet {
+            let n = settings.sweep.candidates(&settings).len();
+            eprintln!(
+                "sweeping {n} combinations of [sequential.sweep], {} at a time; the lowest training MSE is kept",
+                rayon::current_num_threads().min(n)
+            );
+        }
         let outcome = sweep::sweep(
             &problem,
             &settings,
