@@ -107,7 +107,6 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", problem.name, method_name)));
 
     let interrupted = super::interrupt_flag();
-
     let total = settings.total_epochs();
     let pretrain = if settings.pretrain_fraction > 0.0 {
         settings.pretrain_epochs
