@@ -1,0 +1,866 @@
+//! Building the collocation NLP: the network's elements (reduced and full formulations), the
+//! fit and regularization terms, the derivative pre-fit that starts θ, and the proximal term of
+//! ADMM sub-problems.
+
+use crate::collocation::{differentiation_matrix, interpolation_matrix, SparseMatrix};
+use crate::nlp::{
+    ConSpec, Element, ElementGroup, L2Regularization, LeastSquares, Model, Nlp, Scalar, Target,
+    VarBlock, VarSpec,
+};
+use crate::problem::{Formulation, Problem, Split};
+use crate::training::deep_network::{NetworkPoint, ReducedNetwork};
+use crate::training::prefit::{levenberg_marquardt, PrefitReport, PrefitSettings};
+use crate::training::smoothing::{bandwidth, local_linear};
+use colloc_models::{Activation, Mlp, Structure};
+use colloc_solvers::{KktBlock, KktBlocks};
+use std::time::Instant;
+
+use super::TrainError;
+
+/// `−Σ_o v_o σ(w·y [+ w_t t] + b)` for one hidden unit at one point (reduced formulation).
+struct ReducedUnit {
+    states: usize,
+    time: Option<f64>,
+    activation: Activation,
+}
+
+impl Element for ReducedUnit {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        let d = self.states;
+        let (y, rest) = x.split_at(d);
+        let mut z = S::from(0.0);
+        for (yi, wi) in y.iter().zip(&rest[..d]) {
+            z += *yi * *wi;
+        }
+        let mut next = d;
+        if let Some(t) = self.time {
+            z += rest[next] * t;
+            next += 1;
+        }
+        z += rest[next];
+        let s = self.activation.apply(z);
+        for (o, v) in out.iter_mut().zip(&rest[next + 1..]) {
+            *o = -(*v * s);
+        }
+    }
+
+    fn has_closed_form(&self) -> bool {
+        // ∇z is kept in a 16-entry array (2d + 2 inputs before the outgoing weights).
+        2 * self.states + 2 <= 16
+    }
+
+    // Inputs x = [y (d), w (d), w_t?, b, v (d_out)]; z = w·y (+ w_t t) + b; out_o = −v_o σ(z).
+    fn jacobian(&self, x: &[f64], out: &mut [f64]) {
+        let (z, g, v0) = self.pre_activation(x);
+        let (s, s1) = self.activation.value_and_derivative(z);
+        let ni = x.len();
+        for (o, row) in out.chunks_exact_mut(ni).enumerate() {
+            let v = x[v0 + o];
+            for (r, ga) in row[..v0].iter_mut().zip(&g[..v0]) {
+                *r = -v * s1 * ga;
+            }
+            row[v0 + o] = -s;
+        }
+    }
+
+    // Σ_o λ_o ∇²out_o = −W (σ'' ∇z∇zᵀ + σ' ∇²z) − σ' Σ_o λ_o (e_{v_o}∇zᵀ + ∇z e_{v_o}ᵀ),
+    // W = Σ_o λ_o v_o, and ∇²z has 1 at (y_i, w_i).
+    fn weighted_hessian(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
+        let d = self.states;
+        let (z, g, v0) = self.pre_activation(x);
+        let (_, s1, s2) = self.activation.value_and_derivatives(z);
+        let w_sum: f64 = weights.iter().zip(&x[v0..]).map(|(l, v)| l * v).sum();
+        let at = |a: usize, b: usize| a * (a + 1) / 2 + b;
+        for a in 0..v0 {
+            for b in 0..=a {
+                out[at(a, b)] = -w_sum * s2 * g[a] * g[b];
+            }
+        }
+        for i in 0..d {
+            // (w_i, y_i): w_i sits at d + i > i.
+            out[at(d + i, i)] -= w_sum * s1;
+        }
+        for (o, l) in weights.iter().enumerate() {
+            for b in 0..v0 {
+                out[at(v0 + o, b)] = -s1 * l * g[b];
+            }
+        }
+    }
+}
+
+impl ReducedUnit {
+    /// `z`, `∇z` over the inputs before the outgoing weights (zero-padded to 16), and the
+    /// index of the first outgoing weight.
+    fn pre_activation(&self, x: &[f64]) -> (f64, [f64; 16], usize) {
+        let d = self.states;
+        let mut g = [0.0; 16];
+        let mut z = 0.0;
+        for i in 0..d {
+            z += x[i] * x[d + i];
+            g[i] = x[d + i];
+            g[d + i] = x[i];
+        }
+        let mut next = 2 * d;
+        if let Some(t) = self.time {
+            z += x[next] * t;
+            g[next] = t;
+            next += 1;
+        }
+        z += x[next];
+        g[next] = 1.0;
+        (z, g, next + 1)
+    }
+}
+
+/// `c · x₀ · x₁` (full formulation: weight × input).
+struct Product {
+    c: f64,
+}
+impl Element for Product {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        out[0] = x[0] * x[1] * self.c;
+    }
+}
+
+/// `−σ(z)` (full formulation: activation).
+struct Activated {
+    activation: Activation,
+}
+impl Element for Activated {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        out[0] = -self.activation.apply(x[0]);
+    }
+}
+
+/// How a model's structure splits the collocation equations `D·Y = F(Y, t)`: the known
+/// linear part `Σ_j c_ij y_j` of row `i`, and the rows the network's outputs drive (black box:
+/// `F = N`; second order `(q, v)`: `q' = v`, `v' = N`; gray box: `F = A·y + N`).
+struct Coupling {
+    /// `(row state i, state j, c_ij)` of the known part.
+    linear: Vec<(usize, usize, f64)>,
+    /// The state whose row network output `o` enters.
+    output_states: Vec<usize>,
+}
+
+impl Coupling {
+    fn of(structure: &Structure, d: usize) -> Self {
+        match structure {
+            Structure::BlackBox => Self {
+                linear: Vec::new(),
+                output_states: (0..d).collect(),
+            },
+            Structure::SecondOrder => {
+                let h = d / 2;
+                Self {
+                    linear: (0..h).map(|i| (i, h + i, 1.0)).collect(),
+                    output_states: (h..d).collect(),
+                }
+            }
+            Structure::GrayBox { linear } => Self {
+                linear: linear
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, r)| r.iter().enumerate().map(move |(j, &c)| (i, j, c)))
+                    .filter(|&(_, _, c)| c != 0.0)
+                    .collect(),
+                output_states: (0..d).collect(),
+            },
+        }
+    }
+
+    /// What the network must give at a point with states `y` and state derivatives
+    /// `derivative`: the derivative minus the known part, at the rows the outputs drive.
+    fn network_share(&self, derivative: &[f64], y: &[f64]) -> Vec<f64> {
+        let mut rest = derivative.to_vec();
+        for &(i, j, c) in &self.linear {
+            rest[i] -= c * y[j];
+        }
+        self.output_states.iter().map(|&i| rest[i]).collect()
+    }
+}
+
+/// The built NLP with its variable layout.
+pub struct CollocationNlp {
+    /// The NLP.
+    pub nlp: Nlp,
+    /// States at the collocation points, `[points, states]`.
+    pub states: VarBlock,
+    /// Network parameters.
+    pub theta: VarBlock,
+    /// Defects `s` of the relaxed collocation equations `D·Y − F_θ = s` (penalty stages only).
+    pub defects: Option<VarBlock>,
+    /// The network whose parameters start θ (and define the layout).
+    pub init: Mlp,
+    /// Starting states at the collocation points (smoothed observations).
+    pub start_states: Vec<Vec<f64>>,
+    /// Seconds to build the NLP (without the pre-fit).
+    pub build_s: f64,
+    /// Seconds of the derivative pre-fit (0 when not used).
+    pub prefit_s: f64,
+}
+
+/// Most collocation points the derivative pre-fit uses (evenly spread).
+const PREFIT_POINTS: usize = 4000;
+
+/// Fits θ to derivative estimates of the smoothed states: with `Y_s` fixed,
+/// `min_θ (1/N) Σ_k ‖(D·Y_s)_k − F_θ(Y_s,k, t_k)‖² + λ‖θ‖²` by Levenberg–Marquardt (see
+/// [`super::prefit`]). Used to start θ of the collocation NLP in a better basin than a bare
+/// Xavier draw.
+pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> PrefitReport {
+    let nodes = &problem.nodes;
+    let d = problem.data.dim();
+    let dm = differentiation_matrix(nodes);
+    // At most PREFIT_POINTS evenly spread points: enough for ~160 parameters, and the
+    // Levenberg–Marquardt Gram matrix costs O(points · parameters²) per iteration.
+    let all = nodes.collocation_points();
+    let stride = all.len().div_ceil(PREFIT_POINTS).max(1);
+    let points: Vec<usize> = all.clone().step_by(stride).collect();
+    let inputs: Vec<Vec<f64>> = points
+        .iter()
+        .map(|&k| {
+            let mut x = start_states[k].clone();
+            if problem.model.time_input {
+                x.push(nodes.times[k]);
+            }
+            x
+        })
+        .collect();
+    // The network's share of each derivative: (D·Y_s) minus the known part of the structure.
+    let coupling = Coupling::of(&init.structure, d);
+    let targets: Vec<Vec<f64>> = points
+        .iter()
+        .map(|&k| (k, k - all.start))
+        .map(|(k, r)| {
+            let derivative: Vec<f64> = (0..d)
+                .map(|i| dm.row(r).map(|(j, v)| v * start_states[j][i]).sum())
+                .collect();
+            coupling.network_share(&derivative, &start_states[k])
+        })
+        .collect();
+    let settings = PrefitSettings {
+        parameter_bound: problem.parameter_bound.unwrap_or(f64::INFINITY),
+        ..PrefitSettings::default()
+    };
+    levenberg_marquardt(init, &inputs, &targets, problem.lambda, &settings)
+}
+
+/// A proximal term `weight · ‖θ − center‖²` added to the objective (ADMM sub-problems).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proximal {
+    /// The weight (ρ/2 in ADMM).
+    pub weight: f64,
+    /// The center, one entry per parameter.
+    pub center: Vec<f64>,
+}
+
+/// Builds the collocation NLP for a problem, starting θ from `init` (Xavier from the
+/// problem's seed when `None`).
+pub fn build(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+) -> Result<CollocationNlp, TrainError> {
+    build_with(problem, formulation, init, None)
+}
+
+/// [`build`] with an optional proximal term on θ.
+pub fn build_with(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    proximal: Option<&Proximal>,
+) -> Result<CollocationNlp, TrainError> {
+    build_stage(problem, formulation, init, proximal, None)
+}
+
+/// [`build_with`], with the collocation equations relaxed when `defect_weight = Some(w)`:
+/// each row becomes `(D·Y)_k − F_θ(Y_k, t_k) = s_k` with free defects `s`, and
+/// `(w/N)·Σ_k ‖s_k‖²` joins the objective (`N` collocation points) — a penalty stage of
+/// [`train`](super::train)'s defect continuation.
+pub fn build_stage(
+    problem: &Problem,
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    proximal: Option<&Proximal>,
+    defect_weight: Option<f64>,
+) -> Result<CollocationNlp, TrainError> {
+    let started = Instant::now();
+    let spec = &problem.model;
+    // The pre-fit improves a random start; a given model is used as it is.
+    if spec.time_basis.is_some() {
+        return Err(TrainError::Unsupported(
+            "collocation handles networks with constant weights; this problem's model has time-dependent weights (train it with `colloc train`)".into(),
+        ));
+    }
+    if let Some(m) = init {
+        if m.normalization.is_some() {
+            return Err(TrainError::Unsupported(
+                "this collocation NLP works in the data's own coordinates; a normalized model is \
+                 trained through `collocation::train`, which restates the problem in its coordinates"
+                    .into(),
+            ));
+        }
+        if m.time_basis.is_some() {
+            return Err(TrainError::Unsupported(
+                "collocation starts only from models with constant weights; the given model has time-dependent weights".into(),
+            ));
+        }
+        if m.structure != spec.structure {
+            return Err(TrainError::Unsupported(format!(
+                "the given model is {}, the problem asks for {}",
+                m.structure.name(),
+                spec.structure.name()
+            )));
+        }
+    }
+    let do_prefit = problem.prefit && init.is_none();
+    let init = match init {
+        Some(m) => {
+            m.check_fits(problem.data.dim(), spec.time_input)?;
+            m.clone()
+        }
+        None => spec
+            .draw(problem.init_seed())?
+            .with_structure(spec.structure.clone(), None)?,
+    };
+    init.activation.require_smooth()?;
+    let coupling = Coupling::of(&init.structure, problem.data.dim());
+    let nodes = &problem.nodes;
+    let (n, d) = (nodes.len(), problem.data.dim());
+    let train = problem.data.indices(Split::Train);
+    let t_obs: Vec<f64> = train.iter().map(|&k| problem.data.t[k]).collect();
+
+    // Start: local linear smoothing of the training observations at the nodes.
+    let series: Vec<Vec<f64>> = (0..d)
+        .map(|i| train.iter().map(|&k| problem.data.y[k][i]).collect())
+        .collect();
+    let bw = bandwidth(problem.smoothing, &t_obs, &series);
+    let per_state: Vec<Vec<f64>> = series
+        .iter()
+        .map(|y| local_linear(&t_obs, y, &nodes.times, bw))
+        .collect();
+    let start_states: Vec<Vec<f64>> = (0..n)
+        .map(|k| (0..d).map(|i| per_state[i][k]).collect())
+        .collect();
+
+    let prefit_started = Instant::now();
+    let init = if do_prefit {
+        prefit(problem, &init, &start_states).model
+    } else {
+        init
+    };
+    let prefit_s = if do_prefit {
+        prefit_started.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
+
+    let mut m = Model::new();
+    let state_bound = problem.state_bound.unwrap_or(f64::INFINITY);
+    let states = m.add_variables(
+        VarSpec::new("states", &[n, d])
+            .bounds(-state_bound, state_bound)
+            .start_each(start_states.concat()),
+    )?;
+    // θ's IPOPT scaling: in every stage but the exact stage after a defect continuation,
+    // which thus meets IPOPT's tolerances unscaled.
+    let exact_after_stages = defect_weight.is_none() && !problem.defect_penalties.is_empty();
+    let theta_scaling = if exact_after_stages {
+        1.0
+    } else {
+        problem.parameter_scaling
+    };
+    let theta = add_theta(&mut m, problem, &init, theta_scaling)?;
+    // One constraint per collocation point and state; `row(k, i)` for node `k`.
+    let points = nodes.collocation_points();
+    let colloc = m.add_constraints(ConSpec::equal_zero("collocation", points.len() * d))?;
+    let first_point = points.start;
+    let row = |k: usize, i: usize| colloc.row((k - first_point) * d + i);
+    let defects = match defect_weight {
+        Some(w) => {
+            let rows = points.len() * d;
+            let s = m.add_variables(VarSpec::new("defects", &[rows]))?;
+            m.add_linear_triplets(
+                "defects",
+                (0..rows).map(|r| (colloc.row(r), s.at(&[r]), -1.0)),
+            );
+            m.add_l2(L2Regularization::new(
+                "defect_penalty",
+                s.indices(),
+                defect_term_weight(problem, w),
+            ));
+            Some(s)
+        }
+        None => None,
+    };
+    let defect = |k: usize, i: usize| defects.as_ref().map(|s| s.at(&[(k - first_point) * d + i]));
+
+    // D·Y (finite elements: only the few nonzeros of each row enter the Jacobian).
+    let dm = differentiation_matrix(nodes);
+    m.add_linear_triplets(
+        "differentiation",
+        dm.triplets().flat_map(|(r, j, v)| {
+            let states = &states;
+            (0..d).map(move |i| (row(first_point + r, i), states.at(&[j, i]), v))
+        }),
+    );
+
+    // The known part of the structure (second order: q' = v; gray box: A·y).
+    m.add_linear_triplets(
+        "known_dynamics",
+        points.clone().flat_map(|k| {
+            let (states, coupling) = (&states, &coupling);
+            coupling
+                .linear
+                .iter()
+                .map(move |&(i, j, c)| (row(k, i), states.at(&[k, j]), -c))
+        }),
+    );
+    // The network's outputs drive the rows of `coupling.output_states`.
+    let network_row = |k: usize, o: usize| row(k, coupling.output_states[o]);
+
+    // Data fit at the observation times.
+    let l = interpolation_matrix(nodes, &t_obs)?;
+    add_fit(&mut m, &l, &states, &train, problem, d)?;
+    m.add_l2(L2Regularization::new(
+        "regularization",
+        theta.indices(),
+        problem.lambda,
+    ));
+    if let Some(p) = proximal {
+        let indices: Vec<usize> = theta.indices().collect();
+        if p.center.len() != indices.len() {
+            return Err(TrainError::Unsupported(format!(
+                "proximal center has {} entries for {} parameters",
+                p.center.len(),
+                indices.len()
+            )));
+        }
+        m.add_least_squares(LeastSquares::on_variables(
+            "proximal",
+            &indices,
+            p.center.clone(),
+            p.weight,
+        ));
+    }
+
+    let mut initial_rows = Vec::new();
+    if problem.fix_initial_state {
+        let first = train[0];
+        let c = m.add_constraints(ConSpec::with_bounds(
+            "initial_state",
+            problem.data.y[first].clone(),
+            problem.data.y[first].clone(),
+        ))?;
+        let l0 = interpolation_matrix(nodes, &[problem.data.t[first]])?;
+        m.add_linear_triplets(
+            "initial_state",
+            l0.row(0).flat_map(|(j, v)| {
+                let (c, states) = (&c, &states);
+                (0..d).map(move |i| (c.row(i), states.at(&[j, i]), v))
+            }),
+        );
+        initial_rows.extend((0..d).map(|i| c.row(i)));
+    }
+
+    match formulation {
+        Formulation::Reduced => add_reduced_network(
+            &mut m,
+            &init,
+            &states,
+            &theta,
+            (points.clone(), &nodes.times),
+            spec.time_input,
+            &network_row,
+        )?,
+        Formulation::Full => add_full_network(
+            &mut m,
+            &init,
+            &states,
+            &theta,
+            &start_states,
+            problem,
+            &network_row,
+        )?,
+    }
+
+    let mut nlp = m.build()?;
+    if formulation == Formulation::Reduced && !nodes.elements.is_empty() {
+        // Finite elements: each element's own states and collocation equations form a block
+        // coupled only to its neighbours; θ couples everything and is eliminated last (see
+        // colloc_solvers' block-arrow solver). The first state (and the initial-state rows)
+        // open the first block: with y(t0) free the forward elimination is a Kalman-type
+        // recursion (the data downstream pin the state), whereas with y(t0) eliminated last
+        // it would be single shooting, whose sensitivities grow like the dynamics' expanding
+        // modes (measured: multipliers of 1e7 and a wrong inertia on a 375-unit window).
+        let mut chain: Vec<KktBlock> = nodes
+            .elements
+            .iter()
+            .map(|(first, local)| {
+                let owned = first + 1..first + local.len();
+                KktBlock {
+                    variables: owned
+                        .clone()
+                        .flat_map(|k| (0..d).map(move |i| (k, i)))
+                        .map(|(k, i)| states.at(&[k, i]))
+                        .chain(
+                            owned
+                                .clone()
+                                .flat_map(|k| (0..d).filter_map(move |i| defect(k, i))),
+                        )
+                        .collect(),
+                    constraints: owned.flat_map(|k| (0..d).map(move |i| row(k, i))).collect(),
+                }
+            })
+            .collect();
+        if let Some(first) = chain.first_mut() {
+            first
+                .variables
+                .splice(0..0, (0..d).map(|i| states.at(&[0, i])));
+            first.constraints.splice(0..0, initial_rows);
+        }
+        nlp.set_kkt_blocks(KktBlocks {
+            chain,
+            global: KktBlock {
+                variables: theta.indices().collect(),
+                constraints: Vec::new(),
+            },
+        });
+    }
+    Ok(CollocationNlp {
+        nlp,
+        states,
+        theta,
+        defects,
+        init,
+        start_states,
+        build_s: started.elapsed().as_secs_f64() - prefit_s,
+        prefit_s,
+    })
+}
+
+/// The network parameters θ as a variable block, bounded by `[bounds] parameters`, starting
+/// at `init`'s parameters.
+fn add_theta(
+    m: &mut Model,
+    problem: &Problem,
+    init: &Mlp,
+    scaling: f64,
+) -> Result<VarBlock, TrainError> {
+    let pb = problem.parameter_bound.unwrap_or(f64::INFINITY);
+    let mut spec = VarSpec::new("theta", &[init.n_params()])
+        .bounds(-pb, pb)
+        .start_each(init.params.clone());
+    if scaling != 1.0 {
+        spec = spec.scaling(scaling);
+    }
+    Ok(m.add_variables(spec)?)
+}
+
+/// Adds `−F_θ(Y_k, t_k)` to the rows `row(k, o)` in the reduced form: with one hidden layer one
+/// element per point `k` and hidden unit (the point's states, the unit's incoming weights and
+/// bias, its outgoing weights); with more, one `ReducedNetwork` term over all points. The
+/// output biases enter as linear terms.
+fn add_reduced_network(
+    m: &mut Model,
+    init: &Mlp,
+    states: &VarBlock,
+    theta: &VarBlock,
+    (points, times): (std::ops::Range<usize>, &[f64]),
+    time_input: bool,
+    row: &dyn Fn(usize, usize) -> usize,
+) -> Result<(), TrainError> {
+    let (d_in, d) = (init.state_inputs(), init.n_outputs());
+    if init.layers.len() > 3 {
+        // Deeper networks: one structured term over all points.
+        let network_points = points
+            .clone()
+            .map(|k| NetworkPoint {
+                states: (0..d_in).map(|i| states.at(&[k, i])).collect(),
+                time: times[k],
+                rows: (0..d).map(|o| row(k, o)).collect(),
+            })
+            .collect();
+        m.add_structured(ReducedNetwork::new(
+            "network",
+            init,
+            theta.index(0),
+            network_points,
+        ))?;
+    } else {
+        add_reduced_units(
+            m,
+            init,
+            states,
+            theta,
+            (points.clone(), times),
+            time_input,
+            row,
+        )?;
+    }
+    let last = init.layers.len() - 2;
+    m.add_linear_triplets(
+        "output_bias",
+        points
+            .flat_map(|k| (0..d).map(move |o| (k, o)))
+            .map(|(k, o)| (row(k, o), theta.index(init.bias_index(last, o)), -1.0)),
+    );
+    Ok(())
+}
+
+/// One element per point and hidden unit (one hidden layer).
+fn add_reduced_units(
+    m: &mut Model,
+    init: &Mlp,
+    states: &VarBlock,
+    theta: &VarBlock,
+    (points, times): (std::ops::Range<usize>, &[f64]),
+    time_input: bool,
+    row: &dyn Fn(usize, usize) -> usize,
+) -> Result<(), TrainError> {
+    let (d_in, d, hidden) = (init.state_inputs(), init.n_outputs(), init.layers[1]);
+    let n_in = 2 * d_in + 1 + d + usize::from(time_input);
+    let mut units = ElementGroup::new("network", n_in, d);
+    units.reserve(points.len() * hidden);
+    let mut inputs = Vec::with_capacity(n_in);
+    for k in points.clone() {
+        let t = times[k];
+        let targets: Vec<Target> = (0..d).map(|o| Target::Constraint(row(k, o))).collect();
+        for j in 0..hidden {
+            inputs.clear();
+            inputs.extend((0..d_in).map(|i| states.at(&[k, i])));
+            inputs.extend((0..d_in).map(|i| theta.index(init.weight_index(0, j, i))));
+            if time_input {
+                inputs.push(theta.index(init.weight_index(0, j, d_in)));
+            }
+            inputs.push(theta.index(init.bias_index(0, j)));
+            inputs.extend((0..d).map(|o| theta.index(init.weight_index(1, o, j))));
+            let unit = ReducedUnit {
+                states: d_in,
+                time: time_input.then_some(t),
+                activation: init.activation,
+            };
+            units.push(unit, &inputs, &targets)?;
+        }
+    }
+    m.add_elements(units)?;
+    Ok(())
+}
+
+fn add_fit(
+    m: &mut Model,
+    l: &SparseMatrix,
+    states: &VarBlock,
+    train: &[usize],
+    problem: &Problem,
+    d: usize,
+) -> Result<(), TrainError> {
+    let mut a =
+        sprs::TriMat::with_capacity((train.len() * d, states.offset + states.len()), l.nnz() * d);
+    let mut target = Vec::with_capacity(train.len() * d);
+    for (r, &k) in train.iter().enumerate() {
+        for i in 0..d {
+            for (j, v) in l.row(r) {
+                a.add_triplet(r * d + i, states.at(&[j, i]), v);
+            }
+            target.push(problem.data.y[k][i]);
+        }
+    }
+    m.add_least_squares(LeastSquares {
+        name: "data_fit".into(),
+        matrix: a.to_csr(),
+        target,
+        weight: 1.0 / train.len() as f64,
+    });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_full_network(
+    m: &mut Model,
+    init: &Mlp,
+    states: &VarBlock,
+    theta: &VarBlock,
+    start_states: &[Vec<f64>],
+    problem: &Problem,
+    row: &dyn Fn(usize, usize) -> usize,
+) -> Result<(), TrainError> {
+    let nodes = &problem.nodes;
+    let (d, d_out) = (init.state_inputs(), init.n_outputs());
+    // Network variables at the collocation points, `[point − first, unit]`.
+    let points = nodes.collocation_points();
+    let (n, first) = (points.len(), points.start);
+    let time_input = problem.model.time_input;
+    let n_layers = init.layers.len() - 1;
+    // Forward pass at the start to start z and h consistently.
+    let mut z_start: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(n); n_layers - 1];
+    let mut h_start: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(n); n_layers - 1];
+    for (k, y) in start_states.iter().enumerate().skip(first) {
+        let mut x = y.clone();
+        if time_input {
+            x.push(nodes.times[k]);
+        }
+        for l in 0..n_layers - 1 {
+            let (n_in, n_out) = (init.layers[l], init.layers[l + 1]);
+            let z: Vec<f64> = (0..n_out)
+                .map(|j| {
+                    (0..n_in)
+                        .map(|i| init.params[init.weight_index(l, j, i)] * x[i])
+                        .sum::<f64>()
+                        + init.params[init.bias_index(l, j)]
+                })
+                .collect();
+            let h: Vec<f64> = z.iter().map(|&v| init.activation.apply(v)).collect();
+            z_start[l].push(z);
+            h_start[l].push(h.clone());
+            x = h;
+        }
+    }
+    let mut products = ElementGroup::new("products", 2, 1);
+    let mut activations = ElementGroup::new("activations", 1, 1);
+    let mut prev: Option<VarBlock> = None;
+    for l in 0..n_layers - 1 {
+        let (n_in, width) = (init.layers[l], init.layers[l + 1]);
+        let z = m.add_variables(
+            VarSpec::new(format!("z{}", l + 1), &[n, width]).start_each(z_start[l].concat()),
+        )?;
+        let h = m.add_variables(
+            VarSpec::new(format!("h{}", l + 1), &[n, width]).start_each(h_start[l].concat()),
+        )?;
+        let pre = m.add_constraints(ConSpec::equal_zero(format!("pre{}", l + 1), n * width))?;
+        let act = m.add_constraints(ConSpec::equal_zero(format!("act{}", l + 1), n * width))?;
+        let mut lin = Vec::new();
+        for (p, k) in points.clone().enumerate() {
+            for j in 0..width {
+                let r = pre.row(p * width + j);
+                lin.push((r, z.at(&[p, j]), 1.0));
+                lin.push((r, theta.index(init.bias_index(l, j)), -1.0));
+                for i in 0..n_in {
+                    let w = theta.index(init.weight_index(l, j, i));
+                    match (&prev, l == 0 && time_input && i == d) {
+                        (_, true) => lin.push((r, w, -nodes.times[k])),
+                        (None, false) => products.push(
+                            Product { c: -1.0 },
+                            &[w, states.at(&[k, i])],
+                            &[Target::Constraint(r)],
+                        )?,
+                        (Some(h_prev), false) => products.push(
+                            Product { c: -1.0 },
+                            &[w, h_prev.at(&[p, i])],
+                            &[Target::Constraint(r)],
+                        )?,
+                    }
+                }
+                let ra = act.row(p * width + j);
+                lin.push((ra, h.at(&[p, j]), 1.0));
+                activations.push(
+                    Activated {
+                        activation: init.activation,
+                    },
+                    &[z.at(&[p, j])],
+                    &[Target::Constraint(ra)],
+                )?;
+            }
+        }
+        m.add_linear_triplets(&format!("layer{}", l + 1), lin);
+        prev = Some(h);
+    }
+    let last =
+        prev.ok_or_else(|| TrainError::Unsupported("the network needs a hidden layer".into()))?;
+    let l = n_layers - 1;
+    let width = init.layers[l];
+    let mut lin = Vec::new();
+    for (p, k) in points.enumerate() {
+        for o in 0..d_out {
+            lin.push((row(k, o), theta.index(init.bias_index(l, o)), -1.0));
+            for j in 0..width {
+                products.push(
+                    Product { c: -1.0 },
+                    &[theta.index(init.weight_index(l, o, j)), last.at(&[p, j])],
+                    &[Target::Constraint(row(k, o))],
+                )?;
+            }
+        }
+    }
+    m.add_linear_triplets("output", lin);
+    m.add_elements(products)?;
+    m.add_elements(activations)?;
+    Ok(())
+}
+
+/// Weight of `Σ‖s_k‖²` in the objective for the defect weight `w`: `w/N`, `N` collocation
+/// points.
+pub(super) fn defect_term_weight(problem: &Problem, w: f64) -> f64 {
+    w / problem.nodes.collocation_points().len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use num_dual::{Dual2SVec64, DualSVec64};
+
+    #[test]
+    fn reduced_unit_closed_forms_match_dual_numbers() {
+        for (d, time, activation) in [
+            (2, None, Activation::Tanh),
+            (2, Some(0.7), Activation::Gelu),
+            (3, Some(-1.3), Activation::Softplus),
+            (3, None, Activation::Sigmoid),
+        ] {
+            let unit = ReducedUnit {
+                states: d,
+                time,
+                activation,
+            };
+            let ni = 2 * d + usize::from(time.is_some()) + 1 + d;
+            let x: Vec<f64> = (0..ni)
+                .map(|i| 0.3 * ((i * 37 % 11) as f64) - 1.2)
+                .collect();
+            let weights: Vec<f64> = (0..d).map(|o| 0.5 - 0.8 * o as f64).collect();
+            // Dual numbers: the whole Jacobian and Hessian (16 inputs at most here).
+            let xs: Vec<DualSVec64<16>> = x
+                .iter()
+                .enumerate()
+                .map(|(a, &v)| DualSVec64::<16>::from_re(v).derivative(a))
+                .collect();
+            let mut ys = vec![DualSVec64::<16>::from_re(0.0); d];
+            unit.eval(&xs, &mut ys);
+            let mut jac = vec![0.0; d * ni];
+            unit.jacobian(&x, &mut jac);
+            for o in 0..d {
+                let g = ys[o].eps.0.as_ref().unwrap();
+                for a in 0..ni {
+                    assert!(
+                        (jac[o * ni + a] - g[a]).abs() < 1e-13,
+                        "jacobian ({o}, {a})"
+                    );
+                }
+            }
+            let xs2: Vec<Dual2SVec64<16>> = x
+                .iter()
+                .enumerate()
+                .map(|(a, &v)| Dual2SVec64::<16>::from_re(v).derivative(a))
+                .collect();
+            let mut ys2 = vec![Dual2SVec64::<16>::from_re(0.0); d];
+            unit.eval(&xs2, &mut ys2);
+            let mut hess = vec![0.0; ni * (ni + 1) / 2];
+            unit.weighted_hessian(&x, &weights, &mut hess);
+            let mut p = 0;
+            for a in 0..ni {
+                for b in 0..=a {
+                    let exact: f64 = ys2
+                        .iter()
+                        .zip(&weights)
+                        .map(|(y, w)| w * y.v2.0.as_ref().map_or(0.0, |h| h[(a, b)]))
+                        .sum();
+                    assert!(
+                        (hess[p] - exact).abs() < 1e-12,
+                        "{activation}: hessian ({a}, {b}): {} vs {exact}",
+                        hess[p]
+                    );
+                    p += 1;
+                }
+            }
+        }
+    }
+}
