@@ -62,12 +62,12 @@ pub enum TrainError {
 mod build;
 mod evaluation;
 
+use build::defect_term_weight;
 pub use build::{build, build_stage, build_with, prefit, CollocationNlp, Proximal};
 pub use evaluation::{
     collocation_defect, evaluate, simulate_and_score, CollocationDefect, Evaluation, LearnedOde,
     DEFECT_WARNING_RELATIVE,
 };
-use build::defect_term_weight;
 
 /// Everything a collocation run produced.
 pub struct CollocationRun {
