@@ -19,7 +19,7 @@
 use colloc::problem;
 use colloc::sequential::TrainMethod;
 use colloc::training::{sequential, sweep};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 struct Row {
     best_epoch: usize,
@@ -38,42 +38,6 @@ fn parse_list(args: &[String], flag: &str) -> Option<Vec<String>> {
             .map(|s| s.trim().to_string())
             .collect(),
     )
-}
-
-/// The problem file with its `seed` replaced, loaded from a temporary copy.
-fn load_with_seed(path: &Path, seed: u64) -> Result<problem::Problem, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut replaced = false;
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if !replaced && l.trim_start().starts_with("seed =") {
-                replaced = true;
-                format!("seed = {seed}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    if !replaced {
-        return Err(format!("{}: no top-level `seed =` line", path.display()).into());
-    }
-    // Beside the original, so that data files named relative to it are found.
-    let tmp: PathBuf = path.with_file_name(format!(
-        ".{}-seed{seed}-{}.toml",
-        path.file_stem().and_then(|f| f.to_str()).unwrap_or("p"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)?;
-    let p = problem::load(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut p = p?;
-    p.name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("problem")
-        .to_string();
-    Ok(p)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -102,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for file in &problems {
         // The settings each method trains with: the file's, or those a sweep on the first
         // seed selects.
-        let base = load_with_seed(Path::new(file), seeds[0])?;
+        let base = problem::load_with_seed(Path::new(file), Some(seeds[0]))?;
         let mut chosen = Vec::new();
         for method in TrainMethod::ALL {
             let mut settings = base.sequential.clone();
@@ -130,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut all: Vec<Vec<Row>> = Vec::new();
         for &seed in &seeds {
-            let p = load_with_seed(Path::new(file), seed)?;
+            let p = problem::load_with_seed(Path::new(file), Some(seed))?;
             let mut rows = Vec::new();
             for (method, settings) in TrainMethod::ALL.iter().zip(&chosen) {
                 let run = sequential::train(&p, settings, None, &mut |_| true)?;

@@ -153,6 +153,46 @@ fn four_batches_run_and_resume_reproduces_the_uninterrupted_run() {
         std::fs::read_to_string(d.join("b").join("model.json")).unwrap(),
         "resumed run differs from the uninterrupted one"
     );
+
+    // A checkpoint of other sub-problems is refused, and its results are left alone: another
+    // seed (other noise), another loss weight, other batch windows.
+    let longer = d.join("longer.toml");
+    std::fs::write(&longer, problem(6, "keep")).unwrap();
+    let before = std::fs::read_to_string(d.join("b").join("checkpoint.json")).unwrap();
+    let other_lambda = d.join("lambda.toml");
+    std::fs::write(
+        &other_lambda,
+        problem(6, "keep").replace("[bounds]", "[loss]\nlambda = 1e-2\n\n[bounds]"),
+    )
+    .unwrap();
+    let other_windows = d.join("windows.toml");
+    std::fs::write(
+        &other_windows,
+        problem(6, "keep").replace("[6.0, 9.0], [9.0, 12.0]", "[6.0, 10.0], [10.0, 12.0]"),
+    )
+    .unwrap();
+    for (file, extra) in [
+        (&longer, vec!["--seed", "2"]),
+        (&other_lambda, vec![]),
+        (&other_windows, vec![]),
+    ] {
+        let mut args = vec!["-q", "--resume"];
+        args.extend(extra);
+        let (code, text) = admm(file, &d.join("b"), &args);
+        assert_eq!(code, Some(2), "{file:?} {args:?}: {text}");
+        assert!(
+            text.contains("cannot resume: the checkpoint belongs to other sub-problems"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("b").join("checkpoint.json")).unwrap(),
+            before
+        );
+    }
+    // `--seed` with the file's own seed is the same problem: resumed with a higher limit.
+    let (code, text) = admm(&longer, &d.join("b"), &["-q", "--resume", "--seed", "1"]);
+    assert!(code == Some(0) || code == Some(1), "{text}");
+    assert_eq!(summary(&d.join("b"))["admm_iterations"], 6);
 }
 
 #[test]

@@ -316,3 +316,66 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("problems/vanderpol.toml"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--seed` is the file's `seed`: `solve --seed 3` and `train --seed 3` on a file with
+/// `seed = 0` write the same data and model as the file with `seed = 3`, and another seed
+/// draws other data.
+#[test]
+fn the_seed_flag_replaces_the_file_seed() {
+    let base = std::fs::read_to_string("problems/vanderpol-small.toml").unwrap();
+    assert!(
+        base.contains("\nseed = 0\n"),
+        "vanderpol-small.toml changed its layout"
+    );
+    let dir = std::env::temp_dir().join(format!("colloc-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file_0 = dir.join("seed0.toml");
+    let file_3 = dir.join("seed3.toml");
+    std::fs::write(&file_0, &base).unwrap();
+    std::fs::write(&file_3, base.replace("\nseed = 0\n", "\nseed = 3\n")).unwrap();
+    let read = |out: &std::path::Path, f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    for command in [vec!["solve"], vec!["train", "--epochs", "3"]] {
+        let run = |file: &std::path::Path, name: &str, extra: &[&str]| {
+            let out_dir = dir.join(format!("{}-{name}", command[0]));
+            let mut args = command.clone();
+            args.extend([
+                file.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+                "-q",
+            ]);
+            args.extend(extra);
+            let out = colloc(&args);
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out_dir
+        };
+        let flag = run(&file_0, "flag", &["--seed", "3"]);
+        let file = run(&file_3, "file", &[]);
+        let plain = run(&file_0, "plain", &[]);
+        assert_eq!(
+            read(&flag, "data.csv"),
+            read(&file, "data.csv"),
+            "{command:?}"
+        );
+        assert_eq!(
+            read(&flag, "model.json"),
+            read(&file, "model.json"),
+            "{command:?}"
+        );
+        assert_ne!(
+            read(&flag, "data.csv"),
+            read(&plain, "data.csv"),
+            "{command:?}"
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&read(&flag, "summary.json")).unwrap();
+        assert_eq!(summary["seed"], 3, "{command:?}");
+    }
+    let out = colloc(&["solve", file_0.to_str().unwrap(), "--seed", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seed"));
+}

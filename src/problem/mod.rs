@@ -183,15 +183,24 @@ impl Problem {
 
 /// Reads and validates a problem file.
 pub fn load(path: &Path) -> Result<Problem, ProblemError> {
+    load_with_seed(path, None)
+}
+
+/// [`load`] with the file's `seed` replaced by `seed` when given: the same problem with
+/// another noise draw and network start (the command-line `--seed`).
+pub fn load_with_seed(path: &Path, seed: Option<u64>) -> Result<Problem, ProblemError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ProblemError::Io {
         path: file.clone(),
         message: e.to_string(),
     })?;
-    let raw: schema::RawProblem = toml::from_str(&text).map_err(|e| ProblemError::Toml {
+    let mut raw: schema::RawProblem = toml::from_str(&text).map_err(|e| ProblemError::Toml {
         path: file.clone(),
         message: e.to_string().trim_end().to_string(),
     })?;
+    if let Some(seed) = seed {
+        raw.seed = seed;
+    }
     validate(raw, path)
 }
 

@@ -438,6 +438,10 @@ pub struct AdmmState {
     /// `consensus` to another point for the next sub-problems; `None` otherwise.
     #[serde(default)]
     pub iterate: Option<Vec<f64>>,
+    /// [`batches_fingerprint`] of the sub-problems this state belongs to: a resumed run must
+    /// solve the same ones (`None` in checkpoints written before it was recorded).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 impl AdmmState {
@@ -514,7 +518,74 @@ pub fn initial_state(
         anderson: None,
         momentum: None,
         iterate: None,
+        fingerprint: Some(batches_fingerprint(problem, batches)),
     })
+}
+
+/// A fingerprint (64-bit FNV-1a, hex) of the sub-problems: every batch's window, data,
+/// collocation grid, loss weight and bounds, the network layout and the formulation. A
+/// checkpoint records it, and `--resume` refuses a checkpoint of other sub-problems (an edited
+/// problem file or another `--seed`) instead of continuing them on new data. Solver settings
+/// (iteration limit, tolerances, IPOPT options) are not part of it: a run may be resumed with
+/// a higher limit.
+pub fn batches_fingerprint(problem: &Problem, batches: &[Batch]) -> String {
+    let mut hash = Fnv1a::default();
+    hash.text(&format!("{:?}", problem.formulation));
+    let spec = &problem.model;
+    hash.text(&format!(
+        "{:?} {} {} {:?} {:?} {}",
+        spec.layers,
+        spec.activation.name(),
+        spec.time_input,
+        spec.structure,
+        spec.time_basis,
+        spec.normalize
+    ));
+    for batch in batches {
+        let p = &batch.problem;
+        hash.floats(&batch.window);
+        hash.floats(&p.data.t);
+        for y in &p.data.y {
+            hash.floats(y);
+        }
+        hash.text(&format!("{:?}", p.data.split));
+        hash.floats(&p.nodes.times);
+        hash.floats(&[
+            p.lambda,
+            p.parameter_bound.unwrap_or(f64::INFINITY),
+            p.state_bound.unwrap_or(f64::INFINITY),
+        ]);
+        hash.text(&format!("{}", p.fix_initial_state));
+    }
+    format!("{:016x}", hash.0)
+}
+
+/// The 64-bit FNV-1a hash (stable across platforms and versions, unlike `std`'s hasher).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn floats(&mut self, values: &[f64]) {
+        self.bytes(&(values.len() as u64).to_le_bytes());
+        for v in values {
+            self.bytes(&v.to_bits().to_le_bytes());
+        }
+    }
+    fn text(&mut self, text: &str) {
+        self.bytes(&(text.len() as u64).to_le_bytes());
+        self.bytes(text.as_bytes());
+    }
 }
 
 /// Test hooks: make the sub-problem of `batch` fail in iteration `iteration`.
@@ -542,6 +613,20 @@ pub fn run(
 ) -> Result<AdmmRun, AdmmError> {
     let n = batches.len();
     let p = state.consensus.len();
+    let fingerprint = batches_fingerprint(problem, batches);
+    match &state.fingerprint {
+        Some(f) if *f == fingerprint => {}
+        Some(f) => {
+            return Err(AdmmError::Resume(format!(
+                "the checkpoint belongs to other sub-problems (fingerprint {f}, this problem's is {fingerprint}): the data, seed, batches, grid, model or loss changed since it was written"
+            )))
+        }
+        None => {
+            return Err(AdmmError::Resume(
+                "the checkpoint records no fingerprint of its sub-problems (written by an older colloc), so it cannot be checked against this problem; start again without --resume".into(),
+            ))
+        }
+    }
     if state.thetas.len() != n || state.model.n_params() != p {
         return Err(AdmmError::Resume(format!(
             "the checkpoint has {} batches and {} parameters; the problem has {n} batches and {} parameters",

@@ -24,6 +24,9 @@ pub struct AdmmArgs {
     /// Make sub-problem BATCH fail in ADMM iteration ITER (testing the failure policy).
     #[arg(long, value_name = "BATCH:ITER", hide = true)]
     pub inject_failure: Option<String>,
+    /// Seed of the noise and the network start, overriding the problem file's `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -33,7 +36,7 @@ pub struct AdmmArgs {
 pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
-    let problem = problem::load(&args.file).map_err(Failure::input)?;
+    let problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
     let settings = problem.admm.clone().ok_or_else(|| {
         Failure::input(format!(
             "{}: no [admm] section (batch windows and settings)",

@@ -23,6 +23,9 @@ pub struct SolveArgs {
     /// Start θ from a saved model instead of a Xavier draw.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Seed of the noise and the network start, overriding the problem file's `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -32,7 +35,7 @@ pub struct SolveArgs {
 pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
-    let problem = problem::load(&args.file).map_err(Failure::input)?;
+    let problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
     let formulation = args.formulation.unwrap_or(problem.formulation);
     let init = args
         .init

@@ -44,6 +44,9 @@ pub struct TrainArgs {
     /// Output folder (default: runs/<problem name>-<method>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Seed of the noise and the network start, overriding the problem file's `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -52,7 +55,7 @@ pub struct TrainArgs {
 /// Runs the command.
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let mut problem = problem::load(&args.file).map_err(Failure::input)?;
+    let mut problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
     let mut settings = problem.sequential.clone();
     let mut method_name = None;
     if let Some(m) = &args.method {
