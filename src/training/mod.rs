@@ -5,12 +5,10 @@
 //! selection for the sequential trainers.
 
 pub mod admm;
-pub mod anderson;
 pub mod collocation;
 pub mod coordinates;
 mod deep_network;
 pub mod metrics;
-pub mod momentum;
 pub mod prediction;
 pub mod prefit;
 pub mod sequential;

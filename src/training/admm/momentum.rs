@@ -1,6 +1,6 @@
 //! Nesterov extrapolation with adaptive restart for a fixed-point iteration — the "fast ADMM"
 //! of Goldstein, O'Donoghue, Setzer and Baraniuk (2014, Alg. 8), used by
-//! [`super::admm`] on `(θ̄, u)` when `[admm] momentum = true`.
+//! [`super`] on `(θ̄, u)` when `[admm] momentum = true`.
 
 use serde::{Deserialize, Serialize};
 

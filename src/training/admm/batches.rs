@@ -1,0 +1,178 @@
+//! The batches: the problem's training data split into windows (each its own collocation
+//! grid and initial state), plus further trajectories.
+
+use super::AdmmSettings;
+use crate::collocation::Nodes;
+use crate::problem::{Dataset, Problem, Split};
+use crate::training::collocation::TrainError;
+use crate::training::coordinates::standardization;
+
+/// One batch: the problem restricted to a window.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// The window.
+    pub window: [f64; 2],
+    /// The sub-problem (its data, collocation grid and window).
+    pub problem: Problem,
+}
+
+/// The problem ADMM works on: the problem itself, or with `[model] normalize = true` the
+/// problem restated in the standardized coordinates of its training data (batch windows
+/// mapped).
+pub(super) fn working_problem(problem: &Problem) -> Result<Problem, TrainError> {
+    if !problem.model.normalize {
+        return Ok(problem.clone());
+    }
+    problem
+        .in_coordinates(&standardization(problem))
+        .map_err(|e| TrainError::Unsupported(e.to_string()))
+}
+
+/// Splits the problem's training data into the batches of `settings`, then adds the batches of
+/// each further trajectory (`settings.trajectories`, loaded relative to the problem's file).
+/// With `[model] normalize = true` every batch (further trajectories too) is stated in the
+/// standardized coordinates of the problem's own training data; the batch windows stay in the
+/// data's units.
+pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Batch>, TrainError> {
+    let working = working_problem(problem)?;
+    let coordinates = working.coordinates.clone();
+    let to_working = |w: &[f64; 2]| match &coordinates {
+        Some(n) => [n.time_to_normalized(w[0]), n.time_to_normalized(w[1])],
+        None => *w,
+    };
+    let windows: Vec<[f64; 2]> = settings.windows.iter().map(to_working).collect();
+    let mut batches = window_batches(&working, &windows, settings.points, "")?;
+    let folder = problem
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    for (j, file) in settings.trajectories.iter().enumerate() {
+        let path = folder.join(file);
+        let trajectory_error = |message: String| TrainError::Trajectory {
+            path: path.display().to_string(),
+            message,
+        };
+        let other = crate::problem::load(&path).map_err(|e| trajectory_error(e.to_string()))?;
+        let mismatch = |what: &str| {
+            trajectory_error(format!(
+                "its {what} differs from {}'s; the consensus needs one model",
+                problem.path.display()
+            ))
+        };
+        let (a, b) = (&other.model, &problem.model);
+        if a.layers != b.layers || a.activation != b.activation || a.time_input != b.time_input {
+            return Err(mismatch("model (layers, activation or time input)"));
+        }
+        if a.structure != b.structure || a.time_basis.is_some() || b.time_basis.is_some() {
+            return Err(mismatch(
+                "model structure (or it has time-dependent weights)",
+            ));
+        }
+        if a.normalize != b.normalize {
+            return Err(mismatch("`model.normalize`"));
+        }
+        if other.data.dim() != problem.data.dim() {
+            return Err(mismatch("number of states"));
+        }
+        // The consensus network works in one set of coordinates: the main problem's.
+        let other = match &coordinates {
+            Some(n) => other
+                .in_coordinates(n)
+                .map_err(|e| trajectory_error(e.to_string()))?,
+            None => other,
+        };
+        let (windows, points) = match &other.admm {
+            Some(o) if !o.trajectories.is_empty() => {
+                return Err(trajectory_error(
+                    "a further trajectory cannot list trajectories itself".into(),
+                ))
+            }
+            Some(o) => (o.windows.clone(), o.points),
+            None => (vec![[other.t0, other.t1]], None),
+        };
+        batches.extend(window_batches(
+            &other,
+            &windows,
+            points,
+            &format!("-trajectory{}", j + 1),
+        )?);
+    }
+    Ok(batches)
+}
+
+/// The batches of one trajectory: its training data restricted to each window.
+fn window_batches(
+    problem: &Problem,
+    windows: &[[f64; 2]],
+    points: Option<usize>,
+    label: &str,
+) -> Result<Vec<Batch>, TrainError> {
+    let train = problem.data.indices(Split::Train);
+    let span = problem.t1 - problem.t0;
+    windows
+        .iter()
+        .enumerate()
+        .map(|(i, &[a, b])| {
+            let rows: Vec<usize> = train
+                .iter()
+                .copied()
+                .filter(|&k| problem.data.t[k] >= a && problem.data.t[k] <= b)
+                .collect();
+            if rows.len() < 3 {
+                return Err(TrainError::Unsupported(format!(
+                    "ADMM batch {i} {:?} of {} holds {} training observations (need at least 3)",
+                    [a, b],
+                    problem.path.display(),
+                    rows.len()
+                )));
+            }
+            let mut p = problem.clone();
+            p.name = format!("{}{label}-batch{i}", problem.name);
+            p.data = Dataset {
+                t: rows.iter().map(|&k| problem.data.t[k]).collect(),
+                y: rows.iter().map(|&k| problem.data.y[k].clone()).collect(),
+                clean: problem
+                    .data
+                    .clean
+                    .as_ref()
+                    .map(|c| rows.iter().map(|&k| c[k].clone()).collect()),
+                split: vec![Split::Train; rows.len()],
+            };
+            p.t0 = a;
+            p.t1 = b;
+            p.nodes = batch_nodes(&problem.nodes, points, [a, b], span)?;
+            let window = match &problem.coordinates {
+                Some(n) => [n.time_from_normalized(a), n.time_from_normalized(b)],
+                None => [a, b],
+            };
+            Ok(Batch { window, problem: p })
+        })
+        .collect()
+}
+
+/// A batch's collocation grid on `[a, b]`: global collocation with `points` nodes (default:
+/// the problem's share for the window's length); finite elements with the problem's points
+/// per element and its share of elements (at least one).
+fn batch_nodes(
+    nodes: &Nodes,
+    points: Option<usize>,
+    [a, b]: [f64; 2],
+    span: f64,
+) -> Result<Nodes, TrainError> {
+    let share = (b - a) / span;
+    match nodes.elements.first() {
+        None => {
+            let points =
+                points.unwrap_or_else(|| ((nodes.len() as f64 * share).round() as usize).max(3));
+            Ok(Nodes::new(nodes.kind, points, a, b)?)
+        }
+        Some(_) if points.is_some() => Err(TrainError::Unsupported(
+            "admm.points sets the points of global collocation; with finite elements each batch gets the problem's points per element and its share of the elements".into(),
+        )),
+        Some((_, element)) => {
+            let k = ((nodes.elements.len() as f64 * share).round() as usize).max(1);
+            Ok(Nodes::finite_elements(nodes.kind, k, element.len(), a, b)?)
+        }
+    }
+}
