@@ -1,8 +1,11 @@
 //! The homotopy paper's benchmark on colloc's problem files: vanilla, homotopy and multiple
 //! shooting trained on the same data (same seed: same noise draw and same initial network),
 //! with the interpolation (train) and extrapolation (test) MSE of the best model, its epoch,
-//! right-hand-side evaluations and time per epoch. Then the acceptance ratios of the
-//! sequential-solver issue, per seed and for the mean over seeds.
+//! right-hand-side evaluations, time per epoch and training time — and beside them the
+//! simultaneous method (`colloc solve` on the same file and seed: one IPOPT solve, its
+//! iterations in the epochs column), scored the same way (the learned ODE simulated from the
+//! fitted start). Then the acceptance ratios of the sequential-solver issue, per seed and for
+//! the mean over seeds.
 //!
 //! ```text
 //! cargo run --release --example sequential_comparison -- \
@@ -18,7 +21,7 @@
 
 use colloc::problem;
 use colloc::sequential::TrainMethod;
-use colloc::training::{sequential, sweep};
+use colloc::training::{collocation, sequential, sweep};
 use std::path::Path;
 
 struct Row {
@@ -28,6 +31,7 @@ struct Row {
     test: f64,
     nfe: usize,
     ms_per_epoch: f64,
+    seconds: f64,
 }
 
 fn parse_list(args: &[String], flag: &str) -> Option<Vec<String>> {
@@ -43,6 +47,9 @@ fn parse_list(args: &[String], flag: &str) -> Option<Vec<String>> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
     colloc::solvers::ipopt::rerun_with_detected_blas_core();
+    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
+        colloc::solvers::ipopt::set_blas_threads(1); // as the `colloc` binary
+    }
     let args: Vec<String> = std::env::args().collect();
     let problems = parse_list(&args, "--problems").unwrap_or_else(|| {
         vec![
@@ -61,8 +68,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?;
     let select = args.iter().any(|a| a == "--sweep");
 
-    println!("| problem | seed | method | best epoch | epochs | interp. MSE | extrap. MSE | NFE | ms/epoch |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("| problem | seed | method | best epoch | epochs | interp. MSE | extrap. MSE | NFE | ms/epoch | s |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for file in &problems {
         // The settings each method trains with: the file's, or those a sweep on the first
         // seed selects.
@@ -93,6 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             chosen.push(settings);
         }
         let mut all: Vec<Vec<Row>> = Vec::new();
+        let mut collocation_rows: Vec<(f64, f64, f64)> = Vec::new();
         for &seed in &seeds {
             let p = problem::load_with_seed(Path::new(file), Some(seed))?;
             let mut rows = Vec::new();
@@ -106,9 +114,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     test: run.evaluation.test_mse.unwrap_or(f64::NAN),
                     nfe: r.nfe,
                     ms_per_epoch: 1e3 * run.train_s / r.curve.len().max(1) as f64,
+                    seconds: run.train_s,
                 };
                 println!(
-                    "| {} | {seed} | {} | {} | {} | {:.4e} | {:.4e} | {} | {:.3} |",
+                    "| {} | {seed} | {} | {} | {} | {:.4e} | {:.4e} | {} | {:.3} | {:.2} |",
                     p.name,
                     method,
                     row.best_epoch,
@@ -116,10 +125,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     row.train,
                     row.test,
                     row.nfe,
-                    row.ms_per_epoch
+                    row.ms_per_epoch,
+                    row.seconds
                 );
                 rows.push(row);
             }
+            // The simultaneous method on the same data and start.
+            let started = std::time::Instant::now();
+            let run = collocation::train(&p, p.formulation, None, &mut |_| true)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let e = &run.evaluation;
+            let (train, test) = (
+                e.train_mse.unwrap_or(f64::NAN),
+                e.test_mse.unwrap_or(f64::NAN),
+            );
+            println!(
+                "| {} | {seed} | collocation | – | {} | {train:.4e} | {test:.4e} | – | – | {seconds:.2} |",
+                p.name, run.solution.stats.iterations
+            );
+            collocation_rows.push((train, test, seconds));
             all.push(rows);
         }
         // Ratios against vanilla, per seed and for the means over seeds.
@@ -143,15 +167,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         for (m, method) in TrainMethod::ALL.iter().enumerate() {
             println!(
-                "  mean {:<9} best epoch {:>7.1}  interp. {:.4e}  extrap. {:.4e}  {:.3} ms/epoch  {:.0} NFE/epoch",
+                "  mean {:<9} best epoch {:>7.1}  interp. {:.4e}  extrap. {:.4e}  {:.3} ms/epoch  {:.0} NFE/epoch  {:.2} s",
                 method.name(),
                 mean(m, &|r| r.best_epoch as f64),
                 mean(m, &|r| r.train),
                 mean(m, &|r| r.test),
                 mean(m, &|r| r.ms_per_epoch),
                 mean(m, &|r| r.nfe as f64 / r.epochs.max(1) as f64),
+                mean(m, &|r| r.seconds),
             );
         }
+        let k = collocation_rows.len() as f64;
+        println!(
+            "  mean {:<9} interp. {:.4e}  extrap. {:.4e}  {:.2} s per solve",
+            "collocation",
+            collocation_rows.iter().map(|r| r.0).sum::<f64>() / k,
+            collocation_rows.iter().map(|r| r.1).sum::<f64>() / k,
+            collocation_rows.iter().map(|r| r.2).sum::<f64>() / k,
+        );
         println!();
     }
     Ok(())

@@ -54,6 +54,7 @@ pub struct TrainArgs {
 
 /// Runs the command.
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
+    super::single_blas_thread();
     let started = Instant::now();
     let mut problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
     let mut settings = problem.sequential.clone();
