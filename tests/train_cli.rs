@@ -552,3 +552,53 @@ fn sweep_selects_the_lowest_training_mse_and_reproduces_a_plain_run() {
         "{err}"
     );
 }
+
+/// Homotopy's numbers do not depend on the BLAS: its smoothing spline is solved in Rust, so
+/// one or two OpenBLAS threads and other CPU kernels give the same model bits. (With LAPACK's
+/// dense Cholesky for the spline, this case gave other models with two threads.)
+#[test]
+fn homotopy_is_the_same_bits_whatever_the_blas_threads_or_kernels() {
+    let d = dir("blas");
+    let path = d.join("dense.toml");
+    // 400 observations: a spline system large enough for OpenBLAS to split its work.
+    std::fs::write(
+        &path,
+        SMALL.replace("points = 31", "points = 400").replace(
+            "steps = 3\nepochs_per_step = 20",
+            "steps = 2\nepochs_per_step = 3",
+        ),
+    )
+    .unwrap();
+    let run = |name: &str, env: &[(&str, &str)]| {
+        let out = d.join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_colloc"))
+            .args([
+                "train",
+                path.to_str().unwrap(),
+                "-q",
+                "--method",
+                "homotopy",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .env_remove("OPENBLAS_NUM_THREADS")
+            .env_remove("OPENBLAS_CORETYPE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out.join("model.json")).unwrap()
+    };
+    let one = run("one", &[("OPENBLAS_NUM_THREADS", "1")]);
+    assert_eq!(one, run("two", &[("OPENBLAS_NUM_THREADS", "2")]));
+    assert_eq!(
+        one,
+        run(
+            "haswell",
+            &[
+                ("OPENBLAS_NUM_THREADS", "2"),
+                ("OPENBLAS_CORETYPE", "Haswell")
+            ]
+        )
+    );
+}
