@@ -35,7 +35,7 @@ use crate::collocation::interpolation_matrix;
 use crate::problem::{Problem, Split};
 use acceleration::{accelerate, extrapolate};
 use colloc_models::Mlp;
-use colloc_solvers::ipopt::{IpoptSolver, WarmStart};
+use colloc_solvers::ipopt::{IpoptSolution, IpoptSolver, WarmStart};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -145,55 +145,9 @@ pub fn run(
             .par_iter()
             .enumerate()
             .map(|(i, batch)| {
-                let t = Instant::now();
-                let mut init = state.model.clone();
-                init.params.clone_from(&state.thetas[i]);
-                let center: Vec<f64> = state
-                    .consensus
-                    .iter()
-                    .zip(&state.duals[i])
-                    .map(|(c, u)| c - u / rho)
-                    .collect();
-                let prox = Proximal {
-                    weight: rho / 2.0,
-                    center,
-                };
-                let warm = if settings.warm_start {
-                    state.warm[i].as_ref()
-                } else {
-                    None
-                };
-                let outcome = build_with(
-                    &batch.problem,
-                    problem.formulation,
-                    Some(&init),
-                    Some(&prox),
+                solve_batch(
+                    problem, settings, &solver, &state, batch, i, iteration, fault,
                 )
-                .map_err(|e| e.to_string())
-                .and_then(|mut built| {
-                    let mut sol = solver
-                        .solve_with(&mut built.nlp, warm, None)
-                        .map_err(|e| e.to_string())?;
-                    let mut retried = false;
-                    let forced = fault.fail_warm == Some((i, iteration));
-                    if warm.is_some() && (forced || !sol.is_success()) {
-                        // A warm start far from the new solution can fail at once (tiny
-                        // barrier, restoration at the first step): solve again from cold.
-                        let warm_iterations = sol.stats.iterations;
-                        sol = solver
-                            .solve_with(&mut built.nlp, None, None)
-                            .map_err(|e| e.to_string())?;
-                        sol.stats.iterations += warm_iterations;
-                        retried = true;
-                    }
-                    let theta = built.theta.slice(&sol.x).to_vec();
-                    let d = batch.problem.data.dim();
-                    let states: Vec<Vec<f64>> = (0..batch.problem.nodes.len())
-                        .map(|k| (0..d).map(|j| sol.x[built.states.at(&[k, j])]).collect())
-                        .collect();
-                    Ok((sol, theta, states, retried))
-                });
-                (outcome, t.elapsed().as_secs_f64(), warm.is_some())
             })
             .collect();
         let mut records = Vec::with_capacity(n);
@@ -266,49 +220,14 @@ pub fn run(
                 }
             }
         }
-        // Consensus and duals, with the (over-)relaxed θ̂_i = α θ_i + (1 − α) θ̄.
         let previous = state.consensus.clone();
         let previous_duals = state.duals.clone();
-        let alpha = settings.relaxation;
-        let relaxed: Vec<Vec<f64>> = state
-            .thetas
-            .iter()
-            .map(|t| {
-                t.iter()
-                    .zip(&previous)
-                    .map(|(ti, zi)| alpha * ti + (1.0 - alpha) * zi)
-                    .collect()
-            })
-            .collect();
-        for j in 0..p {
-            state.consensus[j] = relaxed
-                .iter()
-                .zip(&state.duals)
-                .map(|(t, u)| t[j] + u[j] / rho)
-                .sum::<f64>()
-                / n as f64;
-        }
-        for (u, t) in state.duals.iter_mut().zip(&relaxed) {
-            for j in 0..p {
-                u[j] += rho * (t[j] - state.consensus[j]);
-            }
-        }
-        let primal = norm(
-            state
-                .thetas
-                .iter()
-                .flat_map(|t| t.iter().zip(&state.consensus).map(|(a, b)| a - b)),
-        );
-        let dual = rho
-            * (n as f64).sqrt()
-            * norm(state.consensus.iter().zip(&previous).map(|(a, b)| a - b));
-        let sqrt_np = ((n * p) as f64).sqrt();
-        let eps_primal = sqrt_np * settings.eps_abs
-            + settings.eps_rel
-                * norm(state.thetas.iter().flatten().copied())
-                    .max((n as f64).sqrt() * norm(state.consensus.iter().copied()));
-        let eps_dual = sqrt_np * settings.eps_abs
-            + settings.eps_rel * norm(state.duals.iter().flatten().copied());
+        let Residuals {
+            primal,
+            dual,
+            eps_primal,
+            eps_dual,
+        } = update_consensus(&mut state, settings);
         let mut record = IterationRecord {
             iteration,
             rho,
@@ -389,6 +308,137 @@ pub fn run(
         model,
         batches: n,
     })
+}
+
+/// Boyd et al.'s residuals of one iteration and their tolerances.
+struct Residuals {
+    primal: f64,
+    dual: f64,
+    eps_primal: f64,
+    eps_dual: f64,
+}
+
+/// The consensus and dual updates after the sub-problems (with the over-relaxation of
+/// `settings`): `θ̄ = mean(θ̂_i + u_i/ρ)`, `u_i += ρ(θ̂_i − θ̄)`; returns the residuals.
+fn update_consensus(state: &mut AdmmState, settings: &AdmmSettings) -> Residuals {
+    let (n, p, rho) = (state.thetas.len(), state.consensus.len(), state.rho);
+    // Consensus and duals, with the (over-)relaxed θ̂_i = α θ_i + (1 − α) θ̄.
+    let previous = state.consensus.clone();
+    let alpha = settings.relaxation;
+    let relaxed: Vec<Vec<f64>> = state
+        .thetas
+        .iter()
+        .map(|t| {
+            t.iter()
+                .zip(&previous)
+                .map(|(ti, zi)| alpha * ti + (1.0 - alpha) * zi)
+                .collect()
+        })
+        .collect();
+    for j in 0..p {
+        state.consensus[j] = relaxed
+            .iter()
+            .zip(&state.duals)
+            .map(|(t, u)| t[j] + u[j] / rho)
+            .sum::<f64>()
+            / n as f64;
+    }
+    for (u, t) in state.duals.iter_mut().zip(&relaxed) {
+        for j in 0..p {
+            u[j] += rho * (t[j] - state.consensus[j]);
+        }
+    }
+    let primal = norm(
+        state
+            .thetas
+            .iter()
+            .flat_map(|t| t.iter().zip(&state.consensus).map(|(a, b)| a - b)),
+    );
+    let dual =
+        rho * (n as f64).sqrt() * norm(state.consensus.iter().zip(&previous).map(|(a, b)| a - b));
+    let sqrt_np = ((n * p) as f64).sqrt();
+    let eps_primal = sqrt_np * settings.eps_abs
+        + settings.eps_rel
+            * norm(state.thetas.iter().flatten().copied())
+                .max((n as f64).sqrt() * norm(state.consensus.iter().copied()));
+    let eps_dual =
+        sqrt_np * settings.eps_abs + settings.eps_rel * norm(state.duals.iter().flatten().copied());
+    Residuals {
+        primal,
+        dual,
+        eps_primal,
+        eps_dual,
+    }
+}
+
+/// A solved sub-problem: IPOPT's solution, θ_i, the states at the collocation points, and
+/// whether a failed warm start was repeated from a cold start.
+type Solved = (IpoptSolution, Vec<f64>, Vec<Vec<f64>>, bool);
+
+/// One sub-problem of iteration `iteration`: batch `i`'s collocation NLP with the proximal
+/// term around `θ̄ − u_i/ρ`, warm-started from its last solution (and retried cold when that
+/// fails). Returns the outcome, the wall seconds and whether it was warm-started.
+#[allow(clippy::too_many_arguments)]
+fn solve_batch(
+    problem: &Problem,
+    settings: &AdmmSettings,
+    solver: &IpoptSolver,
+    state: &AdmmState,
+    batch: &Batch,
+    i: usize,
+    iteration: usize,
+    fault: FaultInjection,
+) -> (Result<Solved, String>, f64, bool) {
+    let rho = state.rho;
+    let t = Instant::now();
+    let mut init = state.model.clone();
+    init.params.clone_from(&state.thetas[i]);
+    let center: Vec<f64> = state
+        .consensus
+        .iter()
+        .zip(&state.duals[i])
+        .map(|(c, u)| c - u / rho)
+        .collect();
+    let prox = Proximal {
+        weight: rho / 2.0,
+        center,
+    };
+    let warm = if settings.warm_start {
+        state.warm[i].as_ref()
+    } else {
+        None
+    };
+    let outcome = build_with(
+        &batch.problem,
+        problem.formulation,
+        Some(&init),
+        Some(&prox),
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|mut built| {
+        let mut sol = solver
+            .solve_with(&mut built.nlp, warm, None)
+            .map_err(|e| e.to_string())?;
+        let mut retried = false;
+        let forced = fault.fail_warm == Some((i, iteration));
+        if warm.is_some() && (forced || !sol.is_success()) {
+            // A warm start far from the new solution can fail at once (tiny
+            // barrier, restoration at the first step): solve again from cold.
+            let warm_iterations = sol.stats.iterations;
+            sol = solver
+                .solve_with(&mut built.nlp, None, None)
+                .map_err(|e| e.to_string())?;
+            sol.stats.iterations += warm_iterations;
+            retried = true;
+        }
+        let theta = built.theta.slice(&sol.x).to_vec();
+        let d = batch.problem.data.dim();
+        let states: Vec<Vec<f64>> = (0..batch.problem.nodes.len())
+            .map(|k| (0..d).map(|j| sol.x[built.states.at(&[k, j])]).collect())
+            .collect();
+        Ok((sol, theta, states, retried))
+    });
+    (outcome, t.elapsed().as_secs_f64(), warm.is_some())
 }
 
 /// The consensus θ̄ as a model in the data's units (with the batches' normalization, if any).
