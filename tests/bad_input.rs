@@ -252,6 +252,30 @@ fn invalid_values_name_the_field() {
         ),
         &["start", "data", "solution"],
     );
+    // Sizes that could only end in an allocation failure are refused up front.
+    expect_input_error(
+        "huge-layer",
+        &GOOD.replace("[2, 4, 2]", "[2, 100000000000, 2]"),
+        &["model.layers", "too many", "at most 10000000"],
+    );
+    expect_input_error(
+        "huge-train",
+        &GOOD.replace("points = 24\nsampling", "points = 100000000000\nsampling"),
+        &["train.points", "need 3 to 10000000"],
+    );
+    expect_input_error(
+        "huge-test",
+        &GOOD.replace("points = 10\n", "points = 100000000000\n"),
+        &["test.points", "at most 10000000"],
+    );
+    expect_input_error(
+        "huge-elements",
+        &GOOD.replace(
+            "[collocation]\npoints = 24",
+            "[collocation]\nelements = 100000000000\npoints_per_element = 4",
+        ),
+        &["collocation.elements", "too many"],
+    );
     expect_input_error(
         "both-sources",
         &GOOD.replace("noise = 0.05", "noise = 0.05\ncsv = \"x.csv\""),

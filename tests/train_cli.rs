@@ -602,3 +602,151 @@ fn homotopy_is_the_same_bits_whatever_the_blas_threads_or_kernels() {
         )
     );
 }
+
+/// The first `sim` values of `prediction.csv` (the simulation's start) and the first
+/// observation of `data.csv`.
+fn first_simulated_and_observed(out: &std::path::Path) -> (Vec<f64>, Vec<f64>) {
+    let row = |file: &str, from: usize| -> Vec<f64> {
+        let text = std::fs::read_to_string(out.join(file)).unwrap();
+        let line = text.lines().nth(1).unwrap().to_string();
+        line.split(',')
+            .skip(from)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    (row("prediction.csv", 2), row("data.csv", 1))
+}
+
+#[test]
+fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
+    let d = dir("learned-start");
+    let path = d.join("small.toml");
+    std::fs::write(
+        &path,
+        SMALL.replace(
+            "[sequential]\n",
+            "[sequential]\nlearn_initial_state = true\n",
+        ),
+    )
+    .unwrap();
+    for method in ["vanilla", "homotopy", "shooting"] {
+        let out = d.join(method);
+        let (code, stdout, err) = colloc(&[
+            "train",
+            path.to_str().unwrap(),
+            "-q",
+            "--method",
+            method,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{method}: {stdout}\n{err}");
+        assert!(stdout.contains("(learned)"), "{stdout}");
+        let s = summary(&out);
+        assert_eq!(s["learn_initial_state"], true);
+        let start: Vec<f64> = s["start_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let (simulated, observed) = first_simulated_and_observed(&out);
+        assert_eq!(simulated, start, "{method}");
+        assert_ne!(start, observed, "{method}: the start did not move");
+        // Scored from the learned start: the reported train MSE is the learning curve's best.
+        let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
+        let best = curve
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(2).unwrap().parse::<f64>().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        let train = s["train_mse"].as_f64().unwrap();
+        assert!(
+            (train - best).abs() < 1e-6 * best,
+            "{method}: {train} vs {best}"
+        );
+    }
+    // Without it (the flag off, the file's setting removed), the start is the observation.
+    std::fs::write(&path, SMALL).unwrap();
+    let plain = d.join("plain");
+    let (code, _, err) = colloc(&[
+        "train",
+        path.to_str().unwrap(),
+        "-q",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (simulated, observed) = first_simulated_and_observed(&plain);
+    assert_eq!(simulated, observed);
+    assert_eq!(summary(&plain)["learn_initial_state"], false);
+    // Standardized coordinates: the flag, and the start given back in the data's units.
+    let normalized = d.join("normalized.toml");
+    std::fs::write(
+        &normalized,
+        SMALL.replace(
+            "activation = \"gelu\"",
+            "activation = \"gelu\"\nnormalize = true",
+        ),
+    )
+    .unwrap();
+    let out = d.join("normalized");
+    let (code, stdout, err) = colloc(&[
+        "train",
+        normalized.to_str().unwrap(),
+        "-q",
+        "--learn-initial-state",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    let s = summary(&out);
+    let (simulated, observed) = first_simulated_and_observed(&out);
+    let start: Vec<f64> = s["start_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(simulated, start);
+    // Within a few noise levels of the observation (5 % of the state means), not in
+    // standardized units.
+    for (s, o) in start.iter().zip(&observed) {
+        assert!(
+            (s - o).abs() < 0.5 * o.abs().max(1.0),
+            "{start:?} vs {observed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_huge_epoch_budget_runs_until_the_time_limit() {
+    // The budget is the user's: nothing is allocated for it up front (this aborted with an
+    // allocation failure once).
+    let d = dir("huge-budget");
+    let path = d.join("small.toml");
+    std::fs::write(
+        &path,
+        SMALL.replace("steps = 3\n", "steps = 100000000000\n"),
+    )
+    .unwrap();
+    for method in ["vanilla", "homotopy"] {
+        let out = d.join(method);
+        let (code, stdout, err) = colloc(&[
+            "train",
+            path.to_str().unwrap(),
+            "-q",
+            "--method",
+            method,
+            "--epochs",
+            "100000000000",
+            "--time-limit",
+            "0.5",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{method}: {stdout}\n{err}");
+        assert!(stdout.contains("time limit"), "{method}: {stdout}");
+    }
+}

@@ -17,6 +17,13 @@ use colloc_solvers::ipopt::IpoptSettings;
 use colloc_solvers::ode::Dopri5;
 use std::path::{Path, PathBuf};
 
+/// Most observations a built-in system generates per window (`train.points`, `test.points`).
+pub const MAX_OBSERVATIONS: usize = 10_000_000;
+/// Most collocation points of a finite-element grid (20,000 take 2.4 GB in IPOPT already).
+pub const MAX_ELEMENT_POINTS: usize = 1_000_000;
+/// Most network parameters a problem file may declare (`model.layers`).
+pub const MAX_PARAMETERS: usize = 10_000_000;
+
 /// A problem file that cannot be used. Every variant names the file, and the line or field.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ProblemError {
@@ -359,7 +366,15 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
                     format!("need at least 1 element of at least 2 points, got {k} × {p}"),
                 ));
             }
-            let total = k * (p - 1) + 1;
+            let total = k.saturating_mul(p - 1).saturating_add(1);
+            if total > MAX_ELEMENT_POINTS {
+                return Err(field(
+                    "collocation.elements",
+                    format!(
+                        "{k} elements of {p} points is too many (at most {MAX_ELEMENT_POINTS} points in all)"
+                    ),
+                ));
+            }
             if points.is_some_and(|n| n != total) {
                 return Err(field(
                     "collocation.points",
@@ -408,6 +423,15 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
                     ),
                 ));
             }
+            if r.max_points > MAX_ELEMENT_POINTS {
+                return Err(field(
+                    "collocation.refinement.max_points",
+                    format!(
+                        "{} points is too many (at most {MAX_ELEMENT_POINTS})",
+                        r.max_points
+                    ),
+                ));
+            }
             Some(Refinement {
                 max_points: r.max_points,
                 defect,
@@ -432,6 +456,15 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             format!(
                 "need [inputs, hidden…, outputs] with at least one hidden layer, got {layers:?}"
             ),
+        ));
+    }
+    let parameters = layers.windows(2).fold(0usize, |n, w| {
+        n.saturating_add(w[0].saturating_add(1).saturating_mul(w[1]))
+    });
+    if parameters > MAX_PARAMETERS {
+        return Err(field(
+            "model.layers",
+            format!("{layers:?} has {parameters} parameters, too many (at most {MAX_PARAMETERS})"),
         ));
     }
     let structure = match (raw.model.structure.as_str(), &raw.model.known_linear) {
@@ -597,10 +630,10 @@ fn generate(
         .train
         .points
         .ok_or_else(|| field("train.points", "required for a built-in system".into()))?;
-    if train_points < 3 {
+    if !(3..=MAX_OBSERVATIONS).contains(&train_points) {
         return Err(field(
             "train.points",
-            format!("need at least 3, got {train_points}"),
+            format!("need 3 to {MAX_OBSERVATIONS}, got {train_points}"),
         ));
     }
     let t1 = raw.train.t1;
@@ -625,6 +658,12 @@ fn generate(
         let n = test
             .points
             .ok_or_else(|| field("test.points", "required for a built-in system".into()))?;
+        if n > MAX_OBSERVATIONS {
+            return Err(field(
+                "test.points",
+                format!("at most {MAX_OBSERVATIONS}, got {n}"),
+            ));
+        }
         if !(test.t1.is_finite() && test.t1 > t1) {
             return Err(field(
                 "test.t1",

@@ -242,6 +242,11 @@ pub struct SequentialSummary<'a> {
     /// The standardized coordinates the network was trained in, if any (`objective` and
     /// `curve.csv` are in those coordinates, the MSEs in the data's units).
     pub normalization: Option<&'a colloc_models::Normalization>,
+    /// True when the initial state was learned with the network.
+    pub learn_initial_state: bool,
+    /// The state the best model's trajectory starts from at the first training time (the
+    /// first observation, or the learned start), in the data's units.
+    pub start_state: &'a [f64],
     /// The hyper-parameter sweep that selected these settings (`colloc train --sweep`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepSummary>,

@@ -89,11 +89,20 @@ impl HomotopySettings {
         if step + 1 >= self.steps {
             return 0.0;
         }
-        let decrements = self.steps - 1;
-        let total: f64 = (0..decrements)
-            .map(|j| self.decrement_ratio.powi(j as i32))
-            .sum();
-        let done: f64 = (0..step).map(|j| self.decrement_ratio.powi(j as i32)).sum();
+        // Σ_{j<n} κ^j: term by term for ordinary step counts (the sums every published figure
+        // was made with), in closed form for huge ones (the step count is the user's).
+        let kappa = self.decrement_ratio;
+        let geometric = |n: usize| -> f64 {
+            if n <= 4096 {
+                (0..n).map(|j| kappa.powi(j as i32)).sum()
+            } else if kappa == 1.0 {
+                n as f64
+            } else {
+                (1.0 - kappa.powf(n as f64)) / (1.0 - kappa)
+            }
+        };
+        let total = geometric(self.steps - 1);
+        let done = geometric(step);
         (1.0 - done / total).max(0.0)
     }
 }
@@ -260,6 +269,11 @@ pub struct SequentialSettings {
     pub pretrain_fraction: f64,
     /// Epochs of the pre-training phase (default: 500).
     pub pretrain_epochs: usize,
+    /// Learn the initial state with θ: the trajectory starts from the first observation plus
+    /// a correction trained by AdamW (its weight decay pulls it back towards the observation),
+    /// by exact gradients with respect to the initial state. Off (default), every trainer
+    /// starts from the first observation, as the homotopy paper's do.
+    pub learn_initial_state: bool,
     /// Hyper-parameter grids for `colloc train --sweep` (default: none).
     pub sweep: SweepSettings,
 }
@@ -278,6 +292,7 @@ impl Default for SequentialSettings {
             shooting: ShootingSettings::default(),
             pretrain_fraction: 0.0,
             pretrain_epochs: 500,
+            learn_initial_state: false,
             sweep: SweepSettings::default(),
         }
     }
@@ -357,7 +372,10 @@ impl SequentialSettings {
     /// Total epochs of the chosen method.
     pub fn total_epochs(&self) -> usize {
         match self.method {
-            TrainMethod::Homotopy => self.homotopy.steps * self.homotopy.epochs_per_step,
+            TrainMethod::Homotopy => self
+                .homotopy
+                .steps
+                .saturating_mul(self.homotopy.epochs_per_step),
             _ => self.epochs,
         }
     }
@@ -384,6 +402,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(one.lambda_at(0), 0.0);
+        // Huge step counts: the closed form, continuous with the sums at the switch.
+        for kappa in [0.6, 1.0, 1.0001] {
+            let at = |steps: usize, epoch: usize| {
+                HomotopySettings {
+                    steps,
+                    epochs_per_step: 1,
+                    decrement_ratio: kappa,
+                    ..Default::default()
+                }
+                .lambda_at(epoch)
+            };
+            for epoch in [1, 2, 100, 4000] {
+                let (summed, closed) = (at(4097, epoch), at(4098, epoch));
+                assert!((summed - closed).abs() < 1e-3, "κ {kappa}, epoch {epoch}");
+            }
+            let huge = at(100_000_000_000, 50);
+            assert!(huge > 0.0 && huge <= 1.0, "κ {kappa}: {huge}");
+        }
     }
 
     #[test]

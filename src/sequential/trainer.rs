@@ -6,7 +6,9 @@ use super::neural_ode::NeuralOde;
 use super::settings::{SequentialSettings, TrainMethod};
 use super::spline::{default_smoothing, SmoothingSpline};
 use colloc_models::Mlp;
-use colloc_solvers::ode::adjoint::{gradient, solve_recorded, DifferentiableSystem, Method};
+use colloc_solvers::ode::adjoint::{
+    gradient, solve_recorded, DifferentiableSystem, Gradient, Method,
+};
 use colloc_solvers::ode::{Dopri5Settings, OdeError, OdeSystem};
 use colloc_solvers::optim::{Adam, AdamSettings};
 use std::time::Instant;
@@ -46,6 +48,9 @@ pub struct TrainReport {
     pub best_epoch: usize,
     /// Its training MSE.
     pub best_mse: f64,
+    /// The state its trajectory starts from at the first observation time: the first
+    /// observation, or the learned start with `learn_initial_state`.
+    pub best_start: Vec<f64>,
     /// Per-epoch record.
     pub curve: Vec<EpochRecord>,
     /// Right-hand-side evaluations of all forward solves.
@@ -168,10 +173,13 @@ struct EpochEval {
     nfe: usize,
 }
 
-/// Trains `init` on `data` with the method of `settings`. `observer` sees every epoch and may
-/// stop training by returning false; the best parameters so far are returned either way.
+/// Trains `init` on `data` with the method of `settings`. With `learn_initial_state`, the
+/// learned start begins at `start` (default: the first observation). `observer` sees every
+/// epoch and may stop training by returning false; the best parameters so far are returned
+/// either way.
 pub fn train(
     init: &Mlp,
+    start: Option<&[f64]>,
     data: &Series,
     settings: &SequentialSettings,
     observer: &mut dyn FnMut(&EpochRecord) -> bool,
@@ -182,50 +190,18 @@ pub fn train(
             "sequential training needs at least 2 training observations, got {n_obs}"
         )));
     }
-    let method = Method::Dopri5(Dopri5Settings {
-        rtol: settings.rtol,
-        atol: settings.atol,
-        max_steps: settings.max_steps,
-        ..Default::default()
-    });
-    let spline = match settings.method {
-        TrainMethod::Homotopy => {
-            let channels: Vec<Vec<f64>> = (0..data.y[0].len())
-                .map(|i| data.y.iter().map(|y| y[i]).collect())
-                .collect();
-            let p = settings
-                .homotopy
-                .smoothing
-                .unwrap_or_else(|| default_smoothing(&data.t));
-            Some(SmoothingSpline::fit(&data.t, &channels, p).ok_or_else(|| {
-                SequentialError::Data(format!(
-                    "the homotopy trainer's smoothing spline needs at least 3 increasing times, got {n_obs}"
-                ))
-            })?)
+    let d = data.y[0].len();
+    if let Some(s) = start {
+        if s.len() != d || s.iter().any(|v| !v.is_finite()) {
+            return Err(SequentialError::Data(format!(
+                "the start state needs {d} finite values, got {s:?}"
+            )));
         }
-        _ => None,
-    };
-    let segments = match settings.method {
-        TrainMethod::Shooting => {
-            let m = settings.shooting.segments;
-            if n_obs < m + 1 {
-                return Err(SequentialError::Data(format!(
-                    "{m} shooting segments need at least {} training observations, got {n_obs}",
-                    m + 1
-                )));
-            }
-            shooting_bounds(n_obs, m)
-        }
-        _ => Vec::new(),
-    };
-
-    let total = settings.total_epochs();
-    // θ, then (shooting) the corrections of the segment starts, all trained by AdamW.
-    let n_theta = init.n_params();
-    let mut params = init.params.clone();
-    if settings.method == TrainMethod::Shooting {
-        params.resize(n_theta + data.y[0].len() * (segments.len() - 2), 0.0);
     }
+    let objective = Objective::new(init, data, settings)?;
+    let total = settings.total_epochs();
+    let mut params = objective.initial_vector(start);
+    let n_theta = init.n_params();
     let mut adam = Adam::new(
         AdamSettings {
             learning_rate: settings.method_learning_rate(),
@@ -239,30 +215,12 @@ pub fn train(
         best: init.clone(),
         best_epoch: 0,
         best_mse: f64::INFINITY,
-        curve: Vec::with_capacity(total),
+        best_start: objective.start_of(&params),
+        // Reserved up front for ordinary budgets only: the epoch count is the user's.
+        curve: Vec::with_capacity(total.min(100_000)),
         nfe: 0,
         stopped: None,
         interrupted: false,
-    };
-    let y0 = &data.y[0];
-    let t0 = data.t[0];
-
-    // Uncoupled MSE from the first observation, with its gradient when asked.
-    let uncoupled = |params: &[f64], with_grad: bool| -> Result<EpochEval, OdeError> {
-        let sys = NeuralOde::new(init, &params[..n_theta]);
-        let tr = solve_recorded(&method, &sys, t0, y0, &data.t)?;
-        let (mse, cot) = mse_and_cotangents(&tr.y, &data.y);
-        let grad = if with_grad {
-            gradient(&tr, &sys, &cot).params
-        } else {
-            Vec::new()
-        };
-        Ok(EpochEval {
-            loss: mse,
-            grad,
-            train_mse: Some(mse),
-            nfe: tr.stats.nfe,
-        })
     };
 
     for epoch in 0..total {
@@ -270,38 +228,7 @@ pub fn train(
             TrainMethod::Homotopy => settings.homotopy.lambda_at(epoch),
             _ => 0.0,
         };
-        let eval = match settings.method {
-            TrainMethod::Vanilla => uncoupled(&params, true),
-            // λ = 0 (the last homotopy step): the coupled system is the model itself.
-            TrainMethod::Homotopy if lambda == 0.0 => uncoupled(&params, true),
-            TrainMethod::Homotopy => {
-                let spline = spline.as_ref().expect("fitted above");
-                let base = NeuralOde::new(init, &params);
-                let sys = Coupled {
-                    base: &base,
-                    spline,
-                    gain: lambda * settings.homotopy.coupling,
-                };
-                solve_recorded(&method, &sys, t0, y0, &data.t).map(|tr| {
-                    let (loss, cot) = mse_and_cotangents(&tr.y, &data.y);
-                    EpochEval {
-                        loss,
-                        grad: gradient(&tr, &sys, &cot).params,
-                        train_mse: None,
-                        nfe: tr.stats.nfe,
-                    }
-                })
-            }
-            TrainMethod::Shooting => shooting_epoch(
-                init,
-                &params,
-                data,
-                &segments,
-                settings.shooting.continuity,
-                &method,
-            ),
-        };
-        let eval = match eval {
+        let eval = match objective.epoch(&params, lambda) {
             Ok(e) => e,
             Err(e) => {
                 report.stopped = Some(format!("epoch {epoch}: integration failed: {e}"));
@@ -311,7 +238,7 @@ pub fn train(
         report.nfe += eval.nfe;
         let train_mse = match eval.train_mse {
             Some(m) => m,
-            None => match uncoupled(&params, false) {
+            None => match objective.uncoupled(&params, false) {
                 Ok(u) => {
                     report.nfe += u.nfe;
                     u.loss
@@ -324,6 +251,7 @@ pub fn train(
             report.best_mse = train_mse;
             report.best_epoch = epoch;
             report.best.params.copy_from_slice(&params[..n_theta]);
+            report.best_start = objective.start_of(&params);
         }
         let record = EpochRecord {
             epoch,
@@ -354,6 +282,182 @@ pub fn train(
     Ok(report)
 }
 
+/// The loss of one epoch of the chosen method as a function of the trained vector — θ, then
+/// the correction of the first observation (with `learn_initial_state`), then (shooting) the
+/// corrections of the other segments' starts — with its exact gradient.
+struct Objective<'a> {
+    init: &'a Mlp,
+    data: &'a Series,
+    settings: &'a SequentialSettings,
+    method: Method,
+    /// The homotopy's smoothing spline of the data.
+    spline: Option<SmoothingSpline>,
+    /// Multiple shooting's segment boundaries.
+    segments: Vec<usize>,
+}
+
+impl<'a> Objective<'a> {
+    fn new(
+        init: &'a Mlp,
+        data: &'a Series,
+        settings: &'a SequentialSettings,
+    ) -> Result<Self, SequentialError> {
+        let n_obs = data.t.len();
+        let method = Method::Dopri5(Dopri5Settings {
+            rtol: settings.rtol,
+            atol: settings.atol,
+            max_steps: settings.max_steps,
+            ..Default::default()
+        });
+        let spline = match settings.method {
+            TrainMethod::Homotopy => {
+                let channels: Vec<Vec<f64>> = (0..data.y[0].len())
+                    .map(|i| data.y.iter().map(|y| y[i]).collect())
+                    .collect();
+                let p = settings
+                    .homotopy
+                    .smoothing
+                    .unwrap_or_else(|| default_smoothing(&data.t));
+                Some(SmoothingSpline::fit(&data.t, &channels, p).ok_or_else(|| {
+                    SequentialError::Data(format!(
+                        "the homotopy trainer's smoothing spline needs at least 3 increasing times, got {n_obs}"
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        let segments = match settings.method {
+            TrainMethod::Shooting => {
+                let m = settings.shooting.segments;
+                if n_obs < m + 1 {
+                    return Err(SequentialError::Data(format!(
+                        "{m} shooting segments need at least {} training observations, got {n_obs}",
+                        m + 1
+                    )));
+                }
+                shooting_bounds(n_obs, m)
+            }
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            init,
+            data,
+            settings,
+            method,
+            spline,
+            segments,
+        })
+    }
+
+    fn n_theta(&self) -> usize {
+        self.init.n_params()
+    }
+
+    fn learn_start(&self) -> bool {
+        self.settings.learn_initial_state
+    }
+
+    /// The trained vector at the start: θ of `init`, the correction that puts the start at
+    /// `start` (default: the first observation), zero shooting corrections.
+    fn initial_vector(&self, start: Option<&[f64]>) -> Vec<f64> {
+        let mut params = self.init.params.clone();
+        let first = &self.data.y[0];
+        if self.learn_start() {
+            params.extend(start.unwrap_or(first).iter().zip(first).map(|(s, y)| s - y));
+        }
+        if !self.segments.is_empty() {
+            params.resize(params.len() + first.len() * (self.segments.len() - 2), 0.0);
+        }
+        params
+    }
+
+    /// The state the trajectory starts from.
+    fn start_of(&self, params: &[f64]) -> Vec<f64> {
+        let first = &self.data.y[0];
+        if self.learn_start() {
+            let at = self.n_theta();
+            first
+                .iter()
+                .zip(&params[at..at + first.len()])
+                .map(|(y, e)| y + e)
+                .collect()
+        } else {
+            first.clone()
+        }
+    }
+
+    /// The gradient in θ and, when learned, in the start correction.
+    fn full_gradient(&self, g: Gradient) -> Vec<f64> {
+        let mut grad = g.params;
+        if self.learn_start() {
+            grad.extend(g.initial_state);
+        }
+        grad
+    }
+
+    /// The uncoupled MSE from the start, with its gradient when asked.
+    fn uncoupled(&self, params: &[f64], with_grad: bool) -> Result<EpochEval, OdeError> {
+        let data = self.data;
+        let sys = NeuralOde::new(self.init, &params[..self.n_theta()]);
+        let tr = solve_recorded(
+            &self.method,
+            &sys,
+            data.t[0],
+            &self.start_of(params),
+            &data.t,
+        )?;
+        let (mse, cot) = mse_and_cotangents(&tr.y, &data.y);
+        let grad = if with_grad {
+            self.full_gradient(gradient(&tr, &sys, &cot))
+        } else {
+            Vec::new()
+        };
+        Ok(EpochEval {
+            loss: mse,
+            grad,
+            train_mse: Some(mse),
+            nfe: tr.stats.nfe,
+        })
+    }
+
+    /// The method's loss and gradient at homotopy parameter `lambda` (0 for the others).
+    fn epoch(&self, params: &[f64], lambda: f64) -> Result<EpochEval, OdeError> {
+        let data = self.data;
+        match self.settings.method {
+            TrainMethod::Vanilla => self.uncoupled(params, true),
+            // λ = 0 (the last homotopy step): the coupled system is the model itself.
+            TrainMethod::Homotopy if lambda == 0.0 => self.uncoupled(params, true),
+            TrainMethod::Homotopy => {
+                let spline = self.spline.as_ref().expect("fitted for the homotopy");
+                let base = NeuralOde::new(self.init, &params[..self.n_theta()]);
+                let sys = Coupled {
+                    base: &base,
+                    spline,
+                    gain: lambda * self.settings.homotopy.coupling,
+                };
+                let start = self.start_of(params);
+                let tr = solve_recorded(&self.method, &sys, data.t[0], &start, &data.t)?;
+                let (loss, cot) = mse_and_cotangents(&tr.y, &data.y);
+                Ok(EpochEval {
+                    loss,
+                    grad: self.full_gradient(gradient(&tr, &sys, &cot)),
+                    train_mse: None,
+                    nfe: tr.stats.nfe,
+                })
+            }
+            TrainMethod::Shooting => shooting_epoch(
+                self.init,
+                params,
+                data,
+                &self.segments,
+                self.settings.shooting.continuity,
+                self.learn_start(),
+                &self.method,
+            ),
+        }
+    }
+}
+
 /// Segment boundaries of multiple shooting: `n` points split as `numpy.array_split` does (the
 /// first `n mod m` segments one point longer); segment j owns points `b[j]..b[j + 1]`.
 fn shooting_bounds(n: usize, m: usize) -> Vec<usize> {
@@ -366,37 +470,47 @@ fn shooting_bounds(n: usize, m: usize) -> Vec<usize> {
 }
 
 /// Multiple shooting (Appendix D; as the paper's code): segment 0 starts from the first
-/// observation, segment j > 0 from the observation at its first point plus a trainable
-/// correction ε_j; every segment but the last runs on to the first point of the next one.
-/// Loss = MSE of the concatenated segment predictions + β · mean over inner boundaries and
-/// states of (segment end − next segment's start)². `params` holds θ then the corrections
-/// (`dim × (m − 1)`); the gradient has the same layout.
+/// observation (plus a trainable correction ε_0 when `learn_start`), segment j > 0 from the
+/// observation at its first point plus a trainable correction ε_j; every segment but the last
+/// runs on to the first point of the next one. Loss = MSE of the concatenated segment
+/// predictions + β · mean over inner boundaries and states of (segment end − next segment's
+/// start)². `params` holds θ then the corrections (`dim × m` with `learn_start`, else
+/// `dim × (m − 1)` from ε_1); the gradient has the same layout.
 fn shooting_epoch(
     init: &Mlp,
     params: &[f64],
     data: &Series,
     bounds: &[usize],
     beta: f64,
+    learn_start: bool,
     method: &Method,
 ) -> Result<EpochEval, OdeError> {
     let m = bounds.len() - 1;
     let d = data.y[0].len();
     let n_theta = init.n_params();
-    let (theta, eps) = params.split_at(n_theta);
+    let theta = &params[..n_theta];
     let count = (data.t.len() * d) as f64;
     let boundary_count = ((m - 1) * d).max(1) as f64;
     let sys = NeuralOde::new(init, theta);
     let mut grad = vec![0.0; params.len()];
     let (mut data_sum, mut continuity_sum, mut nfe) = (0.0, 0.0, 0);
+    // Where segment j's correction ε_j sits in `params`, if it has one.
+    let correction = |j: usize| -> Option<usize> {
+        match (learn_start, j) {
+            (true, _) => Some(n_theta + j * d),
+            (false, 0) => None,
+            (false, _) => Some(n_theta + (j - 1) * d),
+        }
+    };
     let start_of = |j: usize| -> Vec<f64> {
         let y = &data.y[bounds[j]];
-        if j == 0 {
-            y.clone()
-        } else {
-            y.iter()
-                .zip(&eps[(j - 1) * d..j * d])
+        match correction(j) {
+            None => y.clone(),
+            Some(at) => y
+                .iter()
+                .zip(&params[at..at + d])
                 .map(|(a, e)| a + e)
-                .collect()
+                .collect(),
         }
     };
     for j in 0..m {
@@ -413,12 +527,13 @@ fn shooting_epoch(
         for (r, k) in (a..=b).enumerate() {
             if k == b && !last_segment {
                 // Continuity with the next segment's start y[b] + ε_(j+1).
+                let next = correction(j + 1).expect("inner segments have corrections");
                 for i in 0..d {
-                    let e = tr.y[r][i] - data.y[k][i] - eps[j * d + i];
+                    let e = tr.y[r][i] - data.y[k][i] - params[next + i];
                     continuity_sum += e * e;
                     let c = 2.0 * beta * e / boundary_count;
                     cot[r][i] = c;
-                    grad[n_theta + j * d + i] -= c;
+                    grad[next + i] -= c;
                 }
             } else {
                 for ((c, p), o) in cot[r].iter_mut().zip(&tr.y[r]).zip(&data.y[k]) {
@@ -432,11 +547,8 @@ fn shooting_epoch(
         for (a, b) in grad.iter_mut().zip(&g.params) {
             *a += b;
         }
-        if j > 0 {
-            for (a, b) in grad[n_theta + (j - 1) * d..n_theta + j * d]
-                .iter_mut()
-                .zip(&g.initial_state)
-            {
+        if let Some(at) = correction(j) {
+            for (a, b) in grad[at..at + d].iter_mut().zip(&g.initial_state) {
                 *a += b;
             }
         }
@@ -460,97 +572,44 @@ mod tests {
         Series { t, y }
     }
 
-    /// Loss of one epoch as a function of θ, for finite differences.
-    fn epoch_loss(settings: &SequentialSettings, init: &Mlp, params: &[f64], epoch: usize) -> f64 {
-        let mut m = init.clone();
-        m.params = params.to_vec();
-        let s = SequentialSettings {
-            learning_rate: 1e-300,
-            weight_decay: 0.0,
-            epochs: epoch + 1,
-            ..settings.clone()
-        };
-        let mut h = s.clone();
-        h.homotopy.epochs_per_step = 1;
-        h.homotopy.steps = epoch + 2; // the last step has λ = 0
-        let s = if s.method == TrainMethod::Homotopy {
-            h
-        } else {
-            s
-        };
-        let r = train(&m, &harmonic(), &s, &mut |_| true).unwrap();
-        r.curve[epoch].loss
-    }
-
     #[test]
     fn each_method_gradient_matches_finite_differences() {
         let init = Mlp::xavier(&[2, 6, 2], Activation::Gelu, false, 3).unwrap();
+        let data = harmonic();
         for method in TrainMethod::ALL {
-            let settings = SequentialSettings {
-                method,
-                rtol: 1e-10,
-                atol: 1e-12,
-                ..Default::default()
-            };
-            // Gradient at epoch 0 (homotopy: λ = 1), through the training loop.
-            let data = harmonic();
-            let grad = match method {
-                TrainMethod::Vanilla => {
-                    let sys = NeuralOde::new(&init, &init.params);
-                    let m = Method::Dopri5(Dopri5Settings {
-                        rtol: 1e-10,
-                        atol: 1e-12,
-                        ..Default::default()
-                    });
-                    let tr = solve_recorded(&m, &sys, 0.0, &data.y[0], &data.t).unwrap();
-                    let (_, cot) = mse_and_cotangents(&tr.y, &data.y);
-                    gradient(&tr, &sys, &cot).params
+            for learn_initial_state in [false, true] {
+                let settings = SequentialSettings {
+                    method,
+                    learn_initial_state,
+                    rtol: 1e-10,
+                    atol: 1e-12,
+                    ..Default::default()
+                };
+                let objective = Objective::new(&init, &data, &settings).unwrap();
+                // A start off the first observation, and (shooting) nonzero corrections.
+                let mut p = objective.initial_vector(Some(&[0.9, 0.15]));
+                let n = init.n_params();
+                for (k, v) in p[n..].iter_mut().enumerate() {
+                    *v += 0.01 * (k as f64 - 2.0);
                 }
-                TrainMethod::Shooting => {
-                    let m = Method::Dopri5(Dopri5Settings {
-                        rtol: 1e-10,
-                        atol: 1e-12,
-                        ..Default::default()
-                    });
-                    let bounds = shooting_bounds(data.t.len(), 5);
-                    let mut p = init.params.clone();
-                    p.resize(init.n_params() + 2 * 4, 0.0);
-                    shooting_epoch(&init, &p, &data, &bounds, 0.01, &m)
-                        .unwrap()
-                        .grad
+                // Homotopy at λ = 1 (the coupled system).
+                let lambda = if method == TrainMethod::Homotopy {
+                    1.0
+                } else {
+                    0.0
+                };
+                let grad = objective.epoch(&p, lambda).unwrap().grad;
+                assert_eq!(grad.len(), p.len());
+                let h = 1e-6;
+                for i in (0..n).step_by(5).chain(n..p.len()) {
+                    let fd =
+                        central_difference(&p, i, h, |q| objective.epoch(q, lambda).unwrap().loss);
+                    assert!(
+                        (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
+                        "{method} (learned start {learn_initial_state}): entry {i}: {} vs {fd}",
+                        grad[i]
+                    );
                 }
-                TrainMethod::Homotopy => {
-                    let channels: Vec<Vec<f64>> = (0..2)
-                        .map(|i| data.y.iter().map(|y| y[i]).collect())
-                        .collect();
-                    let spline =
-                        SmoothingSpline::fit(&data.t, &channels, default_smoothing(&data.t))
-                            .unwrap();
-                    let base = NeuralOde::new(&init, &init.params);
-                    let sys = Coupled {
-                        base: &base,
-                        spline: &spline,
-                        gain: 6.0,
-                    };
-                    let m = Method::Dopri5(Dopri5Settings {
-                        rtol: 1e-10,
-                        atol: 1e-12,
-                        ..Default::default()
-                    });
-                    let tr = solve_recorded(&m, &sys, 0.0, &data.y[0], &data.t).unwrap();
-                    let (_, cot) = mse_and_cotangents(&tr.y, &data.y);
-                    gradient(&tr, &sys, &cot).params
-                }
-            };
-            let h = 1e-6;
-            for i in (0..init.n_params()).step_by(5) {
-                let fd =
-                    central_difference(&init.params, i, h, |q| epoch_loss(&settings, &init, q, 0));
-                assert!(
-                    (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
-                    "{method}: θ_{i}: {} vs {fd}",
-                    grad[i]
-                );
             }
         }
     }
@@ -578,13 +637,13 @@ mod tests {
         let n = init.n_params();
         p.extend((0..6).map(|i| 0.01 * (i as f64 - 2.5)));
         let beta = 0.3;
-        let g = shooting_epoch(&init, &p, &data, &bounds, beta, &m)
+        let g = shooting_epoch(&init, &p, &data, &bounds, beta, false, &m)
             .unwrap()
             .grad;
         let h = 1e-6;
         for i in (n..n + 6).chain([0, 7]) {
             let fd = central_difference(&p, i, h, |q| {
-                shooting_epoch(&init, q, &data, &bounds, beta, &m)
+                shooting_epoch(&init, q, &data, &bounds, beta, false, &m)
                     .unwrap()
                     .loss
             });
@@ -604,7 +663,7 @@ mod tests {
             learning_rate: 0.02,
             ..Default::default()
         };
-        let r = train(&init, &harmonic(), &settings, &mut |_| true).unwrap();
+        let r = train(&init, None, &harmonic(), &settings, &mut |_| true).unwrap();
         let first = r.curve[0].train_mse;
         assert!(r.best_mse < 0.2 * first, "{} vs {first}", r.best_mse);
         let min = r
@@ -615,8 +674,54 @@ mod tests {
         assert_eq!(r.best_mse, min);
         assert_eq!(r.curve[r.best_epoch].train_mse, min);
         // Deterministic.
-        let again = train(&init, &harmonic(), &settings, &mut |_| true).unwrap();
+        let again = train(&init, None, &harmonic(), &settings, &mut |_| true).unwrap();
         assert_eq!(again.best.params, r.best.params);
+    }
+
+    #[test]
+    fn a_learned_start_corrects_a_bad_first_observation() {
+        // The first observation is off the true start (1, 0) by (0.4, −0.4).
+        let mut data = harmonic();
+        data.y[0] = vec![1.4, -0.4];
+        let init = Mlp::xavier(&[2, 8, 2], Activation::Gelu, false, 1).unwrap();
+        let fixed = SequentialSettings {
+            epochs: 400,
+            learning_rate: 0.02,
+            ..Default::default()
+        };
+        let learned = SequentialSettings {
+            learn_initial_state: true,
+            ..fixed.clone()
+        };
+        let a = train(&init, None, &data, &fixed, &mut |_| true).unwrap();
+        let b = train(&init, None, &data, &learned, &mut |_| true).unwrap();
+        assert_eq!(a.best_start, data.y[0]);
+        let off = ((b.best_start[0] - 1.0).powi(2) + b.best_start[1].powi(2)).sqrt();
+        // The first observation is data too, so the fit leans towards it (measured: 0.32 off,
+        // against 0.57 for the observation).
+        assert!(
+            off < 0.6 * 0.4 * 2f64.sqrt(),
+            "learned start {:?}",
+            b.best_start
+        );
+        assert!(
+            b.best_mse < 0.5 * a.best_mse,
+            "{} vs {}",
+            b.best_mse,
+            a.best_mse
+        );
+        // A given start is where the learned one begins; a wrong length is refused.
+        let c = train(&init, Some(&[1.0, 0.0]), &data, &learned, &mut |r| {
+            r.epoch < 1
+        })
+        .unwrap();
+        assert!(c
+            .best_start
+            .iter()
+            .zip([1.0, 0.0])
+            .all(|(s, t)| (s - t).abs() < 0.05));
+        let e = train(&init, Some(&[1.0]), &data, &learned, &mut |_| true).unwrap_err();
+        assert!(e.to_string().contains("needs 2 finite values"), "{e}");
     }
 
     #[test]
@@ -624,6 +729,7 @@ mod tests {
         let init = Mlp::xavier(&[2, 4, 2], Activation::Tanh, false, 1).unwrap();
         let r = train(
             &init,
+            None,
             &harmonic(),
             &SequentialSettings::default(),
             &mut |rec| rec.epoch < 4,
@@ -639,7 +745,7 @@ mod tests {
             method: TrainMethod::Shooting,
             ..Default::default()
         };
-        let e = train(&init, &short, &s, &mut |_| true).unwrap_err();
+        let e = train(&init, None, &short, &s, &mut |_| true).unwrap_err();
         assert!(
             e.to_string()
                 .contains("5 shooting segments need at least 6"),

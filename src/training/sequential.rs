@@ -2,7 +2,8 @@
 //! [`Series`], an optional pre-training phase (vanilla, on the leading part of the window, as
 //! in the simultaneous-collocation paper's `JAX[JAX]` rows), the chosen
 //! trainer of [`crate::sequential`], and the same evaluation as collocation training (the best
-//! model simulated from the first training observation over the train and test windows).
+//! model simulated from its start — the first training observation, or the learned one — over
+//! the train and test windows).
 
 use super::collocation::{simulate_and_score, Evaluation};
 use super::coordinates::training_coordinates;
@@ -109,6 +110,7 @@ pub fn train(
     let (mut report, mut pretrain) = train_network(&inner, &settings, network.as_ref(), observer)?;
     for r in std::iter::once(&mut report).chain(pretrain.as_mut()) {
         r.best = r.best.clone().with_normalization(Some(n.clone()))?;
+        r.best_start = n.state_from_normalized(&r.best_start);
     }
     Ok(finish(problem, report, pretrain, started))
 }
@@ -126,7 +128,7 @@ fn finish(
         problem,
         &report.best,
         data.t[0],
-        &data.y[0],
+        &report.best_start,
         Evaluation::default(),
     );
     SequentialRun {
@@ -162,7 +164,7 @@ fn train_network(
             pretrain_fraction: 0.0,
             ..settings.clone()
         };
-        let report = train_series(&model, &head, &phase, observer)?;
+        let report = train_series(&model, None, &head, &phase, observer)?;
         stopped = report.interrupted;
         model = report.best.clone();
         pretrain = Some(report);
@@ -173,7 +175,9 @@ fn train_network(
         r.best_mse = f64::NAN;
         r
     } else {
-        train_series(&model, &data, settings, observer)?
+        // A start learned in pre-training is where the main phase's begins.
+        let start = pretrain.as_ref().map(|p| p.best_start.as_slice());
+        train_series(&model, start, &data, settings, observer)?
     };
     Ok((report, pretrain))
 }

@@ -36,6 +36,10 @@ pub struct TrainArgs {
     /// Stop after this many seconds of training (the best model so far is kept).
     #[arg(long)]
     pub time_limit: Option<f64>,
+    /// Learn the initial state with the network (`[sequential] learn_initial_state = true`):
+    /// the trajectory starts from the first observation plus a trained correction.
+    #[arg(long)]
+    pub learn_initial_state: bool,
     /// Select hyper-parameters first: train every combination of the method's
     /// `[sequential.sweep]` lists and keep the lowest training MSE (the homotopy paper's
     /// Appendix F); writes `sweep.csv` beside the selected run's files.
@@ -89,6 +93,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             return Err(Failure::input("--epochs: must be at least 1"));
         }
         settings.epochs = e;
+    }
+    if args.learn_initial_state {
+        settings.learn_initial_state = true;
     }
     if let Some(t) = args.time_limit {
         if !(t.is_finite() && t > 0.0) {
@@ -276,6 +283,8 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         seed: problem.seed,
         init: args.init.as_ref().map(|p| p.display().to_string()),
         normalization: report.best.normalization.as_ref(),
+        learn_initial_state: settings.learn_initial_state,
+        start_state: &report.best_start,
         sweep: sweep_summary,
     };
     report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
@@ -290,6 +299,14 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         "wall time", summary.wall_s, summary.solve_s, summary.epoch_ms
     );
     println!("{:<18} {:.6e}", "loss at best", summary.objective);
+    if settings.learn_initial_state {
+        let start: Vec<String> = report
+            .best_start
+            .iter()
+            .map(|v| format!("{v:.6}"))
+            .collect();
+        println!("{:<18} [{}] (learned)", "start state", start.join(", "));
+    }
     super::print_scores(ev);
     super::print_results_folder(ev, &out);
     if interrupted.load(Ordering::SeqCst) {
