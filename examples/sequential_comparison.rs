@@ -12,6 +12,8 @@
 //!     [--problems problems/lotka_volterra.toml,problems/lorenz.toml] [--seeds 10,20,30] \
 //!     [--epochs N]      # shorter runs, for timing only
 //!     [--sweep]         # select each method's hyper-parameters first (below)
+//!     [--learn-initial-state]  # every sequential method learns its start too
+//!     [--no-collocation]       # the sequential methods only
 //! ```
 //!
 //! With `--sweep`, each method's hyper-parameters are selected as the homotopy paper did
@@ -67,6 +69,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|v| v[0].parse())
         .transpose()?;
     let select = args.iter().any(|a| a == "--sweep");
+    let learn_start = args.iter().any(|a| a == "--learn-initial-state");
+    let with_collocation = !args.iter().any(|a| a == "--no-collocation");
 
     println!("| problem | seed | method | best epoch | epochs | interp. MSE | extrap. MSE | NFE | ms/epoch | s |");
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -78,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for method in TrainMethod::ALL {
             let mut settings = base.sequential.clone();
             settings.method = method;
+            settings.learn_initial_state |= learn_start;
             if let Some(e) = epochs {
                 settings.epochs = e;
                 settings.homotopy.epochs_per_step = e.div_ceil(settings.homotopy.steps).max(1);
@@ -130,6 +135,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
                 rows.push(row);
             }
+            all.push(rows);
+            if !with_collocation {
+                continue;
+            }
             // The simultaneous method on the same data and start.
             let started = std::time::Instant::now();
             let run = collocation::train(&p, p.formulation, None, &mut |_| true)?;
@@ -144,7 +153,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 p.name, run.solution.stats.iterations
             );
             collocation_rows.push((train, test, seconds));
-            all.push(rows);
         }
         // Ratios against vanilla, per seed and for the means over seeds.
         let mean = |m: usize, f: &dyn Fn(&Row) -> f64| {
@@ -178,13 +186,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         let k = collocation_rows.len() as f64;
-        println!(
-            "  mean {:<9} interp. {:.4e}  extrap. {:.4e}  {:.2} s per solve",
-            "collocation",
-            collocation_rows.iter().map(|r| r.0).sum::<f64>() / k,
-            collocation_rows.iter().map(|r| r.1).sum::<f64>() / k,
-            collocation_rows.iter().map(|r| r.2).sum::<f64>() / k,
-        );
+        if k > 0.0 {
+            println!(
+                "  mean {:<9} interp. {:.4e}  extrap. {:.4e}  {:.2} s per solve",
+                "collocation",
+                collocation_rows.iter().map(|r| r.0).sum::<f64>() / k,
+                collocation_rows.iter().map(|r| r.1).sum::<f64>() / k,
+                collocation_rows.iter().map(|r| r.2).sum::<f64>() / k,
+            );
+        }
         println!();
     }
     Ok(())

@@ -182,9 +182,18 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     let data = std::fs::read_to_string(out_dir.join("data.csv")).unwrap();
     let n_train = data.lines().filter(|l| l.ends_with(",train")).count() as f64;
     let n_test = data.lines().filter(|l| l.ends_with(",test")).count() as f64;
-    // The fitted start: the simulation's first row in prediction.csv (t, split, sim1, sim2, …).
+    // The fitted start: the simulation's first row in prediction.csv (t, split, sim1, sim2, …),
+    // also `start_state` in summary.json.
     let prediction = std::fs::read_to_string(out_dir.join("prediction.csv")).unwrap();
     let first: Vec<&str> = prediction.lines().nth(1).unwrap().split(',').collect();
+    let start: Vec<f64> = summary["start_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let simulated: Vec<f64> = first[2..4].iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(start, simulated);
     let (t0, y0) = (first[0], format!("{},{}", first[2], first[3]));
     let model = out_dir.join("model.json");
     let (model, data_csv) = (model.to_str().unwrap(), out_dir.join("data.csv"));

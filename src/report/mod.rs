@@ -55,7 +55,7 @@ pub struct Summary<'a> {
     /// Final objective.
     pub objective: f64,
     /// `fit_mse`, `train_mse`, `test_mse`, their `_clean` versions, `simulation_error`,
-    /// `simulation_nfe`.
+    /// `simulation_nfe`, `start_state`.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
     /// `n_vars`, `n_cons`, `nnz_jac`, `nnz_hess`.
@@ -229,7 +229,7 @@ pub struct SequentialSummary<'a> {
     /// The method's loss at the best epoch.
     pub objective: f64,
     /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` is null: no collocation
-    /// states), `simulation_error`, `simulation_nfe`.
+    /// states), `simulation_error`, `simulation_nfe`, `start_state`.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
     /// `n_vars` = network parameters; `n_cons`, `nnz_jac`, `nnz_hess` are 0 (no NLP).
@@ -242,11 +242,8 @@ pub struct SequentialSummary<'a> {
     /// The standardized coordinates the network was trained in, if any (`objective` and
     /// `curve.csv` are in those coordinates, the MSEs in the data's units).
     pub normalization: Option<&'a colloc_models::Normalization>,
-    /// True when the initial state was learned with the network.
+    /// True when the initial state was learned with the network (`start_state`).
     pub learn_initial_state: bool,
-    /// The state the best model's trajectory starts from at the first training time (the
-    /// first observation, or the learned start), in the data's units.
-    pub start_state: &'a [f64],
     /// The hyper-parameter sweep that selected these settings (`colloc train --sweep`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepSummary>,
@@ -433,7 +430,7 @@ pub struct AdmmSummary<'a> {
     /// Mean over batches of the last sub-problem objectives.
     pub objective: f64,
     /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`,
-    /// `simulation_nfe` of the consensus model.
+    /// `simulation_nfe`, `start_state` of the consensus model.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
     /// `n_vars` = consensus parameters; the other sizes are 0 (per-batch NLPs differ).

@@ -71,6 +71,9 @@ pub struct Evaluation {
     pub collocation_defect_max: Option<f64>,
     /// `collocation_defect_rms` divided by the root mean square of `‖p'(t)‖` there.
     pub collocation_defect_relative: Option<f64>,
+    /// The state the simulation starts from at the first training time (collocation: the
+    /// fitted state there; sequential: the first observation, or the learned start).
+    pub start_state: Vec<f64>,
     /// Why the simulation failed, if it did.
     pub simulation_error: Option<String>,
     /// Right-hand-side evaluations of the simulation.
@@ -196,6 +199,7 @@ pub fn simulate_and_score(
     let ode = LearnedOde { model };
     let mut sim = solver.solve(&ode, t_start, y_start, &times);
     let mut prediction = vec![vec![f64::NAN; d]; data.t.len()];
+    ev.start_state = y_start.to_vec();
     if let (Err(e), Some(&last_train)) = (&sim, train.last()) {
         // A model that blows up in the test window still has its training-window figures
         // (the test figures stay empty and the error is reported).

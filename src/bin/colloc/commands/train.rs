@@ -284,7 +284,6 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         init: args.init.as_ref().map(|p| p.display().to_string()),
         normalization: report.best.normalization.as_ref(),
         learn_initial_state: settings.learn_initial_state,
-        start_state: &report.best_start,
         sweep: sweep_summary,
     };
     report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
