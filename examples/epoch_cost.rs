@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut times = Vec::new();
             let mut nfe = 0.0;
             for _ in 0..repeats {
-                let run = sequential::train(&p, &s, None, &mut |_| true)?;
+                let run = sequential::train(&p, &s, None, None, &mut |_| true)?;
                 let n = run.report.curve.len().max(1) as f64;
                 times.push(1e3 * run.report.curve.last().map_or(0.0, |r| r.time_s) / n);
                 nfe = run.report.nfe as f64 / n;

@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             t0: p.t0,
             t1: p.t1,
         });
-        let run = sequential::train(&p, &settings, None, &mut |_| true)?;
+        let run = sequential::train(&p, &settings, None, None, &mut |_| true)?;
         println!(
             "{kind:?} degree {degree}: best train MSE {:.4e} at epoch {}, {} NFE in {} epochs, {:.3} ms/epoch",
             run.report.best_mse,

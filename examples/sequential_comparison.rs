@@ -89,7 +89,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             if select {
                 let started = std::time::Instant::now();
-                let outcome = sweep::sweep(&base, &settings, None, &|_, _| true, &|_, _, _| {})?;
+                let outcome =
+                    sweep::sweep(&base, &settings, None, None, &|_, _| true, &|_, _, _| {})?;
                 let t = &outcome.trials[outcome.selected];
                 eprintln!(
                     "{} {method}: sweep on seed {} selected {} (train MSE {:.4e}, lowest of {}; {:.1} s)",
@@ -110,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let p = problem::load_with_seed(Path::new(file), Some(seed))?;
             let mut rows = Vec::new();
             for (method, settings) in TrainMethod::ALL.iter().zip(&chosen) {
-                let run = sequential::train(&p, settings, None, &mut |_| true)?;
+                let run = sequential::train(&p, settings, None, None, &mut |_| true)?;
                 let r = &run.report;
                 let row = Row {
                     best_epoch: r.best_epoch,

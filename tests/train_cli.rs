@@ -681,6 +681,29 @@ fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
     let (simulated, observed) = first_simulated_and_observed(&plain);
     assert_eq!(simulated, observed);
     assert_eq!(summary(&plain)["learn_initial_state"], false);
+    // A given start (--start) is the start; a start of the wrong size is refused.
+    let given = d.join("given");
+    let (code, _, err) = colloc(&[
+        "train",
+        path.to_str().unwrap(),
+        "-q",
+        "--start=0.5,-4.25",
+        "--out",
+        given.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(first_simulated_and_observed(&given).0, vec![0.5, -4.25]);
+    let (code, _, err) = colloc(&[
+        "train",
+        path.to_str().unwrap(),
+        "-q",
+        "--start",
+        "0.5",
+        "--out",
+        given.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--start") && err.contains("2 states"), "{err}");
     // Standardized coordinates: the flag, and the start given back in the data's units.
     let normalized = d.join("normalized.toml");
     std::fs::write(

@@ -173,10 +173,11 @@ struct EpochEval {
     nfe: usize,
 }
 
-/// Trains `init` on `data` with the method of `settings`. With `learn_initial_state`, the
-/// learned start begins at `start` (default: the first observation). `observer` sees every
-/// epoch and may stop training by returning false; the best parameters so far are returned
-/// either way.
+/// Trains `init` on `data` with the method of `settings`, the trajectory started from `start`
+/// (default: the first observation) at the first observation time — or, with
+/// `learn_initial_state`, from `start` plus a trained correction. `observer` sees every epoch
+/// and may stop training by returning false; the best parameters so far are returned either
+/// way.
 pub fn train(
     init: &Mlp,
     start: Option<&[f64]>,
@@ -198,9 +199,9 @@ pub fn train(
             )));
         }
     }
-    let objective = Objective::new(init, data, settings)?;
+    let objective = Objective::new(init, start, data, settings)?;
     let total = settings.total_epochs();
-    let mut params = objective.initial_vector(start);
+    let mut params = objective.initial_vector();
     let n_theta = init.n_params();
     let mut adam = Adam::new(
         AdamSettings {
@@ -294,11 +295,14 @@ struct Objective<'a> {
     spline: Option<SmoothingSpline>,
     /// Multiple shooting's segment boundaries.
     segments: Vec<usize>,
+    /// The start without correction: the given one, else the first observation.
+    base: Vec<f64>,
 }
 
 impl<'a> Objective<'a> {
     fn new(
         init: &'a Mlp,
+        start: Option<&[f64]>,
         data: &'a Series,
         settings: &'a SequentialSettings,
     ) -> Result<Self, SequentialError> {
@@ -346,6 +350,7 @@ impl<'a> Objective<'a> {
             method,
             spline,
             segments,
+            base: start.unwrap_or(&data.y[0]).to_vec(),
         })
     }
 
@@ -357,32 +362,26 @@ impl<'a> Objective<'a> {
         self.settings.learn_initial_state
     }
 
-    /// The trained vector at the start: θ of `init`, the correction that puts the start at
-    /// `start` (default: the first observation), zero shooting corrections.
-    fn initial_vector(&self, start: Option<&[f64]>) -> Vec<f64> {
+    /// The trained vector at the start: θ of `init`, then zero corrections.
+    fn initial_vector(&self) -> Vec<f64> {
+        let d = self.base.len();
+        let corrections = usize::from(self.learn_start()) + self.segments.len().saturating_sub(2);
         let mut params = self.init.params.clone();
-        let first = &self.data.y[0];
-        if self.learn_start() {
-            params.extend(start.unwrap_or(first).iter().zip(first).map(|(s, y)| s - y));
-        }
-        if !self.segments.is_empty() {
-            params.resize(params.len() + first.len() * (self.segments.len() - 2), 0.0);
-        }
+        params.resize(params.len() + d * corrections, 0.0);
         params
     }
 
-    /// The state the trajectory starts from.
+    /// The state the trajectory starts from: the base, plus its correction when learned.
     fn start_of(&self, params: &[f64]) -> Vec<f64> {
-        let first = &self.data.y[0];
         if self.learn_start() {
             let at = self.n_theta();
-            first
+            self.base
                 .iter()
-                .zip(&params[at..at + first.len()])
+                .zip(&params[at..at + self.base.len()])
                 .map(|(y, e)| y + e)
                 .collect()
         } else {
-            first.clone()
+            self.base.clone()
         }
     }
 
@@ -451,7 +450,7 @@ impl<'a> Objective<'a> {
                 data,
                 &self.segments,
                 self.settings.shooting.continuity,
-                self.learn_start(),
+                (&self.base, self.learn_start()),
                 &self.method,
             ),
         }
@@ -469,22 +468,23 @@ fn shooting_bounds(n: usize, m: usize) -> Vec<usize> {
     b
 }
 
-/// Multiple shooting (Appendix D; as the paper's code): segment 0 starts from the first
-/// observation (plus a trainable correction ε_0 when `learn_start`), segment j > 0 from the
-/// observation at its first point plus a trainable correction ε_j; every segment but the last
-/// runs on to the first point of the next one. Loss = MSE of the concatenated segment
-/// predictions + β · mean over inner boundaries and states of (segment end − next segment's
-/// start)². `params` holds θ then the corrections (`dim × m` with `learn_start`, else
-/// `dim × (m − 1)` from ε_1); the gradient has the same layout.
+/// Multiple shooting (Appendix D; as the paper's code): segment 0 starts from `start.0` (the
+/// first observation unless given; plus a trainable correction ε_0 when `start.1`), segment
+/// j > 0 from the observation at its first point plus a trainable correction ε_j; every
+/// segment but the last runs on to the first point of the next one. Loss = MSE of the
+/// concatenated segment predictions + β · mean over inner boundaries and states of (segment
+/// end − next segment's start)². `params` holds θ then the corrections (`dim × m` when the
+/// start is learned, else `dim × (m − 1)` from ε_1); the gradient has the same layout.
 fn shooting_epoch(
     init: &Mlp,
     params: &[f64],
     data: &Series,
     bounds: &[usize],
     beta: f64,
-    learn_start: bool,
+    start: (&[f64], bool),
     method: &Method,
 ) -> Result<EpochEval, OdeError> {
+    let (base, learn_start) = start;
     let m = bounds.len() - 1;
     let d = data.y[0].len();
     let n_theta = init.n_params();
@@ -503,9 +503,9 @@ fn shooting_epoch(
         }
     };
     let start_of = |j: usize| -> Vec<f64> {
-        let y = &data.y[bounds[j]];
+        let y = if j == 0 { base } else { &data.y[bounds[j]] };
         match correction(j) {
-            None => y.clone(),
+            None => y.to_vec(),
             Some(at) => y
                 .iter()
                 .zip(&params[at..at + d])
@@ -585,9 +585,10 @@ mod tests {
                     atol: 1e-12,
                     ..Default::default()
                 };
-                let objective = Objective::new(&init, &data, &settings).unwrap();
-                // A start off the first observation, and (shooting) nonzero corrections.
-                let mut p = objective.initial_vector(Some(&[0.9, 0.15]));
+                let objective =
+                    Objective::new(&init, Some(&[0.9, 0.15]), &data, &settings).unwrap();
+                // A start off the first observation, and nonzero corrections.
+                let mut p = objective.initial_vector();
                 let n = init.n_params();
                 for (k, v) in p[n..].iter_mut().enumerate() {
                     *v += 0.01 * (k as f64 - 2.0);
@@ -637,13 +638,13 @@ mod tests {
         let n = init.n_params();
         p.extend((0..6).map(|i| 0.01 * (i as f64 - 2.5)));
         let beta = 0.3;
-        let g = shooting_epoch(&init, &p, &data, &bounds, beta, false, &m)
+        let g = shooting_epoch(&init, &p, &data, &bounds, beta, (&data.y[0], false), &m)
             .unwrap()
             .grad;
         let h = 1e-6;
         for i in (n..n + 6).chain([0, 7]) {
             let fd = central_difference(&p, i, h, |q| {
-                shooting_epoch(&init, q, &data, &bounds, beta, false, &m)
+                shooting_epoch(&init, q, &data, &bounds, beta, (&data.y[0], false), &m)
                     .unwrap()
                     .loss
             });
@@ -721,6 +722,12 @@ mod tests {
             .zip([1.0, 0.0])
             .all(|(s, t)| (s - t).abs() < 0.05));
         let e = train(&init, Some(&[1.0]), &data, &learned, &mut |_| true).unwrap_err();
+        // Not learned, a given start is the start.
+        let d = train(&init, Some(&[1.0, 0.0]), &data, &fixed, &mut |r| {
+            r.epoch < 1
+        })
+        .unwrap();
+        assert_eq!(d.best_start, vec![1.0, 0.0]);
         assert!(e.to_string().contains("needs 2 finite values"), "{e}");
     }
 

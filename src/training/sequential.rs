@@ -80,8 +80,10 @@ pub fn initial_model(problem: &Problem, init: Option<&Mlp>) -> Result<Mlp, Seque
 }
 
 /// Trains the problem's model with `settings` (usually `problem.sequential`, possibly with the
-/// method overridden). `observer` sees every epoch of both phases (pre-training epochs first)
-/// and may stop training by returning false.
+/// method overridden), its trajectory started from `start` (in the data's units; default: the
+/// first training observation), or from there plus a trained correction with
+/// `learn_initial_state`. `observer` sees every epoch of both phases (pre-training epochs
+/// first) and may stop training by returning false.
 ///
 /// With `[model] normalize = true`, or a starting model that carries a normalization, the
 /// network is trained on the problem restated in standardized coordinates
@@ -92,13 +94,14 @@ pub fn train(
     problem: &Problem,
     settings: &SequentialSettings,
     init: Option<&Mlp>,
+    start: Option<&[f64]>,
     observer: &mut dyn FnMut(&EpochRecord) -> bool,
 ) -> Result<SequentialRun, SequentialRunError> {
     let started = Instant::now();
     let coordinates =
         training_coordinates(problem, init).map_err(SequentialRunError::Coordinates)?;
     let Some(n) = coordinates else {
-        let (report, pretrain) = train_network(problem, settings, init, observer)?;
+        let (report, pretrain) = train_network(problem, settings, init, start, observer)?;
         return Ok(finish(problem, report, pretrain, started));
     };
     let inner = problem
@@ -107,7 +110,14 @@ pub fn train(
     let mut settings = settings.clone();
     settings.homotopy.coupling *= n.time_scale;
     let network = init.map(Mlp::network_only);
-    let (mut report, mut pretrain) = train_network(&inner, &settings, network.as_ref(), observer)?;
+    let inner_start = start.map(|s| n.state_to_normalized(s));
+    let (mut report, mut pretrain) = train_network(
+        &inner,
+        &settings,
+        network.as_ref(),
+        inner_start.as_deref(),
+        observer,
+    )?;
     for r in std::iter::once(&mut report).chain(pretrain.as_mut()) {
         r.best = r.best.clone().with_normalization(Some(n.clone()))?;
         r.best_start = n.state_from_normalized(&r.best_start);
@@ -144,6 +154,7 @@ fn train_network(
     problem: &Problem,
     settings: &SequentialSettings,
     init: Option<&Mlp>,
+    start: Option<&[f64]>,
     observer: &mut dyn FnMut(&EpochRecord) -> bool,
 ) -> Result<(TrainReport, Option<TrainReport>), SequentialRunError> {
     let data = training_series(problem);
@@ -164,7 +175,7 @@ fn train_network(
             pretrain_fraction: 0.0,
             ..settings.clone()
         };
-        let report = train_series(&model, None, &head, &phase, observer)?;
+        let report = train_series(&model, start, &head, &phase, observer)?;
         stopped = report.interrupted;
         model = report.best.clone();
         pretrain = Some(report);
@@ -176,7 +187,9 @@ fn train_network(
         r
     } else {
         // A start learned in pre-training is where the main phase's begins.
-        let start = pretrain.as_ref().map(|p| p.best_start.as_slice());
+        let start = pretrain
+            .as_ref()
+            .map_or(start, |p| Some(p.best_start.as_slice()));
         train_series(&model, start, &data, settings, observer)?
     };
     Ok((report, pretrain))

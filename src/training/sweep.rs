@@ -82,6 +82,7 @@ pub fn sweep(
     problem: &Problem,
     settings: &SequentialSettings,
     init: Option<&Mlp>,
+    start: Option<&[f64]>,
     observer: &(dyn Fn(usize, &EpochRecord) -> bool + Sync),
     on_trial: &(dyn Fn(usize, usize, &SweepTrial) + Sync),
 ) -> Result<Sweep, SweepError> {
@@ -111,13 +112,14 @@ pub fn sweep(
                 }
                 go
             };
-            let run = train(problem, &candidate.settings, init, &mut watch).map_err(|source| {
-                SweepError::Trial {
-                    trial: k + 1,
-                    values: describe(&candidate.values),
-                    source,
-                }
-            })?;
+            let run =
+                train(problem, &candidate.settings, init, start, &mut watch).map_err(|source| {
+                    SweepError::Trial {
+                        trial: k + 1,
+                        values: describe(&candidate.values),
+                        source,
+                    }
+                })?;
             let trial = SweepTrial {
                 values: candidate.values.clone(),
                 train_mse: run.evaluation.train_mse.unwrap_or(f64::NAN),

@@ -37,9 +37,15 @@ pub struct TrainArgs {
     #[arg(long)]
     pub time_limit: Option<f64>,
     /// Learn the initial state with the network (`[sequential] learn_initial_state = true`):
-    /// the trajectory starts from the first observation plus a trained correction.
+    /// the trajectory starts from the first observation (or --start) plus a trained correction.
     #[arg(long)]
     pub learn_initial_state: bool,
+    /// The state the trajectory starts from at the first training time, comma-separated
+    /// (default: the first observation), e.g. the `start_state` of a `colloc solve` run's
+    /// summary.json with `--init` from its model; with --learn-initial-state, where the
+    /// learned start begins.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub start: Option<Vec<f64>>,
     /// Select hyper-parameters first: train every combination of the method's
     /// `[sequential.sweep]` lists and keep the lowest training MSE (the homotopy paper's
     /// Appendix F); writes `sweep.csv` beside the selected run's files.
@@ -96,6 +102,14 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     }
     if args.learn_initial_state {
         settings.learn_initial_state = true;
+    }
+    if let Some(y) = &args.start {
+        let d = problem.data.dim();
+        if y.len() != d || y.iter().any(|v| !v.is_finite()) {
+            return Err(Failure::input(format!(
+                "--start: the data have {d} states, so give {d} finite comma-separated values; got {y:?}"
+            )));
+        }
     }
     if let Some(t) = args.time_limit {
         if !(t.is_finite() && t > 0.0) {
@@ -193,6 +207,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             &problem,
             &settings,
             init.as_ref(),
+            args.start.as_deref(),
             &|_, _| keep_going(),
             &on_trial,
         )
@@ -231,14 +246,19 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             progress.show(r);
             keep_going()
         };
-        sequential::train(&problem, &settings, init.as_ref(), &mut observer).map_err(
-            |e| match e {
-                SequentialRunError::Network(_) | SequentialRunError::Coordinates(_) => {
-                    Failure::input(e)
-                }
-                other => Failure::run(other),
-            },
-        )?
+        sequential::train(
+            &problem,
+            &settings,
+            init.as_ref(),
+            args.start.as_deref(),
+            &mut observer,
+        )
+        .map_err(|e| match e {
+            SequentialRunError::Network(_) | SequentialRunError::Coordinates(_) => {
+                Failure::input(e)
+            }
+            other => Failure::run(other),
+        })?
     };
     if !args.quiet && std::io::stderr().is_terminal() {
         eprintln!();
