@@ -388,3 +388,63 @@ fn the_seed_flag_replaces_the_file_seed() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seed"));
 }
+
+#[test]
+fn a_time_limit_stops_solve_and_admm_with_their_results_written() {
+    let dir = std::env::temp_dir().join(format!("colloc-time-limit-{}", std::process::id()));
+    let solve_out = dir.join("solve");
+    let out = colloc(&[
+        "solve",
+        "problems/vanderpol.toml",
+        "-q",
+        "--time-limit",
+        "0.3",
+        "--out",
+        solve_out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("time limit (0.3 s) reached"), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(solve_out.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        summary["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("time limit (0.3 s) reached (IPOPT: user_requested_stop"),
+        "{summary}"
+    );
+    assert!(summary["iterations"].as_u64().unwrap() < 45, "{summary}");
+    assert!(solve_out.join("model.json").exists());
+
+    let admm_out = dir.join("admm");
+    let out = colloc(&[
+        "admm",
+        "problems/vanderpol-admm.toml",
+        "-q",
+        "--time-limit",
+        "0.5",
+        "--out",
+        admm_out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("time limit (0.5 s) reached after iteration"),
+        "{err}"
+    );
+    assert!(admm_out.join("checkpoint.json").exists());
+    assert!(admm_out.join("model.json").exists());
+
+    for bad in ["0", "-1", "nan"] {
+        let out = colloc(&[
+            "solve",
+            "problems/vanderpol.toml",
+            &format!("--time-limit={bad}"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--time-limit"), "{err}");
+    }
+}

@@ -7,7 +7,6 @@ use colloc::training::admm::{self, AdmmError, AdmmState, FaultInjection, Iterati
 use colloc::training::collocation::TrainError;
 use colloc_models::write_atomic;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Arguments of `colloc admm`.
@@ -27,6 +26,11 @@ pub struct AdmmArgs {
     /// Seed of the noise and the network start, overriding the problem file's `seed`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Stop after the ADMM iteration during which this many seconds (wall time from the
+    /// start of the command) have passed; results and checkpoint are written (continue with
+    /// --resume) and the exit code is 1.
+    #[arg(long)]
+    pub time_limit: Option<f64>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -36,6 +40,7 @@ pub struct AdmmArgs {
 pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
+    let stop = super::Stop::new(started, args.time_limit)?;
     let problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
     let settings = problem.admm.clone().ok_or_else(|| {
         Failure::input(format!(
@@ -84,7 +89,6 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     };
     std::fs::create_dir_all(&out).map_err(|e| Failure::run(format!("{}: {e}", out.display())))?;
 
-    let interrupted = super::interrupt_flag();
     if !args.quiet {
         eprintln!(
             "colloc admm {}: {} batches {:?}, model {:?} {}, ρ {} ({}), {} iterations at most{}",
@@ -117,7 +121,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
             .map_err(|e| format!("{}: {e}", checkpoint_path.display()))
     };
     let quiet = args.quiet;
-    let flag = interrupted.clone();
+    let watch = stop.clone();
     let mut observer = move |r: &IterationRecord| {
         if !quiet {
             let per: Vec<String> = r
@@ -147,7 +151,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
                 per.join("  ")
             );
         }
-        !flag.load(Ordering::SeqCst)
+        watch.keep_going()
     };
     let solve_started = Instant::now();
     let run = admm::run(
@@ -181,10 +185,13 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         problem: &problem.name,
         method: "admm",
         formulation: problem.formulation,
-        status: if run.converged {
-            "converged".into()
-        } else {
-            run.stop_reason.clone()
+        status: match (run.converged, stop.timed_out()) {
+            (true, _) => "converged".into(),
+            (false, Some(limit)) => format!(
+                "time limit ({limit} s) reached after iteration {}",
+                run.state.iteration
+            ),
+            (false, None) => run.stop_reason.clone(),
         },
         success: run.converged,
         iterations: history
@@ -253,7 +260,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     );
     super::print_scores(ev);
     super::print_results_folder(ev, &out);
-    if interrupted.load(Ordering::SeqCst) {
+    if stop.interrupted() {
         return Err(Failure::run(format!(
             "interrupted; results and checkpoint written to {} (continue with --resume)",
             out.display()

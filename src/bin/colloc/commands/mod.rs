@@ -26,6 +26,56 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     interrupted
 }
 
+/// When a run stops early: Ctrl-C, or a time limit (`--time-limit`) measured from `started`.
+#[derive(Clone)]
+pub struct Stop {
+    interrupted: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
+    started: std::time::Instant,
+    limit: Option<f64>,
+}
+
+impl Stop {
+    /// Installs the Ctrl-C handler; `limit` must be a positive number of seconds.
+    pub fn new(started: std::time::Instant, limit: Option<f64>) -> Result<Self, crate::Failure> {
+        if let Some(t) = limit {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(crate::Failure::input(format!(
+                    "--time-limit: must be a positive number of seconds, got {t}"
+                )));
+            }
+        }
+        Ok(Self {
+            interrupted: interrupt_flag(),
+            timed_out: Arc::new(AtomicBool::new(false)),
+            started,
+            limit,
+        })
+    }
+
+    /// False once Ctrl-C was pressed or the time limit has passed (then remembered).
+    pub fn keep_going(&self) -> bool {
+        if self
+            .limit
+            .is_some_and(|l| self.started.elapsed().as_secs_f64() >= l)
+        {
+            self.timed_out.store(true, Ordering::SeqCst);
+            return false;
+        }
+        !self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// True when Ctrl-C stopped the run.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// The time limit, when it stopped the run.
+    pub fn timed_out(&self) -> Option<f64> {
+        self.limit.filter(|_| self.timed_out.load(Ordering::SeqCst))
+    }
+}
+
 /// Where the results went, and why the simulation of the learned ODE failed, if it did.
 pub fn print_results_folder(ev: &Evaluation, out: &std::path::Path) {
     println!("{:<18} {}", "results", out.display());

@@ -6,7 +6,6 @@ use colloc::report::{self, Summary};
 use colloc::training::collocation::{self, TrainError};
 use colloc_models::Mlp;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Arguments of `colloc solve`.
@@ -26,6 +25,10 @@ pub struct SolveArgs {
     /// Seed of the noise and the network start, overriding the problem file's `seed`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Stop IPOPT after this many seconds (wall time from the start of the command), as
+    /// Ctrl-C does: the results of the last iterate are written and the exit code is 1.
+    #[arg(long)]
+    pub time_limit: Option<f64>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -35,6 +38,7 @@ pub struct SolveArgs {
 pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
+    let stop = super::Stop::new(started, args.time_limit)?;
     let problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
     let formulation = args.formulation.unwrap_or(problem.formulation);
     let init = args
@@ -48,7 +52,6 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&problem.name));
 
-    let interrupted = super::interrupt_flag();
     if !args.quiet {
         eprintln!(
             "colloc solve {}: {} states, {} collocation points, model {:?} {}, {:?} formulation",
@@ -65,7 +68,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         );
     }
     let quiet = args.quiet;
-    let flag = interrupted.clone();
+    let watch = stop.clone();
     let mut observer = move |it: &colloc_solvers::ipopt::IterationInfo| {
         if !quiet {
             eprintln!(
@@ -78,7 +81,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
                 it.mu.log10()
             );
         }
-        !flag.load(Ordering::SeqCst)
+        watch.keep_going()
     };
     let run = collocation::train(&problem, formulation, init.as_ref(), &mut observer).map_err(
         |e| match e {
@@ -94,7 +97,13 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         problem: &problem.name,
         method: "collocation",
         formulation,
-        status: run.solution.status.to_string(),
+        status: match stop.timed_out() {
+            Some(limit) => format!(
+                "time limit ({limit} s) reached (IPOPT: {})",
+                run.solution.status
+            ),
+            None => run.solution.status.to_string(),
+        },
         success: run.solution.is_success(),
         iterations: totals.iterations,
         wall_s: started.elapsed().as_secs_f64(),
@@ -159,9 +168,15 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     if summary.success {
         super::warn_if_grid_too_coarse(ev);
     }
-    if interrupted.load(Ordering::SeqCst) {
+    if stop.interrupted() {
         return Err(Failure::run(format!(
             "interrupted; results of the last iterate written to {}",
+            out.display()
+        )));
+    }
+    if let Some(limit) = stop.timed_out() {
+        return Err(Failure::run(format!(
+            "time limit ({limit} s) reached; results of the last iterate written to {}",
             out.display()
         )));
     }

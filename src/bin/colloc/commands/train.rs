@@ -9,8 +9,6 @@ use colloc::training::sweep::{self, SweepError, SweepTrial};
 use colloc_models::{BasisKind, Mlp, TimeBasis};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `colloc train`.
@@ -111,13 +109,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             )));
         }
     }
-    if let Some(t) = args.time_limit {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(Failure::input(format!(
-                "--time-limit: must be a positive number of seconds, got {t}"
-            )));
-        }
-    }
+    let stop = super::Stop::new(started, args.time_limit)?;
     let init = args
         .init
         .as_deref()
@@ -131,7 +123,6 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", problem.name, method_name)));
 
-    let interrupted = super::interrupt_flag();
     let total = settings.total_epochs();
     let pretrain = if settings.pretrain_fraction > 0.0 {
         settings.pretrain_epochs
@@ -167,17 +158,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             }
         );
     }
-    let flag = interrupted.clone();
-    let limit = args.time_limit;
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let timed_out_flag = timed_out.clone();
-    let keep_going = move || {
-        if limit.is_some_and(|l| started.elapsed().as_secs_f64() >= l) {
-            timed_out_flag.store(true, Ordering::SeqCst);
-            return false;
-        }
-        !flag.load(Ordering::SeqCst)
-    };
+    let keep_going = || stop.keep_going();
     let mut sweep_summary = None;
     let run = if args.sweep {
         let quiet = args.quiet;
@@ -268,12 +249,12 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let epochs = report.curve.len();
     let nfe = report.nfe + run.pretrain.as_ref().map_or(0, |p| p.nfe);
     let best = report.curve.get(report.best_epoch);
-    let status = match (&report.stopped, timed_out.load(Ordering::SeqCst)) {
-        (_, true) => format!("time limit ({} s) reached", limit.unwrap_or_default()),
-        (Some(why), false) => why.clone(),
-        (None, false) => "completed".to_string(),
+    let status = match (&report.stopped, stop.timed_out()) {
+        (_, Some(limit)) => format!("time limit ({limit} s) reached"),
+        (Some(why), None) => why.clone(),
+        (None, None) => "completed".to_string(),
     };
-    let success = report.stopped.is_none() || timed_out.load(Ordering::SeqCst);
+    let success = report.stopped.is_none() || stop.timed_out().is_some();
     let summary = SequentialSummary {
         problem: &problem.name,
         method: method_name,
@@ -328,7 +309,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     }
     super::print_scores(ev);
     super::print_results_folder(ev, &out);
-    if interrupted.load(Ordering::SeqCst) {
+    if stop.interrupted() {
         return Err(Failure::run(format!(
             "interrupted; the best model so far was written to {}",
             out.display()
