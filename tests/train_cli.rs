@@ -603,6 +603,16 @@ fn homotopy_is_the_same_bits_whatever_the_blas_threads_or_kernels() {
     );
 }
 
+/// `start_state` of a summary.
+fn start_state(summary: &serde_json::Value) -> Vec<f64> {
+    summary["start_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
 /// The first `sim` values of `prediction.csv` (the simulation's start) and the first
 /// observation of `data.csv`.
 fn first_simulated_and_observed(out: &std::path::Path) -> (Vec<f64>, Vec<f64>) {
@@ -645,12 +655,7 @@ fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
         assert!(stdout.contains("(learned)"), "{stdout}");
         let s = summary(&out);
         assert_eq!(s["learn_initial_state"], true);
-        let start: Vec<f64> = s["start_state"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let start = start_state(&s);
         let (simulated, observed) = first_simulated_and_observed(&out);
         assert_eq!(simulated, start, "{method}");
         assert_ne!(start, observed, "{method}: the start did not move");
@@ -726,12 +731,7 @@ fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
     assert_eq!(code, Some(0), "{stdout}\n{err}");
     let s = summary(&out);
     let (simulated, observed) = first_simulated_and_observed(&out);
-    let start: Vec<f64> = s["start_state"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let start = start_state(&s);
     assert_eq!(simulated, start);
     // Within a few noise levels of the observation (5 % of the state means), not in
     // standardized units.
