@@ -105,3 +105,21 @@ fn bad_measurement_files_name_the_line() {
         );
     }
 }
+
+/// The chemical-kinetics files are solved by collocation to the noise level (their clean test
+/// MSE far below the noise variance: 5 % of the mean for the Brusselator, 0.02² = 4e-4 for
+/// the reactions).
+#[test]
+fn the_chemical_kinetics_files_are_learned_by_collocation() {
+    use colloc::training::collocation;
+    for (file, bound) in [
+        ("problems/consecutive_reactions.toml", 1e-3),
+        ("problems/brusselator.toml", 1e-2),
+    ] {
+        let p = problem::load(std::path::Path::new(file)).unwrap();
+        let run = collocation::train(&p, p.formulation, None, &mut |_| true).unwrap();
+        assert!(run.solution.is_success(), "{file}: {}", run.solution.status);
+        let clean = run.evaluation.test_mse_clean.unwrap();
+        assert!(clean < bound, "{file}: test_mse_clean {clean}");
+    }
+}

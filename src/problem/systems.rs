@@ -36,10 +36,26 @@ pub enum BuiltinSystem {
         /// β.
         beta: f64,
     },
+    /// Brusselator, an autocatalytic reaction scheme with a limit cycle for `b > 1 + a²`:
+    /// `x' = a + x²y − (b + 1)x`, `y' = bx − x²y`.
+    Brusselator {
+        /// Feed concentration a.
+        a: f64,
+        /// Feed concentration b.
+        b: f64,
+    },
+    /// Consecutive first-order reactions A → B → C in a batch reactor (concentrations
+    /// `[A], [B], [C]`): `a' = −k₁a`, `b' = k₁a − k₂b`, `c' = k₂b`.
+    ConsecutiveReactions {
+        /// Rate constant k₁ of A → B.
+        k1: f64,
+        /// Rate constant k₂ of B → C.
+        k2: f64,
+    },
 }
 
 /// Names accepted in problem files, with their parameters and defaults.
-pub const SYSTEMS: [(&str, &[(&str, f64)]); 3] = [
+pub const SYSTEMS: [(&str, &[(&str, f64)]); 5] = [
     ("vanderpol", &[("mu", 1.0), ("a", 1.0), ("omega", 1.0)]),
     (
         "lotka-volterra",
@@ -54,6 +70,8 @@ pub const SYSTEMS: [(&str, &[(&str, f64)]); 3] = [
         "lorenz",
         &[("sigma", 10.0), ("rho", 28.0), ("beta", 8.0 / 3.0)],
     ),
+    ("brusselator", &[("a", 1.0), ("b", 3.0)]),
+    ("consecutive-reactions", &[("k1", 1.0), ("k2", 0.5)]),
 ];
 
 impl BuiltinSystem {
@@ -99,10 +117,18 @@ impl BuiltinSystem {
                 gamma: p("gamma"),
                 delta: p("delta"),
             },
-            _ => Self::Lorenz {
+            "lorenz" => Self::Lorenz {
                 sigma: p("sigma"),
                 rho: p("rho"),
                 beta: p("beta"),
+            },
+            "brusselator" => Self::Brusselator {
+                a: p("a"),
+                b: p("b"),
+            },
+            _ => Self::ConsecutiveReactions {
+                k1: p("k1"),
+                k2: p("k2"),
             },
         })
     }
@@ -111,8 +137,8 @@ impl BuiltinSystem {
 impl OdeSystem for BuiltinSystem {
     fn dim(&self) -> usize {
         match self {
-            Self::VanDerPol { .. } | Self::LotkaVolterra { .. } => 2,
-            Self::Lorenz { .. } => 3,
+            Self::VanDerPol { .. } | Self::LotkaVolterra { .. } | Self::Brusselator { .. } => 2,
+            Self::Lorenz { .. } | Self::ConsecutiveReactions { .. } => 3,
         }
     }
 
@@ -136,6 +162,63 @@ impl OdeSystem for BuiltinSystem {
                 dy[1] = y[0] * (rho - y[2]) - y[1];
                 dy[2] = y[0] * y[1] - beta * y[2];
             }
+            Self::Brusselator { a, b } => {
+                let x2y = y[0] * y[0] * y[1];
+                dy[0] = a + x2y - (b + 1.0) * y[0];
+                dy[1] = b * y[0] - x2y;
+            }
+            Self::ConsecutiveReactions { k1, k2 } => {
+                dy[0] = -k1 * y[0];
+                dy[1] = k1 * y[0] - k2 * y[1];
+                dy[2] = k2 * y[1];
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use colloc_solvers::ode::Dopri5;
+
+    fn system(name: &str, params: &[(&str, f64)]) -> BuiltinSystem {
+        let map = params.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        BuiltinSystem::from_name(name, &map).unwrap()
+    }
+
+    #[test]
+    fn consecutive_reactions_follow_their_closed_form() {
+        let (k1, k2) = (1.3, 0.4);
+        let sys = system("consecutive-reactions", &[("k1", k1), ("k2", k2)]);
+        let times: Vec<f64> = (1..=20).map(|i| 0.5 * i as f64).collect();
+        let sol = Dopri5::with_tolerances(1e-11, 1e-13)
+            .solve(&sys, 0.0, &[1.0, 0.0, 0.0], &times)
+            .unwrap();
+        for (t, y) in times.iter().zip(&sol.y) {
+            let a = (-k1 * t).exp();
+            let b = k1 / (k2 - k1) * ((-k1 * t).exp() - (-k2 * t).exp());
+            for (got, want) in y.iter().zip([a, b, 1.0 - a - b]) {
+                assert!((got - want).abs() < 1e-9, "t = {t}: {y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_brusselator_keeps_its_fixed_point_and_leaves_it_when_unstable() {
+        // (a, b/a) is a fixed point; stable for b < 1 + a², a limit cycle beyond.
+        for (b, oscillates) in [(1.5, false), (3.0, true)] {
+            let sys = system("brusselator", &[("a", 1.0), ("b", b)]);
+            let mut dy = [0.0; 2];
+            sys.rhs(0.0, &[1.0, b], &mut dy);
+            assert_eq!(dy, [0.0, 0.0]);
+            let sol = Dopri5::with_tolerances(1e-9, 1e-11)
+                .solve(&sys, 0.0, &[1.1, b], &[40.0])
+                .unwrap();
+            let off = ((sol.y[0][0] - 1.0).powi(2) + (sol.y[0][1] - b).powi(2)).sqrt();
+            assert_eq!(off > 0.1, oscillates, "b = {b}: {:?}", sol.y[0]);
+        }
+        let e =
+            BuiltinSystem::from_name("brusselator", &[("k1".to_string(), 1.0)].into()).unwrap_err();
+        assert!(e.contains("valid: a, b"), "{e}");
     }
 }
