@@ -330,6 +330,8 @@ fn bad_admm_input_is_refused() {
             "rho = 0.5\nmomentum = true\nrestart_factor = 1.5",
             "admm.restart_factor",
         ),
+        ("points = 24", "points = 1", "admm.points"),
+        ("points = 24", "points = 100000", "admm.points"),
     ] {
         let f = d.join("p.toml");
         std::fs::write(&f, problem(3, "keep").replace(from, to)).unwrap();

@@ -128,6 +128,14 @@ impl AdmmSettings {
         if self.max_iter == 0 {
             return bad("max_iter", "must be at least 1".into());
         }
+        if let Some(n) = self.points {
+            if !(3..=5000).contains(&n) {
+                return bad(
+                    "points",
+                    format!("need 3 to 5000 collocation points per batch, got {n}"),
+                );
+            }
+        }
         if self.anderson_memory > 50 {
             return bad(
                 "anderson_memory",
