@@ -305,6 +305,7 @@ fn bad_admm_input_is_refused() {
             "admm.windows",
         ),
         ("rho = 0.5", "rho = -1.0", "admm.rho"),
+        ("rho = 0.5", "rho = 1e308", "at most 1e10"),
         (
             "rho = 0.5",
             "rho = 0.5\nrelaxation = 2.5",

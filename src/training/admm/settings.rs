@@ -119,6 +119,15 @@ impl AdmmSettings {
                 return bad(f, format!("must be a positive number, got {v}"));
             }
         }
+        if self.rho > 1e10 {
+            return bad(
+                "rho",
+                format!(
+                    "must be at most 1e10 (the proximal term would swamp the data), got {:e}",
+                    self.rho
+                ),
+            );
+        }
         if !(self.balance_threshold > 1.0 && self.balance_factor > 1.0) {
             return bad(
                 "balance_factor",
