@@ -29,7 +29,8 @@ pub struct EpochRecord {
     pub epoch: usize,
     /// The method's loss (homotopy: on the coupled trajectory; shooting: data + continuity).
     pub loss: f64,
-    /// MSE of the uncoupled trajectory from the first observation vs the training data.
+    /// MSE of the uncoupled trajectory from the start (the first observation unless given or
+    /// learned) vs the training data.
     pub train_mse: f64,
     /// Homotopy parameter (0 for the other methods).
     pub lambda: f64,
