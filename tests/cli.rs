@@ -225,6 +225,14 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     let written = std::fs::read_to_string(&out_csv).unwrap();
     assert!(written.starts_with("t,y1,y2,obs1,obs2\n"));
     assert_eq!(written.lines().count() as f64, 1.0 + n_train + n_test);
+    // The same in one flag: the run folder's model, data and start.
+    let out = colloc(&["predict", "--run", out_dir.to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), written);
+    let out = colloc(&["predict", "--run", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("summary.json"));
 
     // From a state to a time: the CSV on stdout, 5 rows plus the header; the plot beside.
     let svg = dir.join("predicted.svg");

@@ -671,6 +671,21 @@ fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
             (train - best).abs() < 1e-6 * best,
             "{method}: {train} vs {best}"
         );
+        // `colloc predict --run` starts there too: its MSE over the 31 + 10 points is the
+        // count-weighted mean of the run's.
+        let (code, _, err) = colloc(&["predict", "--run", out.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{err}");
+        let mse: f64 = err
+            .lines()
+            .find_map(|l| l.strip_prefix("mse"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("an mse line");
+        let expected = (31.0 * train + 10.0 * s["test_mse"].as_f64().unwrap()) / 41.0;
+        assert!(
+            (mse - expected).abs() <= 1e-4 * expected,
+            "{mse} vs {expected}"
+        );
     }
     // Without it (the flag off, the file's setting removed), the start is the observation.
     std::fs::write(&path, SMALL).unwrap();

@@ -74,6 +74,8 @@ pub struct Evaluation {
     /// The state the simulation starts from at the first training time (collocation: the
     /// fitted state there; sequential: the first observation, or the learned start).
     pub start_state: Vec<f64>,
+    /// The time of `start_state`.
+    pub start_time: f64,
     /// Why the simulation failed, if it did.
     pub simulation_error: Option<String>,
     /// Right-hand-side evaluations of the simulation.
@@ -200,6 +202,7 @@ pub fn simulate_and_score(
     let mut sim = solver.solve(&ode, t_start, y_start, &times);
     let mut prediction = vec![vec![f64::NAN; d]; data.t.len()];
     ev.start_state = y_start.to_vec();
+    ev.start_time = t_start;
     if let (Err(e), Some(&last_train)) = (&sim, train.last()) {
         // A model that blows up in the test window still has its training-window figures
         // (the test figures stay empty and the error is reported).

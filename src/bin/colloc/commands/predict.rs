@@ -12,7 +12,12 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
     /// A model saved by `colloc solve`, `train` or `admm` (model.json).
-    pub model: PathBuf,
+    #[arg(required_unless_present = "run")]
+    pub model: Option<PathBuf>,
+    /// A results folder of `colloc solve`, `train` or `admm`: its model along its data.csv from
+    /// its start (`start_state`, `start_time` of summary.json) — the run's own simulation.
+    #[arg(long, conflicts_with_all = ["model", "data", "y0", "t0", "t1"])]
+    pub run: Option<PathBuf>,
     /// Initial state, comma-separated (with --data the default is the first observation).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub y0: Option<Vec<f64>>,
@@ -38,8 +43,16 @@ pub struct PredictArgs {
 }
 
 /// Runs the command.
-pub fn run(args: PredictArgs) -> Result<(), Failure> {
-    let model = Mlp::load(&args.model).map_err(Failure::input)?;
+pub fn run(mut args: PredictArgs) -> Result<(), Failure> {
+    if let Some(dir) = args.run.clone() {
+        let (t0, y0) = run_start(&dir)?;
+        args.model = Some(dir.join("model.json"));
+        args.data = Some(dir.join("data.csv"));
+        args.t0 = Some(t0);
+        args.y0 = Some(y0);
+    }
+    let model_path = args.model.clone().expect("clap requires MODEL or --run");
+    let model = Mlp::load(&model_path).map_err(Failure::input)?;
     let input = |e: PredictionError| match e {
         PredictionError::Integration { .. } => Failure::run(e),
         other => Failure::input(other),
@@ -68,7 +81,7 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
                     "{}: {} state columns, the model {} has {} states",
                     path.display(),
                     first_y.len(),
-                    args.model.display(),
+                    model_path.display(),
                     model.state_inputs()
                 )));
             }
@@ -118,8 +131,7 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
         ));
     }
     if let Some(path) = &args.svg {
-        let title = args
-            .model
+        let title = model_path
             .file_name()
             .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
         let plot = report::prediction_plot(&title, &result.t, &result.y, observed.as_deref());
@@ -142,4 +154,29 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `start_time` and `start_state` of a results folder's summary.json.
+fn run_start(dir: &std::path::Path) -> Result<(f64, Vec<f64>), Failure> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::input(format!("--run: {}: {e}", path.display())))?;
+    let summary: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Failure::input(format!("--run: {}: line {}: {e}", path.display(), e.line()))
+    })?;
+    let missing = || {
+        Failure::input(format!(
+            "--run: {} has no start_time/start_state (written by an older colloc?); give MODEL \
+             --data --t0 --y0 instead",
+            path.display()
+        ))
+    };
+    let t0 = summary["start_time"].as_f64().ok_or_else(missing)?;
+    let y0 = summary["start_state"]
+        .as_array()
+        .ok_or_else(missing)?
+        .iter()
+        .map(|v| v.as_f64().ok_or_else(missing))
+        .collect::<Result<Vec<f64>, Failure>>()?;
+    Ok((t0, y0))
 }
