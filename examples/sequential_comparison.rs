@@ -72,6 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let learn_start = args.iter().any(|a| a == "--learn-initial-state");
     let with_collocation = !args.iter().any(|a| a == "--no-collocation");
 
+    if learn_start {
+        println!("(every sequential method learns its start: --learn-initial-state)\n");
+    }
     println!("| problem | seed | method | best epoch | epochs | interp. MSE | extrap. MSE | NFE | ms/epoch | s |");
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for file in &problems {
