@@ -1,5 +1,7 @@
 //! The `colloc` binary: version, help, and usage errors (exit code 2, message on stderr).
 
+mod common;
+
 use std::process::Command;
 
 fn colloc(args: &[&str]) -> std::process::Output {
@@ -211,12 +213,7 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     ]);
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{printed}");
-    let mse: f64 = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("mse"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("an mse line");
+    let mse = common::predicted_mse(&printed);
     let expected = (train * n_train + test * n_test) / (n_train + n_test);
     assert!(
         (mse - expected).abs() <= 1e-4 * expected,

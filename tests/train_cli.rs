@@ -675,12 +675,7 @@ fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
         // count-weighted mean of the run's.
         let (code, _, err) = colloc(&["predict", "--run", out.to_str().unwrap()]);
         assert_eq!(code, Some(0), "{err}");
-        let mse: f64 = err
-            .lines()
-            .find_map(|l| l.strip_prefix("mse"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("an mse line");
+        let mse = common::predicted_mse(&err);
         let expected = (31.0 * train + 10.0 * s["test_mse"].as_f64().unwrap()) / 41.0;
         assert!(
             (mse - expected).abs() <= 1e-4 * expected,

@@ -79,3 +79,13 @@ pub fn load_problem_text(name: &str, text: &str) -> (std::path::PathBuf, colloc:
     let p = colloc::problem::load(&path).unwrap();
     (path, p)
 }
+
+/// The total MSE of `colloc predict`'s report (the number after `mse`).
+pub fn predicted_mse(report: &str) -> f64 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix("mse"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("an mse line")
+}
