@@ -14,6 +14,7 @@
 //!     [--sweep]         # select each method's hyper-parameters first (below)
 //!     [--learn-initial-state]  # every sequential method learns its start too
 //!     [--no-collocation]       # the sequential methods only
+//!     [--normalize true|false] # replaces every file's `[model] normalize`
 //! ```
 //!
 //! With `--sweep`, each method's hyper-parameters are selected as the homotopy paper did
@@ -71,6 +72,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let select = args.iter().any(|a| a == "--sweep");
     let learn_start = args.iter().any(|a| a == "--learn-initial-state");
     let with_collocation = !args.iter().any(|a| a == "--no-collocation");
+    let normalize: Option<bool> = parse_list(&args, "--normalize")
+        .map(|v| v[0].parse())
+        .transpose()?;
+    let load = |file: &str, seed: u64| -> Result<problem::Problem, Box<dyn std::error::Error>> {
+        let mut p = problem::load_with_seed(Path::new(file), Some(seed))?;
+        if let Some(n) = normalize {
+            p.set_normalize(n)?;
+        }
+        Ok(p)
+    };
 
     if learn_start {
         println!("(every sequential method learns its start: --learn-initial-state)\n");
@@ -80,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for file in &problems {
         // The settings each method trains with: the file's, or those a sweep on the first
         // seed selects.
-        let base = problem::load_with_seed(Path::new(file), Some(seeds[0]))?;
+        let base = load(file, seeds[0])?;
         let mut chosen = Vec::new();
         for method in TrainMethod::ALL {
             let mut settings = base.sequential.clone();
@@ -111,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut all: Vec<Vec<Row>> = Vec::new();
         let mut collocation_rows: Vec<(f64, f64, f64)> = Vec::new();
         for &seed in &seeds {
-            let p = problem::load_with_seed(Path::new(file), Some(seed))?;
+            let p = load(file, seed)?;
             let mut rows = Vec::new();
             for (method, settings) in TrainMethod::ALL.iter().zip(&chosen) {
                 let run = sequential::train(&p, settings, None, None, &mut |_| true)?;

@@ -453,3 +453,47 @@ fn a_time_limit_stops_solve_and_admm_with_their_results_written() {
         assert!(err.contains("--time-limit"), "{err}");
     }
 }
+
+#[test]
+fn the_normalize_flag_replaces_the_file_setting_with_its_checks() {
+    let dir = std::env::temp_dir().join(format!("colloc-normalize-{}", std::process::id()));
+    let out_dir = dir.join("standardized");
+    let out = colloc(&[
+        "solve",
+        "problems/vanderpol-small.toml",
+        "-q",
+        "--normalize",
+        "true",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        summary["normalization"]["state_scale"].is_array(),
+        "{summary}"
+    );
+    // The file's own checks hold for the flag: no state bounds in standardized coordinates.
+    let text = std::fs::read_to_string("problems/vanderpol-small.toml")
+        .unwrap()
+        .replace("parameters = 100.0", "parameters = 100.0\nstates = 10.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bounded = dir.join("bounded.toml");
+    std::fs::write(&bounded, text).unwrap();
+    for command in ["solve", "train"] {
+        let out = colloc(&[command, bounded.to_str().unwrap(), "--normalize=true"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains("bounded.toml") && err.contains("bounds.states"),
+            "{err}"
+        );
+    }
+}

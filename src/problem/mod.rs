@@ -186,6 +186,27 @@ impl Problem {
     pub fn init_seed(&self) -> u64 {
         self.seed.wrapping_mul(2)
     }
+
+    /// Replaces `[model] normalize` (the command-line `--normalize`), with the checks the file
+    /// gets: standardized coordinates exclude state bounds, `time_scale` needs them.
+    pub fn set_normalize(&mut self, normalize: bool) -> Result<(), String> {
+        if normalize && self.state_bound.is_some() {
+            return Err(
+                "--normalize true: the file sets `bounds.states`, which standardized \
+                        coordinates do not allow"
+                    .into(),
+            );
+        }
+        if !normalize && self.model.time_scale.is_some() {
+            return Err(
+                "--normalize false: the file sets `model.time_scale`, which only standardized \
+                 coordinates use"
+                    .into(),
+            );
+        }
+        self.model.normalize = normalize;
+        Ok(())
+    }
 }
 
 /// Reads and validates a problem file.

@@ -1,7 +1,6 @@
 //! `colloc admm FILE`: consensus training over batches of collocation sub-problems.
 
 use crate::Failure;
-use colloc::problem;
 use colloc::report::{self, AdmmSummary};
 use colloc::training::admm::{self, AdmmError, AdmmState, FaultInjection, IterationRecord};
 use colloc::training::collocation::TrainError;
@@ -26,6 +25,10 @@ pub struct AdmmArgs {
     /// Seed of the noise and the network start, overriding the problem file's `seed`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Train in standardized coordinates (true) or the data's own (false), overriding
+    /// `[model] normalize`.
+    #[arg(long, value_name = "BOOL")]
+    pub normalize: Option<bool>,
     /// Stop after the ADMM iteration during which this many seconds (wall time from the
     /// start of the command) have passed; results and checkpoint are written (continue with
     /// --resume) and the exit code is 1.
@@ -41,7 +44,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
     let stop = super::Stop::new(started, args.time_limit)?;
-    let problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
+    let problem = super::load_problem(&args.file, args.seed, args.normalize)?;
     let settings = problem.admm.clone().ok_or_else(|| {
         Failure::input(format!(
             "{}: no [admm] section (batch windows and settings)",

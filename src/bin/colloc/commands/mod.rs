@@ -26,6 +26,21 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     interrupted
 }
 
+/// The problem file with the command line's `--seed` and `--normalize` applied.
+pub fn load_problem(
+    file: &std::path::Path,
+    seed: Option<u64>,
+    normalize: Option<bool>,
+) -> Result<colloc::problem::Problem, crate::Failure> {
+    let mut problem = colloc::problem::load_with_seed(file, seed).map_err(crate::Failure::input)?;
+    if let Some(n) = normalize {
+        problem
+            .set_normalize(n)
+            .map_err(|e| crate::Failure::input(format!("{}: {e}", file.display())))?;
+    }
+    Ok(problem)
+}
+
 /// When a run stops early: Ctrl-C, or a time limit (`--time-limit`) measured from `started`.
 #[derive(Clone)]
 pub struct Stop {

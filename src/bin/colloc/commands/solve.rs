@@ -1,7 +1,7 @@
 //! `colloc solve FILE`: simultaneous collocation training.
 
 use crate::Failure;
-use colloc::problem::{self, Formulation};
+use colloc::problem::Formulation;
 use colloc::report::{self, Summary};
 use colloc::training::collocation::{self, TrainError};
 use colloc_models::Mlp;
@@ -25,6 +25,10 @@ pub struct SolveArgs {
     /// Seed of the noise and the network start, overriding the problem file's `seed`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Train in standardized coordinates (true) or the data's own (false), overriding
+    /// `[model] normalize`.
+    #[arg(long, value_name = "BOOL")]
+    pub normalize: Option<bool>,
     /// Stop IPOPT after this many seconds (wall time from the start of the command), as
     /// Ctrl-C does: the results of the last iterate are written and the exit code is 1.
     #[arg(long)]
@@ -39,7 +43,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
     let stop = super::Stop::new(started, args.time_limit)?;
-    let problem = problem::load_with_seed(&args.file, args.seed).map_err(Failure::input)?;
+    let problem = super::load_problem(&args.file, args.seed, args.normalize)?;
     let formulation = args.formulation.unwrap_or(problem.formulation);
     let init = args
         .init
