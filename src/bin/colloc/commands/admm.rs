@@ -22,13 +22,9 @@ pub struct AdmmArgs {
     /// Make sub-problem BATCH fail in ADMM iteration ITER (testing the failure policy).
     #[arg(long, value_name = "BATCH:ITER", hide = true)]
     pub inject_failure: Option<String>,
-    /// Seed of the noise and the network start, overriding the problem file's `seed`.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Train in standardized coordinates (true) or the data's own (false), overriding
-    /// `[model] normalize`.
-    #[arg(long, value_name = "BOOL")]
-    pub normalize: Option<bool>,
+    /// `--seed`, `--normalize`.
+    #[command(flatten)]
+    pub overrides: super::ProblemOverrides,
     /// Stop after the ADMM iteration during which this many seconds (wall time from the
     /// start of the command) have passed; results and checkpoint are written (continue with
     /// --resume) and the exit code is 1.
@@ -44,7 +40,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
     let stop = super::Stop::new(started, args.time_limit)?;
-    let problem = super::load_problem(&args.file, args.seed, args.normalize)?;
+    let problem = super::load_problem(&args.file, &args.overrides)?;
     let settings = problem.admm.clone().ok_or_else(|| {
         Failure::input(format!(
             "{}: no [admm] section (batch windows and settings)",

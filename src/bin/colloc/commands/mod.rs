@@ -26,14 +26,26 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     interrupted
 }
 
+/// Command-line replacements of problem-file settings, shared by `solve`, `train` and `admm`.
+#[derive(clap::Args, Debug)]
+pub struct ProblemOverrides {
+    /// Seed of the noise and the network start, overriding the problem file's `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train in standardized coordinates (true) or the data's own (false), overriding
+    /// `[model] normalize`.
+    #[arg(long, value_name = "BOOL")]
+    pub normalize: Option<bool>,
+}
+
 /// The problem file with the command line's `--seed` and `--normalize` applied.
 pub fn load_problem(
     file: &std::path::Path,
-    seed: Option<u64>,
-    normalize: Option<bool>,
+    overrides: &ProblemOverrides,
 ) -> Result<colloc::problem::Problem, crate::Failure> {
-    let mut problem = colloc::problem::load_with_seed(file, seed).map_err(crate::Failure::input)?;
-    if let Some(n) = normalize {
+    let mut problem =
+        colloc::problem::load_with_seed(file, overrides.seed).map_err(crate::Failure::input)?;
+    if let Some(n) = overrides.normalize {
         problem
             .set_normalize(n)
             .map_err(|e| crate::Failure::input(format!("{}: {e}", file.display())))?;

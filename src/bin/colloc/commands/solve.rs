@@ -22,13 +22,9 @@ pub struct SolveArgs {
     /// Start θ from a saved model instead of a Xavier draw.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Seed of the noise and the network start, overriding the problem file's `seed`.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Train in standardized coordinates (true) or the data's own (false), overriding
-    /// `[model] normalize`.
-    #[arg(long, value_name = "BOOL")]
-    pub normalize: Option<bool>,
+    /// `--seed`, `--normalize`.
+    #[command(flatten)]
+    pub overrides: super::ProblemOverrides,
     /// Stop IPOPT after this many seconds (wall time from the start of the command), as
     /// Ctrl-C does: the results of the last iterate are written and the exit code is 1.
     #[arg(long)]
@@ -43,7 +39,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let started = Instant::now();
     super::single_blas_thread();
     let stop = super::Stop::new(started, args.time_limit)?;
-    let problem = super::load_problem(&args.file, args.seed, args.normalize)?;
+    let problem = super::load_problem(&args.file, &args.overrides)?;
     let formulation = args.formulation.unwrap_or(problem.formulation);
     let init = args
         .init

@@ -52,13 +52,9 @@ pub struct TrainArgs {
     /// Output folder (default: runs/<problem name>-<method>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Seed of the noise and the network start, overriding the problem file's `seed`.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Train in standardized coordinates (true) or the data's own (false), overriding
-    /// `[model] normalize`.
-    #[arg(long, value_name = "BOOL")]
-    pub normalize: Option<bool>,
+    /// `--seed`, `--normalize`.
+    #[command(flatten)]
+    pub overrides: super::ProblemOverrides,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -68,7 +64,7 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     super::single_blas_thread();
     let started = Instant::now();
-    let mut problem = super::load_problem(&args.file, args.seed, args.normalize)?;
+    let mut problem = super::load_problem(&args.file, &args.overrides)?;
     let mut settings = problem.sequential.clone();
     let mut method_name = None;
     if let Some(m) = &args.method {
