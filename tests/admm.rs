@@ -380,6 +380,19 @@ fn several_trajectories_join_the_consensus() {
     let history = std::fs::read_to_string(d.join("out").join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 1 + 2 * 6);
 
+    // The same further trajectory listed at the top level (`trajectories`, which `colloc
+    // solve` learns jointly) joins the batches too; listed in both places it is refused.
+    let top = format!("trajectories = [\"other.toml\"]\n{}", problem(2, "keep"));
+    std::fs::write(d.join("top.toml"), &top).unwrap();
+    let (code, text) = admm(&d.join("top.toml"), &d.join("out-top"), &["-q"]);
+    assert!(code == Some(0) || code == Some(1), "{text}");
+    assert_eq!(summary(&d.join("out-top"))["batches"], 6);
+    let both = format!("trajectories = [\"other.toml\"]\n{main}");
+    std::fs::write(d.join("both.toml"), &both).unwrap();
+    let (code, text) = admm(&d.join("both.toml"), &d.join("out-both"), &["-q"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("list it once"), "{text}");
+
     std::fs::write(
         d.join("other.toml"),
         other.replace("layers = [2, 8, 2]", "layers = [2, 9, 2]"),

@@ -15,10 +15,22 @@ fn every_problem_file_loads() {
                 "{}",
                 path.display()
             );
+            // Its further trajectories load and fit its model.
+            let further = p
+                .load_trajectories(&p.trajectories, "trajectories")
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(further.len(), p.trajectories.len());
             n += 1;
         }
     }
     assert!(n >= 2, "expected the shipped problem files, found {n}");
+    // The experiment files in problems/experiments/ are problems of their own too.
+    for entry in std::fs::read_dir("problems/experiments").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            problem::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod coordinates;
 mod data;
 pub mod schema;
 mod systems;
+mod trajectories;
 
 pub use data::{normal_draws, read_csv, read_schmidt_lipson, Dataset, Split};
 pub use schema::{Formulation, Sampling, Smoothing, SmoothingMethod};
@@ -150,6 +151,10 @@ pub struct Problem {
     pub sequential: crate::sequential::SequentialSettings,
     /// ADMM settings (`colloc admm`), if the file has an `[admm]` section.
     pub admm: Option<crate::training::admm::AdmmSettings>,
+    /// Further trajectories (`trajectories`: problem files relative to this one) learned with
+    /// the same network: jointly by `colloc solve`, as further batches by `colloc admm`
+    /// ([`Problem::load_trajectories`]).
+    pub trajectories: Vec<PathBuf>,
     /// The standardized coordinates this problem is stated in, when it was restated by
     /// [`Problem::in_coordinates`] (`None` for a problem as loaded: the data's own units).
     pub coordinates: Option<colloc_models::Normalization>,
@@ -636,6 +641,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         ipopt: raw.solver.ipopt,
         sequential: raw.sequential,
         admm: raw.admm,
+        trajectories: raw.trajectories,
         coordinates: None,
     })
 }

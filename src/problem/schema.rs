@@ -39,6 +39,10 @@ pub struct RawProblem {
     pub sequential: crate::sequential::SequentialSettings,
     /// ADMM batches and iteration (`colloc admm`).
     pub admm: Option<crate::training::admm::AdmmSettings>,
+    /// Further trajectories of the same system learned with the same network (problem files
+    /// relative to this one; default: none).
+    #[serde(default)]
+    pub trajectories: Vec<PathBuf>,
 }
 
 /// `[data]`: a built-in system or a CSV file.

@@ -81,6 +81,28 @@ pub struct Summary<'a> {
     /// iterations and seconds are included in `iterations`, `build_s`, `prefit_s`, `solve_s`
     /// and `eval_s`).
     pub refinements: &'a [crate::training::collocation::RefinementRound],
+    /// The trajectories of a joint solve over several (the problem file's `trajectories`):
+    /// this problem's own first (its figures are the ones above), then each further one with
+    /// the folder of its result files; empty for a solve on one trajectory.
+    pub trajectories: Vec<TrajectorySummary<'a>>,
+    /// Observation-weighted means over the trajectories of a joint solve (null for one).
+    pub pooled: Option<crate::training::collocation::PooledScores>,
+}
+
+/// One trajectory of a joint solve in `summary.json`.
+#[derive(Serialize)]
+pub struct TrajectorySummary<'a> {
+    /// Its problem's name.
+    pub name: &'a str,
+    /// Its problem file.
+    pub file: String,
+    /// The folder of its result files, relative to the run's folder (`.` for the first).
+    pub folder: String,
+    /// Its training observations.
+    pub observations: usize,
+    /// Its figures (as at the top level of a single solve).
+    #[serde(flatten)]
+    pub scores: &'a Evaluation,
 }
 
 /// Writes `summary.json`, `model.json`, `data.csv`, `prediction.csv`, `history.csv` and

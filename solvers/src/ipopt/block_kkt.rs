@@ -716,6 +716,20 @@ mod tests {
         nt: usize,
         seed: u64,
     ) -> (Vec<i32>, Vec<i32>, Vec<f64>, KktBlocks, usize) {
+        joint_kkt(k, nt, seed, &[], false)
+    }
+
+    /// [`chain_kkt`] with the chain cut before the elements in `cuts` (several trajectories:
+    /// no coupling between the last element of one and the first of the next) and, with
+    /// `pinned`, two constraint rows in the global block (each trajectory's pinned initial
+    /// state on a global grid) on element 0's states and θ.
+    fn joint_kkt(
+        k: usize,
+        nt: usize,
+        seed: u64,
+        cuts: &[usize],
+        pinned: bool,
+    ) -> (Vec<i32>, Vec<i32>, Vec<f64>, KktBlocks, usize) {
         let mut state = seed;
         let mut rand = move || {
             state = state
@@ -735,7 +749,8 @@ mod tests {
                 let x = 2 * e + s;
                 // Indefinite Hessian diagonal, coupling to the previous element and to θ.
                 put(x, x, 0.5 + rand());
-                if e > 0 {
+                let linked = e > 0 && !cuts.contains(&e);
+                if linked {
                     put(x, 2 * (e - 1) + s, 0.2 * rand());
                 }
                 for t in 0..nt {
@@ -745,7 +760,7 @@ mod tests {
                 let c = n_vars + 2 * e + s;
                 put(c, x, 3.0 + rand());
                 put(c, 2 * e + 1 - s, rand());
-                if e > 0 {
+                if linked {
                     put(c, 2 * (e - 1) + s, -2.0 + rand());
                 }
                 for t in 0..nt {
@@ -758,6 +773,18 @@ mod tests {
         }
         if nt >= 2 {
             put(theta(1), theta(0), 0.4);
+        }
+        // Pinned rows: after the chain's 2k equations, on element 0's states (and θ).
+        let global_rows: Vec<usize> = if pinned {
+            vec![2 * k, 2 * k + 1]
+        } else {
+            vec![]
+        };
+        for (s, &r) in global_rows.iter().enumerate() {
+            put(n_vars + r, s, 1.0);
+            for t in 0..nt {
+                put(n_vars + r, theta(t), 0.1 * rand());
+            }
         }
         // Duplicate entries must be summed.
         put(0, 0, 0.0);
@@ -781,7 +808,7 @@ mod tests {
                 .collect(),
             global: KktBlock {
                 variables: (0..nt).map(theta).collect(),
-                constraints: vec![],
+                constraints: global_rows,
             },
         };
         (rows, cols, vals, partition, n_vars)
@@ -791,16 +818,20 @@ mod tests {
     fn block_arrow_elimination_matches_the_dense_factorization() {
         // Eleven global unknowns exercise every piece of the Schur product; one, a single
         // panel; none, a chain alone.
-        for (k, nt, seed) in [
-            (1, 11, 3),
-            (2, 11, 5),
-            (7, 11, 11),
-            (40, 11, 17),
-            (5, 1, 19),
-            (6, 0, 23),
+        // Several trajectories: chains cut at 3 and 5; with pinned rows in the global block.
+        for (k, nt, seed, cuts, pinned) in [
+            (1, 11, 3, &[][..], false),
+            (2, 11, 5, &[], false),
+            (7, 11, 11, &[], false),
+            (40, 11, 17, &[], false),
+            (5, 1, 19, &[], false),
+            (6, 0, 23, &[], false),
+            (7, 11, 29, &[3, 5], false),
+            (7, 11, 31, &[3, 5], true),
+            (1, 4, 37, &[], true),
         ] {
-            let (rows, cols, vals, partition, n_vars) = chain_kkt(k, nt, seed);
-            let n = n_vars + 2 * k;
+            let (rows, cols, vals, partition, n_vars) = joint_kkt(k, nt, seed, cuts, pinned);
+            let n = n_vars + 2 * k + if pinned { 2 } else { 0 };
             let mut block = BlockArrowLdlt::analyse(n, n_vars, &rows, &cols, &partition)
                 .expect("the partition fits");
             let mut dense = DenseLdlt::new(n);

@@ -29,7 +29,9 @@ pub(super) fn working_problem(problem: &Problem) -> Result<Problem, TrainError> 
 }
 
 /// Splits the problem's training data into the batches of `settings`, then adds the batches of
-/// each further trajectory (`settings.trajectories`, loaded relative to the problem's file).
+/// each further trajectory (the problem's `trajectories` and `settings.trajectories`, loaded
+/// relative to the problem's file): its own `[admm] windows`, or one batch over its training
+/// window.
 /// With `[model] normalize = true` every batch (further trajectories too) is stated in the
 /// standardized coordinates of the problem's own training data; the batch windows stay in the
 /// data's units.
@@ -42,52 +44,16 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
     };
     let windows: Vec<[f64; 2]> = settings.windows.iter().map(to_working).collect();
     let mut batches = window_batches(&working, &windows, settings.points, "")?;
-    let folder = problem
-        .path
-        .parent()
-        .unwrap_or(std::path::Path::new("."))
-        .to_path_buf();
-    for (j, file) in settings.trajectories.iter().enumerate() {
-        let path = folder.join(file);
-        let trajectory_error = |message: String| TrainError::Trajectory {
-            path: path.display().to_string(),
-            message,
-        };
-        let other = crate::problem::load(&path).map_err(|e| trajectory_error(e.to_string()))?;
-        let mismatch = |what: &str| {
-            trajectory_error(format!(
-                "its {what} differs from {}'s; the consensus needs one model",
-                problem.path.display()
-            ))
-        };
-        let (a, b) = (&other.model, &problem.model);
-        if a.layers != b.layers || a.activation != b.activation || a.time_input != b.time_input {
-            return Err(mismatch("model (layers, activation or time input)"));
-        }
-        if a.structure != b.structure || a.time_basis.is_some() || b.time_basis.is_some() {
-            return Err(mismatch(
-                "model structure (or it has time-dependent weights)",
-            ));
-        }
-        if a.normalize != b.normalize {
-            return Err(mismatch("`model.normalize`"));
-        }
-        if other.data.dim() != problem.data.dim() {
-            return Err(mismatch("number of states"));
-        }
+    for (j, other) in further_trajectories(problem, settings)?
+        .into_iter()
+        .enumerate()
+    {
         // The consensus network works in one set of coordinates: the main problem's.
         let other = match &coordinates {
-            Some(n) => other
-                .in_coordinates(n)
-                .map_err(|e| trajectory_error(e.to_string()))?,
+            Some(n) => other.in_coordinates(n)?,
             None => other,
         };
         let (windows, points) = match &other.admm {
-            Some(o) if !o.trajectories.is_empty() => {
-                return Err(trajectory_error(
-                    "a further trajectory cannot list trajectories itself".into(),
-                ))
-            }
             Some(o) => (o.windows.clone(), o.points),
             None => (vec![[other.t0, other.t1]], None),
         };
@@ -99,6 +65,30 @@ pub fn make_batches(problem: &Problem, settings: &AdmmSettings) -> Result<Vec<Ba
         )?);
     }
     Ok(batches)
+}
+
+/// The further trajectories of an ADMM run: the problem's `trajectories`, then its
+/// `[admm] trajectories` (the same file in both is refused).
+fn further_trajectories(
+    problem: &Problem,
+    settings: &AdmmSettings,
+) -> Result<Vec<Problem>, TrainError> {
+    let folder = problem.path.parent().unwrap_or(std::path::Path::new("."));
+    if let Some(file) = settings.trajectories.iter().find(|f| {
+        problem
+            .trajectories
+            .iter()
+            .any(|g| folder.join(g) == folder.join(f))
+    }) {
+        return Err(TrainError::Unsupported(format!(
+            "{}: {} is listed in `trajectories` and in `admm.trajectories`; list it once",
+            problem.path.display(),
+            file.display()
+        )));
+    }
+    let mut all = problem.load_trajectories(&problem.trajectories, "trajectories")?;
+    all.extend(problem.load_trajectories(&settings.trajectories, "admm.trajectories")?);
+    Ok(all)
 }
 
 /// The batches of one trajectory: its training data restricted to each window.

@@ -199,6 +199,34 @@ pub struct CollocationNlp {
     pub prefit_s: f64,
 }
 
+/// One trajectory's variables in a [`JointNlp`].
+#[derive(Clone, Debug)]
+pub struct TrajectoryBlocks {
+    /// States at the trajectory's collocation points, `[points, states]`.
+    pub states: VarBlock,
+    /// Defects of its relaxed collocation equations (penalty stages only).
+    pub defects: Option<VarBlock>,
+    /// Its starting states at the collocation points (smoothed observations).
+    pub start_states: Vec<Vec<f64>>,
+}
+
+/// The collocation NLP of several trajectories sharing one network: per trajectory a state
+/// block, its collocation equations and its data fit; one θ.
+pub struct JointNlp {
+    /// The NLP.
+    pub nlp: Nlp,
+    /// The trajectories' variables, in the order of the problems.
+    pub trajectories: Vec<TrajectoryBlocks>,
+    /// Network parameters.
+    pub theta: VarBlock,
+    /// The network whose parameters start θ (and define the layout).
+    pub init: Mlp,
+    /// Seconds to build the NLP (without the pre-fit).
+    pub build_s: f64,
+    /// Seconds of the derivative pre-fit (0 when not used).
+    pub prefit_s: f64,
+}
+
 /// Most collocation points the derivative pre-fit uses (evenly spread).
 const PREFIT_POINTS: usize = 4000;
 
@@ -207,41 +235,46 @@ const PREFIT_POINTS: usize = 4000;
 /// [`super::prefit`]). Used to start θ of the collocation NLP in a better basin than a bare
 /// Xavier draw.
 pub fn prefit(problem: &Problem, init: &Mlp, start_states: &[Vec<f64>]) -> PrefitReport {
-    let nodes = &problem.nodes;
-    let d = problem.data.dim();
-    let dm = differentiation_matrix(nodes);
+    prefit_joint(&[(problem, start_states)], init)
+}
+
+/// [`prefit`] over several trajectories (each with its smoothed states): the pairs of all of
+/// them in one least-squares fit; λ and the parameter bound are the first problem's.
+pub fn prefit_joint(parts: &[(&Problem, &[Vec<f64>])], init: &Mlp) -> PrefitReport {
+    let coupling = Coupling::of(&init.structure, parts[0].0.data.dim());
+    let total: usize = parts
+        .iter()
+        .map(|(p, _)| p.nodes.collocation_points().len())
+        .sum();
     // At most PREFIT_POINTS evenly spread points: enough for ~160 parameters, and the
     // Levenberg–Marquardt Gram matrix costs O(points · parameters²) per iteration.
-    let all = nodes.collocation_points();
-    let stride = all.len().div_ceil(PREFIT_POINTS).max(1);
-    let points: Vec<usize> = all.clone().step_by(stride).collect();
-    let inputs: Vec<Vec<f64>> = points
-        .iter()
-        .map(|&k| {
+    let stride = total.div_ceil(PREFIT_POINTS).max(1);
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    for (problem, start_states) in parts {
+        let nodes = &problem.nodes;
+        let d = problem.data.dim();
+        let dm = differentiation_matrix(nodes);
+        let all = nodes.collocation_points();
+        for k in all.clone().step_by(stride) {
             let mut x = start_states[k].clone();
             if problem.model.time_input {
                 x.push(nodes.times[k]);
             }
-            x
-        })
-        .collect();
-    // The network's share of each derivative: (D·Y_s) minus the known part of the structure.
-    let coupling = Coupling::of(&init.structure, d);
-    let targets: Vec<Vec<f64>> = points
-        .iter()
-        .map(|&k| (k, k - all.start))
-        .map(|(k, r)| {
+            inputs.push(x);
+            // The network's share of each derivative: (D·Y_s) minus the known part.
+            let r = k - all.start;
             let derivative: Vec<f64> = (0..d)
                 .map(|i| dm.row(r).map(|(j, v)| v * start_states[j][i]).sum())
                 .collect();
-            coupling.network_share(&derivative, &start_states[k])
-        })
-        .collect();
+            targets.push(coupling.network_share(&derivative, &start_states[k]));
+        }
+    }
+    let first = parts[0].0;
     let settings = PrefitSettings {
-        parameter_bound: problem.parameter_bound.unwrap_or(f64::INFINITY),
+        parameter_bound: first.parameter_bound.unwrap_or(f64::INFINITY),
         ..PrefitSettings::default()
     };
-    levenberg_marquardt(init, &inputs, &targets, problem.lambda, &settings)
+    levenberg_marquardt(init, &inputs, &targets, first.lambda, &settings)
 }
 
 /// A proximal term `weight · ‖θ − center‖²` added to the objective (ADMM sub-problems).
@@ -284,7 +317,55 @@ pub fn build_stage(
     proximal: Option<&Proximal>,
     defect_weight: Option<f64>,
 ) -> Result<CollocationNlp, TrainError> {
+    let joint = build_joint(
+        std::slice::from_ref(problem),
+        formulation,
+        init,
+        proximal,
+        defect_weight,
+    )?;
+    let blocks = joint
+        .trajectories
+        .into_iter()
+        .next()
+        .ok_or_else(|| TrainError::Unsupported("no trajectory".into()))?;
+    Ok(CollocationNlp {
+        nlp: joint.nlp,
+        states: blocks.states,
+        theta: joint.theta,
+        defects: blocks.defects,
+        init: joint.init,
+        start_states: blocks.start_states,
+        build_s: joint.build_s,
+        prefit_s: joint.prefit_s,
+    })
+}
+
+/// The name of a trajectory's block: `base` for the first trajectory, `base[j]` after it.
+fn block_name(base: &str, j: usize) -> String {
+    if j == 0 {
+        base.to_string()
+    } else {
+        format!("{base}[{j}]")
+    }
+}
+
+/// The collocation NLP of several trajectories of one system sharing the network (the first
+/// problem's model, loss, parameter bounds, pre-fit and IPOPT settings; each trajectory its own
+/// data, window, grid, smoothing, state bound and initial-state constraint). The data fit is
+/// the mean over all trajectories' training observations, so each observation weighs the
+/// same. With one problem this is [`build_stage`]'s NLP.
+pub fn build_joint(
+    problems: &[Problem],
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    proximal: Option<&Proximal>,
+    defect_weight: Option<f64>,
+) -> Result<JointNlp, TrainError> {
     let started = Instant::now();
+    let problem = problems
+        .first()
+        .ok_or_else(|| TrainError::Unsupported("no trajectory to build".into()))?;
     let spec = &problem.model;
     // The pre-fit improves a random start; a given model is used as it is.
     if spec.time_basis.is_some() {
@@ -313,10 +394,19 @@ pub fn build_stage(
             )));
         }
     }
+    let d = problem.data.dim();
+    if let Some(other) = problems.iter().find(|p| p.data.dim() != d) {
+        return Err(TrainError::Unsupported(format!(
+            "{} has {} states, {} has {d}; one network needs one state dimension",
+            other.path.display(),
+            other.data.dim(),
+            problem.path.display()
+        )));
+    }
     let do_prefit = problem.prefit && init.is_none();
     let init = match init {
         Some(m) => {
-            m.check_fits(problem.data.dim(), spec.time_input)?;
+            m.check_fits(d, spec.time_input)?;
             m.clone()
         }
         None => spec
@@ -324,28 +414,32 @@ pub fn build_stage(
             .with_structure(spec.structure.clone(), None)?,
     };
     init.activation.require_smooth()?;
-    let coupling = Coupling::of(&init.structure, problem.data.dim());
-    let nodes = &problem.nodes;
-    let (n, d) = (nodes.len(), problem.data.dim());
-    let train = problem.data.indices(Split::Train);
-    let t_obs: Vec<f64> = train.iter().map(|&k| problem.data.t[k]).collect();
-
-    // Start: local linear smoothing of the training observations at the nodes.
-    let series: Vec<Vec<f64>> = (0..d)
-        .map(|i| train.iter().map(|&k| problem.data.y[k][i]).collect())
-        .collect();
-    let bw = bandwidth(problem.smoothing, &t_obs, &series);
-    let per_state: Vec<Vec<f64>> = series
+    let coupling = Coupling::of(&init.structure, d);
+    let trains: Vec<Vec<usize>> = problems
         .iter()
-        .map(|y| local_linear(&t_obs, y, &nodes.times, bw))
+        .map(|p| p.data.indices(Split::Train))
         .collect();
-    let start_states: Vec<Vec<f64>> = (0..n)
-        .map(|k| (0..d).map(|i| per_state[i][k]).collect())
+    let observations: usize = trains.iter().map(Vec::len).sum();
+    let total_points: usize = problems
+        .iter()
+        .map(|p| p.nodes.collocation_points().len())
+        .sum();
+
+    // Start: local linear smoothing of each trajectory's training observations at its nodes.
+    let start_states: Vec<Vec<Vec<f64>>> = problems
+        .iter()
+        .zip(&trains)
+        .map(|(p, train)| smoothed_states(p, train))
         .collect();
 
     let prefit_started = Instant::now();
     let init = if do_prefit {
-        prefit(problem, &init, &start_states).model
+        let parts: Vec<(&Problem, &[Vec<f64>])> = problems
+            .iter()
+            .zip(&start_states)
+            .map(|(p, s)| (p, s.as_slice()))
+            .collect();
+        prefit_joint(&parts, &init).model
     } else {
         init
     };
@@ -356,12 +450,17 @@ pub fn build_stage(
     };
 
     let mut m = Model::new();
-    let state_bound = problem.state_bound.unwrap_or(f64::INFINITY);
-    let states = m.add_variables(
-        VarSpec::new("states", &[n, d])
-            .bounds(-state_bound, state_bound)
-            .start_each(start_states.concat()),
-    )?;
+    let mut state_blocks = Vec::with_capacity(problems.len());
+    for (j, (p, start)) in problems.iter().zip(&start_states).enumerate() {
+        let state_bound = p.state_bound.unwrap_or(f64::INFINITY);
+        state_blocks.push(
+            m.add_variables(
+                VarSpec::new(block_name("states", j), &[p.nodes.len(), d])
+                    .bounds(-state_bound, state_bound)
+                    .start_each(start.concat()),
+            )?,
+        );
+    }
     // θ's IPOPT scaling: in every stage but the exact stage after a defect continuation,
     // which thus meets IPOPT's tolerances unscaled.
     let exact_after_stages = defect_weight.is_none() && !problem.defect_penalties.is_empty();
@@ -371,57 +470,64 @@ pub fn build_stage(
         problem.parameter_scaling
     };
     let theta = add_theta(&mut m, problem, &init, theta_scaling)?;
-    // One constraint per collocation point and state; `row(k, i)` for node `k`.
-    let points = nodes.collocation_points();
-    let colloc = m.add_constraints(ConSpec::equal_zero("collocation", points.len() * d))?;
-    let first_point = points.start;
-    let row = |k: usize, i: usize| colloc.row((k - first_point) * d + i);
-    let defects = match defect_weight {
-        Some(w) => {
-            let rows = points.len() * d;
-            let s = m.add_variables(VarSpec::new("defects", &[rows]))?;
-            m.add_linear_triplets(
-                "defects",
-                (0..rows).map(|r| (colloc.row(r), s.at(&[r]), -1.0)),
-            );
-            m.add_l2(L2Regularization::new(
-                "defect_penalty",
-                s.indices(),
-                defect_term_weight(problem, w),
-            ));
-            Some(s)
-        }
-        None => None,
-    };
-    let defect = |k: usize, i: usize| defects.as_ref().map(|s| s.at(&[(k - first_point) * d + i]));
 
-    // D·Y (finite elements: only the few nonzeros of each row enter the Jacobian).
-    let dm = differentiation_matrix(nodes);
-    m.add_linear_triplets(
-        "differentiation",
-        dm.triplets().flat_map(|(r, j, v)| {
-            let states = &states;
-            (0..d).map(move |i| (row(first_point + r, i), states.at(&[j, i]), v))
-        }),
-    );
+    // Per trajectory: one constraint per collocation point and state, D·Y, the known part of
+    // the structure and the data fit.
+    let mut equations = Vec::with_capacity(problems.len());
+    for (j, ((p, states), train)) in problems.iter().zip(&state_blocks).zip(&trains).enumerate() {
+        let nodes = &p.nodes;
+        let points = nodes.collocation_points();
+        let colloc = m.add_constraints(ConSpec::equal_zero(
+            block_name("collocation", j),
+            points.len() * d,
+        ))?;
+        let first_point = points.start;
+        let row = |k: usize, i: usize| colloc.row((k - first_point) * d + i);
+        let defects = match defect_weight {
+            Some(w) => {
+                let rows = points.len() * d;
+                let s = m.add_variables(VarSpec::new(block_name("defects", j), &[rows]))?;
+                m.add_linear_triplets(
+                    "defects",
+                    (0..rows).map(|r| (colloc.row(r), s.at(&[r]), -1.0)),
+                );
+                m.add_l2(L2Regularization::new(
+                    block_name("defect_penalty", j),
+                    s.indices(),
+                    w / total_points as f64,
+                ));
+                Some(s)
+            }
+            None => None,
+        };
 
-    // The known part of the structure (second order: q' = v; gray box: A·y).
-    m.add_linear_triplets(
-        "known_dynamics",
-        points.clone().flat_map(|k| {
-            let (states, coupling) = (&states, &coupling);
-            coupling
-                .linear
-                .iter()
-                .map(move |&(i, j, c)| (row(k, i), states.at(&[k, j]), -c))
-        }),
-    );
-    // The network's outputs drive the rows of `coupling.output_states`.
-    let network_row = |k: usize, o: usize| row(k, coupling.output_states[o]);
+        // D·Y (finite elements: only the few nonzeros of each row enter the Jacobian).
+        let dm = differentiation_matrix(nodes);
+        m.add_linear_triplets(
+            "differentiation",
+            dm.triplets().flat_map(|(r, jj, v)| {
+                (0..d).map(move |i| (row(first_point + r, i), states.at(&[jj, i]), v))
+            }),
+        );
 
-    // Data fit at the observation times.
-    let l = interpolation_matrix(nodes, &t_obs)?;
-    add_fit(&mut m, &l, &states, &train, problem, d)?;
+        // The known part of the structure (second order: q' = v; gray box: A·y).
+        m.add_linear_triplets(
+            "known_dynamics",
+            points.clone().flat_map(|k| {
+                let coupling = &coupling;
+                coupling
+                    .linear
+                    .iter()
+                    .map(move |&(i, jj, c)| (row(k, i), states.at(&[k, jj]), -c))
+            }),
+        );
+
+        // Data fit at the observation times.
+        let t_obs: Vec<f64> = train.iter().map(|&k| p.data.t[k]).collect();
+        let l = interpolation_matrix(nodes, &t_obs)?;
+        add_fit(&mut m, &l, states, train, p, d, observations)?;
+        equations.push((colloc, defects));
+    }
     m.add_l2(L2Regularization::new(
         "regularization",
         theta.indices(),
@@ -444,48 +550,65 @@ pub fn build_stage(
         ));
     }
 
-    let mut initial_rows = Vec::new();
-    if problem.fix_initial_state {
+    let mut initial_rows = vec![Vec::new(); problems.len()];
+    for (j, ((p, states), train)) in problems.iter().zip(&state_blocks).zip(&trains).enumerate() {
+        if !p.fix_initial_state {
+            continue;
+        }
         let first = train[0];
         let c = m.add_constraints(ConSpec::with_bounds(
-            "initial_state",
-            problem.data.y[first].clone(),
-            problem.data.y[first].clone(),
+            block_name("initial_state", j),
+            p.data.y[first].clone(),
+            p.data.y[first].clone(),
         ))?;
-        let l0 = interpolation_matrix(nodes, &[problem.data.t[first]])?;
+        let l0 = interpolation_matrix(&p.nodes, &[p.data.t[first]])?;
         m.add_linear_triplets(
             "initial_state",
-            l0.row(0).flat_map(|(j, v)| {
-                let (c, states) = (&c, &states);
-                (0..d).map(move |i| (c.row(i), states.at(&[j, i]), v))
+            l0.row(0).flat_map(|(jj, v)| {
+                let c = &c;
+                (0..d).map(move |i| (c.row(i), states.at(&[jj, i]), v))
             }),
         );
-        initial_rows.extend((0..d).map(|i| c.row(i)));
+        initial_rows[j].extend((0..d).map(|i| c.row(i)));
     }
 
-    match formulation {
-        Formulation::Reduced => add_reduced_network(
-            &mut m,
-            &init,
-            &states,
-            &theta,
-            (points.clone(), &nodes.times),
-            spec.time_input,
-            &network_row,
-        )?,
-        Formulation::Full => add_full_network(
-            &mut m,
-            &init,
-            &states,
-            &theta,
-            &start_states,
-            problem,
-            &network_row,
-        )?,
+    for (j, ((p, states), (colloc, _))) in problems
+        .iter()
+        .zip(&state_blocks)
+        .zip(&equations)
+        .enumerate()
+    {
+        let first_point = p.nodes.collocation_points().start;
+        // The network's outputs drive the rows of `coupling.output_states`.
+        let network_row =
+            |k: usize, o: usize| colloc.row((k - first_point) * d + coupling.output_states[o]);
+        match formulation {
+            Formulation::Reduced => add_reduced_network(
+                &mut m,
+                &init,
+                states,
+                &theta,
+                (p.nodes.collocation_points(), &p.nodes.times),
+                (spec.time_input, j),
+                &network_row,
+            )?,
+            Formulation::Full => add_full_network(
+                &mut m,
+                &init,
+                states,
+                &theta,
+                (&start_states[j], j),
+                p,
+                &network_row,
+            )?,
+        }
     }
 
     let mut nlp = m.build()?;
-    if formulation == Formulation::Reduced && !nodes.elements.is_empty() {
+    // One trajectory on one global grid: a KKT matrix of dense blocks, left to IPOPT's
+    // choice (dense LDLᵀ or MUMPS).
+    let chained = problems.len() > 1 || !problem.nodes.elements.is_empty();
+    if formulation == Formulation::Reduced && chained {
         // Finite elements: each element's own states and collocation equations form a block
         // coupled only to its neighbours; θ couples everything and is eliminated last (see
         // colloc_solvers' block-arrow solver). The first state (and the initial-state rows)
@@ -493,50 +616,99 @@ pub fn build_stage(
         // recursion (the data downstream pin the state), whereas with y(t0) eliminated last
         // it would be single shooting, whose sensitivities grow like the dynamics' expanding
         // modes (measured: multipliers of 1e7 and a wrong inertia on a 375-unit window).
-        let mut chain: Vec<KktBlock> = nodes
-            .elements
-            .iter()
-            .map(|(first, local)| {
-                let owned = first + 1..first + local.len();
-                KktBlock {
-                    variables: owned
-                        .clone()
-                        .flat_map(|k| (0..d).map(move |i| (k, i)))
-                        .map(|(k, i)| states.at(&[k, i]))
-                        .chain(
-                            owned
-                                .clone()
-                                .flat_map(|k| (0..d).filter_map(move |i| defect(k, i))),
-                        )
-                        .collect(),
-                    constraints: owned.flat_map(|k| (0..d).map(move |i| row(k, i))).collect(),
-                }
-            })
-            .collect();
-        if let Some(first) = chain.first_mut() {
-            first
-                .variables
-                .splice(0..0, (0..d).map(|i| states.at(&[0, i])));
-            first.constraints.splice(0..0, initial_rows);
+        // Several trajectories: their chains one after another (they meet only in θ); a
+        // trajectory on a global grid is one block.
+        let mut chain = Vec::new();
+        let mut global_rows = Vec::new();
+        for (j, p) in problems.iter().enumerate() {
+            let states = &state_blocks[j];
+            let (colloc, defects) = &equations[j];
+            let first_point = p.nodes.collocation_points().start;
+            let row = |k: usize, i: usize| colloc.row((k - first_point) * d + i);
+            let defect =
+                |k: usize, i: usize| defects.as_ref().map(|s| s.at(&[(k - first_point) * d + i]));
+            // A block of nodes `owned` with their collocation rows.
+            let block = |owned: std::ops::Range<usize>| KktBlock {
+                variables: owned
+                    .clone()
+                    .flat_map(|k| (0..d).map(move |i| (k, i)))
+                    .map(|(k, i)| states.at(&[k, i]))
+                    .chain(
+                        owned
+                            .clone()
+                            .flat_map(|k| (0..d).filter_map(move |i| defect(k, i))),
+                    )
+                    .collect(),
+                constraints: owned.flat_map(|k| (0..d).map(move |i| row(k, i))).collect(),
+            };
+            if p.nodes.elements.is_empty() {
+                // Global collocation (rows at every node): the trajectory is one square block;
+                // its initial-state rows join θ's.
+                chain.push(block(0..p.nodes.len()));
+                global_rows.append(&mut initial_rows[j]);
+                continue;
+            }
+            let mut blocks: Vec<KktBlock> = p
+                .nodes
+                .elements
+                .iter()
+                .map(|(first, local)| block(first + 1..first + local.len()))
+                .collect();
+            if let Some(first) = blocks.first_mut() {
+                first
+                    .variables
+                    .splice(0..0, (0..d).map(|i| states.at(&[0, i])));
+                first
+                    .constraints
+                    .splice(0..0, std::mem::take(&mut initial_rows[j]));
+            }
+            chain.extend(blocks);
         }
         nlp.set_kkt_blocks(KktBlocks {
             chain,
             global: KktBlock {
                 variables: theta.indices().collect(),
-                constraints: Vec::new(),
+                constraints: global_rows,
             },
         });
     }
-    Ok(CollocationNlp {
+    let trajectories = state_blocks
+        .into_iter()
+        .zip(equations)
+        .zip(start_states)
+        .map(|((states, (_, defects)), start_states)| TrajectoryBlocks {
+            states,
+            defects,
+            start_states,
+        })
+        .collect();
+    Ok(JointNlp {
         nlp,
-        states,
+        trajectories,
         theta,
-        defects,
         init,
-        start_states,
         build_s: started.elapsed().as_secs_f64() - prefit_s,
         prefit_s,
     })
+}
+
+/// Local linear smoothing of a problem's training observations (rows `train`) at its nodes:
+/// the collocation states' start.
+fn smoothed_states(problem: &Problem, train: &[usize]) -> Vec<Vec<f64>> {
+    let d = problem.data.dim();
+    let nodes = &problem.nodes;
+    let t_obs: Vec<f64> = train.iter().map(|&k| problem.data.t[k]).collect();
+    let series: Vec<Vec<f64>> = (0..d)
+        .map(|i| train.iter().map(|&k| problem.data.y[k][i]).collect())
+        .collect();
+    let bw = bandwidth(problem.smoothing, &t_obs, &series);
+    let per_state: Vec<Vec<f64>> = series
+        .iter()
+        .map(|y| local_linear(&t_obs, y, &nodes.times, bw))
+        .collect();
+    (0..nodes.len())
+        .map(|k| (0..d).map(|i| per_state[i][k]).collect())
+        .collect()
 }
 
 /// The network parameters θ as a variable block, bounded by `[bounds] parameters`, starting
@@ -567,7 +739,7 @@ fn add_reduced_network(
     states: &VarBlock,
     theta: &VarBlock,
     (points, times): (std::ops::Range<usize>, &[f64]),
-    time_input: bool,
+    (time_input, trajectory): (bool, usize),
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
     let (d_in, d) = (init.state_inputs(), init.n_outputs());
@@ -582,7 +754,7 @@ fn add_reduced_network(
             })
             .collect();
         m.add_structured(ReducedNetwork::new(
-            "network",
+            block_name("network", trajectory),
             init,
             theta.index(0),
             network_points,
@@ -594,7 +766,7 @@ fn add_reduced_network(
             states,
             theta,
             (points.clone(), times),
-            time_input,
+            (time_input, trajectory),
             row,
         )?;
     }
@@ -615,12 +787,12 @@ fn add_reduced_units(
     states: &VarBlock,
     theta: &VarBlock,
     (points, times): (std::ops::Range<usize>, &[f64]),
-    time_input: bool,
+    (time_input, trajectory): (bool, usize),
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
     let (d_in, d, hidden) = (init.state_inputs(), init.n_outputs(), init.layers[1]);
     let n_in = 2 * d_in + 1 + d + usize::from(time_input);
-    let mut units = ElementGroup::new("network", n_in, d);
+    let mut units = ElementGroup::new(block_name("network", trajectory), n_in, d);
     units.reserve(points.len() * hidden);
     let mut inputs = Vec::with_capacity(n_in);
     for k in points.clone() {
@@ -654,6 +826,7 @@ fn add_fit(
     train: &[usize],
     problem: &Problem,
     d: usize,
+    observations: usize,
 ) -> Result<(), TrainError> {
     let mut a =
         sprs::TriMat::with_capacity((train.len() * d, states.offset + states.len()), l.nnz() * d);
@@ -670,7 +843,7 @@ fn add_fit(
         name: "data_fit".into(),
         matrix: a.to_csr(),
         target,
-        weight: 1.0 / train.len() as f64,
+        weight: 1.0 / observations as f64,
     });
     Ok(())
 }
@@ -681,10 +854,11 @@ fn add_full_network(
     init: &Mlp,
     states: &VarBlock,
     theta: &VarBlock,
-    start_states: &[Vec<f64>],
+    (start_states, trajectory): (&[Vec<f64>], usize),
     problem: &Problem,
     row: &dyn Fn(usize, usize) -> usize,
 ) -> Result<(), TrainError> {
+    let name = |base: String| block_name(&base, trajectory);
     let nodes = &problem.nodes;
     let (d, d_out) = (init.state_inputs(), init.n_outputs());
     // Network variables at the collocation points, `[point − first, unit]`.
@@ -716,19 +890,25 @@ fn add_full_network(
             x = h;
         }
     }
-    let mut products = ElementGroup::new("products", 2, 1);
-    let mut activations = ElementGroup::new("activations", 1, 1);
+    let mut products = ElementGroup::new(name("products".into()), 2, 1);
+    let mut activations = ElementGroup::new(name("activations".into()), 1, 1);
     let mut prev: Option<VarBlock> = None;
     for l in 0..n_layers - 1 {
         let (n_in, width) = (init.layers[l], init.layers[l + 1]);
         let z = m.add_variables(
-            VarSpec::new(format!("z{}", l + 1), &[n, width]).start_each(z_start[l].concat()),
+            VarSpec::new(name(format!("z{}", l + 1)), &[n, width]).start_each(z_start[l].concat()),
         )?;
         let h = m.add_variables(
-            VarSpec::new(format!("h{}", l + 1), &[n, width]).start_each(h_start[l].concat()),
+            VarSpec::new(name(format!("h{}", l + 1)), &[n, width]).start_each(h_start[l].concat()),
         )?;
-        let pre = m.add_constraints(ConSpec::equal_zero(format!("pre{}", l + 1), n * width))?;
-        let act = m.add_constraints(ConSpec::equal_zero(format!("act{}", l + 1), n * width))?;
+        let pre = m.add_constraints(ConSpec::equal_zero(
+            name(format!("pre{}", l + 1)),
+            n * width,
+        ))?;
+        let act = m.add_constraints(ConSpec::equal_zero(
+            name(format!("act{}", l + 1)),
+            n * width,
+        ))?;
         let mut lin = Vec::new();
         for (p, k) in points.clone().enumerate() {
             for j in 0..width {

@@ -49,25 +49,26 @@ pub enum TrainError {
     /// The formulation does not support this network.
     #[error("{0}")]
     Unsupported(String),
-    /// A further trajectory of an ADMM run could not be used.
-    #[error("ADMM trajectory {path}: {message}")]
-    Trajectory {
-        /// Its problem file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// A problem (a further trajectory, or a problem restated in other coordinates) is
+    /// invalid.
+    #[error("{0}")]
+    Problem(#[from] crate::problem::ProblemError),
 }
 
 mod build;
 mod evaluation;
+mod joint;
 
 use build::defect_term_weight;
-pub use build::{build, build_stage, build_with, prefit, CollocationNlp, Proximal};
+pub use build::{
+    build, build_joint, build_stage, build_with, prefit, prefit_joint, CollocationNlp, JointNlp,
+    Proximal, TrajectoryBlocks,
+};
 pub use evaluation::{
     collocation_defect, evaluate, simulate_and_score, CollocationDefect, Evaluation, LearnedOde,
     DEFECT_WARNING_RELATIVE,
 };
+pub use joint::{pooled_scores, train_joint, PooledScores};
 
 /// Everything a collocation run produced.
 pub struct CollocationRun {

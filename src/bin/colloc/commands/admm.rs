@@ -66,7 +66,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-admm", problem.name)));
     let input_or_run = |e: TrainError| match e {
-        TrainError::Network(_) | TrainError::Unsupported(_) | TrainError::Trajectory { .. } => {
+        TrainError::Network(_) | TrainError::Unsupported(_) | TrainError::Problem(_) => {
             Failure::input(e)
         }
         other => Failure::run(other),

@@ -52,12 +52,25 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&problem.name));
 
+    let further = problem
+        .load_trajectories(&problem.trajectories, "trajectories")
+        .map_err(Failure::input)?;
+    let problems: Vec<colloc::problem::Problem> =
+        std::iter::once(problem.clone()).chain(further).collect();
     if !args.quiet {
         eprintln!(
-            "colloc solve {}: {} states, {} collocation points, model {:?} {}, {:?} formulation",
+            "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {:?} formulation",
             problem.name,
             problem.data.dim(),
             problem.nodes.len(),
+            match problems.len() {
+                1 => String::new(),
+                n => format!(
+                    " (+ {} on {} further trajectories)",
+                    problems[1..].iter().map(|p| p.nodes.len()).sum::<usize>(),
+                    n - 1
+                ),
+            },
             problem.model.layers,
             problem.model.activation,
             formulation
@@ -83,47 +96,85 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         }
         watch.keep_going()
     };
-    let run = collocation::train(&problem, formulation, init.as_ref(), &mut observer).map_err(
-        |e| match e {
-            TrainError::Network(_) | TrainError::Unsupported(_) => Failure::input(e),
-            other => Failure::run(other),
-        },
-    )?;
+    let as_failure = |e: TrainError| match e {
+        TrainError::Network(_) | TrainError::Unsupported(_) | TrainError::Problem(_) => {
+            Failure::input(e)
+        }
+        other => Failure::run(other),
+    };
+    let runs = if problems.len() == 1 {
+        vec![
+            collocation::train(&problem, formulation, init.as_ref(), &mut observer)
+                .map_err(as_failure)?,
+        ]
+    } else {
+        collocation::train_joint(&problems, formulation, init.as_ref(), &mut observer)
+            .map_err(as_failure)?
+    };
+    let run = &runs[0];
     let ev = &run.evaluation;
     let stats = &run.solution.stats;
     let rounds = &run.refinements;
     let totals = run.totals();
-    let summary = Summary {
-        problem: &problem.name,
-        method: "collocation",
-        formulation,
-        status: match stop.timed_out() {
-            Some(limit) => format!(
-                "time limit ({limit} s) reached (IPOPT: {})",
-                run.solution.status
-            ),
-            None => run.solution.status.to_string(),
-        },
-        success: run.solution.is_success(),
-        iterations: totals.iterations,
-        wall_s: started.elapsed().as_secs_f64(),
-        build_s: totals.build_s,
-        prefit_s: totals.prefit_s,
-        solve_s: totals.solve_s,
-        eval_s: totals.eval_s,
-        objective: run.solution.objective,
-        scores: ev,
-        size: run.dims,
-        seed: problem.seed,
-        ipopt_stats: stats,
-        penalty_stages: &run.stages,
-        parameter_scaling: problem.parameter_scaling,
-        smoothing: problem.smoothing,
-        normalization: run.model.normalization.as_ref(),
-        collocation_points: run.nodes.len(),
-        refinements: rounds,
+    let status = match stop.timed_out() {
+        Some(limit) => format!(
+            "time limit ({limit} s) reached (IPOPT: {})",
+            run.solution.status
+        ),
+        None => run.solution.status.to_string(),
     };
-    report::write_collocation(&out, &problem, &run, &summary).map_err(Failure::run)?;
+    let summary_of = |j: usize| {
+        let (p, r) = (&problems[j], &runs[j]);
+        Summary {
+            problem: &p.name,
+            method: "collocation",
+            formulation,
+            status: status.clone(),
+            success: r.solution.is_success(),
+            iterations: totals.iterations,
+            wall_s: started.elapsed().as_secs_f64(),
+            build_s: totals.build_s,
+            prefit_s: totals.prefit_s,
+            solve_s: totals.solve_s,
+            eval_s: totals.eval_s,
+            objective: r.solution.objective,
+            scores: &r.evaluation,
+            size: r.dims,
+            seed: p.seed,
+            ipopt_stats: &r.solution.stats,
+            penalty_stages: &r.stages,
+            parameter_scaling: problem.parameter_scaling,
+            smoothing: p.smoothing,
+            normalization: r.model.normalization.as_ref(),
+            collocation_points: r.nodes.len(),
+            refinements: &r.refinements,
+            trajectories: Vec::new(),
+            pooled: None,
+        }
+    };
+    // A joint solve: each further trajectory's files in `trajectory<j>/`.
+    let folder = |j: usize| format!("trajectory{j}");
+    for (j, (p, r)) in problems.iter().zip(&runs).enumerate().skip(1) {
+        report::write_collocation(&out.join(folder(j)), p, r, &summary_of(j))
+            .map_err(Failure::run)?;
+    }
+    let mut summary = summary_of(0);
+    if runs.len() > 1 {
+        summary.trajectories = problems
+            .iter()
+            .zip(&runs)
+            .enumerate()
+            .map(|(j, (p, r))| report::TrajectorySummary {
+                name: &p.name,
+                file: p.path.display().to_string(),
+                folder: if j == 0 { ".".into() } else { folder(j) },
+                observations: p.data.indices(colloc::problem::Split::Train).len(),
+                scores: &r.evaluation,
+            })
+            .collect();
+        summary.pooled = Some(collocation::pooled_scores(&problems, &runs));
+    }
+    report::write_collocation(&out, &problems[0], run, &summary).map_err(Failure::run)?;
 
     println!("{:<18} {}", "status", summary.status);
     for round in rounds {
@@ -164,6 +215,32 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         "{:<18} {} vars, {} cons, {} jac nnz, {} hess nnz",
         "size", run.dims.n_vars, run.dims.n_cons, run.dims.nnz_jac, run.dims.nnz_hess
     );
+    if let Some(pooled) = &summary.pooled {
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
+        println!(
+            "{:<18} {:>10} {:>11} {:>11} {:>15}  folder",
+            "trajectories", "fit_mse", "train_mse", "test_mse", "test_mse_clean"
+        );
+        for t in &summary.trajectories {
+            println!(
+                "  {:<16} {:>10} {:>11} {:>11} {:>15}  {}",
+                t.name,
+                f(t.scores.fit_mse),
+                f(t.scores.train_mse),
+                f(t.scores.test_mse),
+                f(t.scores.test_mse_clean),
+                t.folder
+            );
+        }
+        println!(
+            "  {:<16} {:>10} {:>11} {:>11} {:>15}",
+            "pooled",
+            f(pooled.fit_mse),
+            f(pooled.train_mse),
+            f(pooled.test_mse),
+            f(pooled.test_mse_clean)
+        );
+    }
     super::print_results_folder(ev, &out);
     if summary.success {
         super::warn_if_grid_too_coarse(ev);

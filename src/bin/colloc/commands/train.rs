@@ -65,6 +65,14 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     super::single_blas_thread();
     let started = Instant::now();
     let mut problem = super::load_problem(&args.file, &args.overrides)?;
+    if !problem.trajectories.is_empty() {
+        return Err(Failure::input(format!(
+            "{}: field `trajectories`: the sequential trainers learn from one trajectory; \
+             `colloc solve` (one NLP) and `colloc admm` (batches) learn from several — remove \
+             `trajectories` to train on this file's own data",
+            args.file.display()
+        )));
+    }
     let mut settings = problem.sequential.clone();
     let mut method_name = None;
     if let Some(m) = &args.method {
