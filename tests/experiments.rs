@@ -350,3 +350,24 @@ fn bad_trajectories_are_refused() {
         "{stderr}"
     );
 }
+
+/// The same experiments by consensus (`colloc admm`: each experiment one batch): both
+/// residuals fall below their tolerances and the consensus fits the first experiment to the
+/// noise level (σ = 0.02: 4e-4).
+#[test]
+fn the_experiments_reach_consensus_by_admm() {
+    let d = dir("admm");
+    let out = d.join("out");
+    let (code, stdout, stderr) = colloc(&[
+        "admm",
+        "problems/reactions_experiments.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["status"], "converged", "{s}");
+    assert_eq!(s["batches"], 3);
+    assert!(s["train_mse"].as_f64().unwrap() < 6e-4, "{s}");
+}
