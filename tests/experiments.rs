@@ -282,13 +282,10 @@ fn bad_trajectories_are_refused() {
             &["trajectories", "line 12"],
         ),
         (
-            "train",
+            "sweep",
             &|t| t.to_string(),
-            "train",
-            &[
-                "trajectories",
-                "sequential trainers learn from one trajectory",
-            ],
+            "train --sweep",
+            &["trajectories", "--sweep with several trajectories"],
         ),
         (
             "stages",
@@ -312,13 +309,9 @@ fn bad_trajectories_are_refused() {
     for (name, edit, command, needles) in cases {
         let main = reactor_files(&d.join(name), edit);
         let out = d.join(name).join("out");
-        let (code, stdout, stderr) = colloc(&[
-            command,
-            main.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.extend([main.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"]);
+        let (code, stdout, stderr) = colloc(&args);
         assert_eq!(code, Some(2), "{name}: {stdout}{stderr}");
         for needle in needles {
             assert!(stderr.contains(needle), "{name}: {needle}: {stderr}");
@@ -370,4 +363,63 @@ fn the_experiments_reach_consensus_by_admm() {
     assert_eq!(s["status"], "converged", "{s}");
     assert_eq!(s["batches"], 3);
     assert!(s["train_mse"].as_f64().unwrap() < 6e-4, "{s}");
+}
+
+/// The sequential trainers on the same experiments: one network, each experiment its own
+/// trajectory (and its own learned start), the loss pooled over all observations; the
+/// outputs as `colloc solve`'s (`trajectories`, `pooled`, a folder per further experiment
+/// that `colloc predict --run` reproduces).
+#[test]
+fn the_sequential_trainers_learn_from_several_experiments() {
+    let d = dir("train");
+    for method in ["vanilla", "homotopy", "shooting"] {
+        let out = d.join(method);
+        let (code, stdout, stderr) = colloc(&[
+            "train",
+            "problems/reactions_experiments.toml",
+            "--method",
+            method,
+            "--epochs",
+            "300",
+            "--learn-initial-state",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(code, Some(0), "{method}: {stdout}{stderr}");
+        let s = json(&out.join("summary.json"));
+        common::assert_summary_keys(&s, &["trajectories", "pooled", "best_epoch"]);
+        let t = s["trajectories"].as_array().unwrap();
+        assert_eq!(t.len(), 3, "{s}");
+        let mean = t
+            .iter()
+            .map(|x| x["train_mse"].as_f64().unwrap())
+            .sum::<f64>()
+            / 3.0;
+        let pooled = s["pooled"]["train_mse"].as_f64().unwrap();
+        assert!((pooled - mean).abs() <= 1e-12 * mean, "{pooled} vs {mean}");
+        // Every experiment learned (σ = 0.02: 4e-4 at the noise level).
+        for x in t {
+            assert!(x["train_mse"].as_f64().unwrap() < 1.5e-3, "{method}: {x}");
+        }
+        // Each experiment's own learned start, and its folder reproduces its figures.
+        let starts: Vec<&serde_json::Value> = t.iter().map(|x| &x["start_state"]).collect();
+        assert!(
+            starts[0] != starts[1] && starts[1] != starts[2],
+            "{starts:?}"
+        );
+        let folder = out.join("trajectory2");
+        let sub = json(&folder.join("summary.json"));
+        assert_eq!(sub["start_state"], *starts[2]);
+        let (code, _, report) = colloc(&["predict", "--run", folder.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{report}");
+        let expected = (sub["train_mse"].as_f64().unwrap() * 31.0
+            + sub["test_mse"].as_f64().unwrap() * 30.0)
+            / 61.0;
+        let mse = common::predicted_mse(&report);
+        assert!(
+            (mse - expected).abs() <= 1e-4 * expected,
+            "{method}: {mse} vs {expected}"
+        );
+    }
 }

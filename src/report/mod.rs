@@ -269,6 +269,11 @@ pub struct SequentialSummary<'a> {
     /// The hyper-parameter sweep that selected these settings (`colloc train --sweep`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepSummary>,
+    /// The trajectories of a run on several (the problem file's `trajectories`), as in
+    /// [`Summary`]; empty for one.
+    pub trajectories: Vec<TrajectorySummary<'a>>,
+    /// Observation-weighted means over those trajectories (null for one).
+    pub pooled: Option<crate::training::collocation::PooledScores>,
 }
 
 /// `sweep` in `summary.json` of `colloc train --sweep`.

@@ -19,4 +19,4 @@ pub use settings::{
     TrainMethod,
 };
 pub use spline::{default_smoothing, SmoothingSpline};
-pub use trainer::{train, EpochRecord, SequentialError, Series, TrainReport};
+pub use trainer::{train, train_many, EpochRecord, SequentialError, Series, TrainReport};

@@ -49,9 +49,10 @@ pub struct TrainReport {
     pub best_epoch: usize,
     /// Its training MSE.
     pub best_mse: f64,
-    /// The state its trajectory starts from at the first observation time: the first
-    /// observation, or the learned start with `learn_initial_state`.
-    pub best_start: Vec<f64>,
+    /// The states its trajectories start from at their first observation times, one per
+    /// series: the first observation (or the given start), or the learned start with
+    /// `learn_initial_state`.
+    pub best_starts: Vec<Vec<f64>>,
     /// Per-epoch record.
     pub curve: Vec<EpochRecord>,
     /// Right-hand-side evaluations of all forward solves.
@@ -186,21 +187,52 @@ pub fn train(
     settings: &SequentialSettings,
     observer: &mut dyn FnMut(&EpochRecord) -> bool,
 ) -> Result<TrainReport, SequentialError> {
-    let n_obs = data.t.len();
-    if n_obs < 2 {
+    train_many(
+        init,
+        &[start],
+        std::slice::from_ref(data),
+        settings,
+        observer,
+    )
+}
+
+/// [`train`] on several series (experiments) at once: one network, each series its own
+/// trajectory from its own start (`starts[j]`, default its first observation; learned per
+/// series with `learn_initial_state`), its own homotopy spline or shooting segments. The loss
+/// is the observation-weighted mean of the series' losses (series j weighs `n_j/Σn`), so for
+/// the data term it is the MSE over all observations; the best parameters are selected by
+/// the pooled uncoupled MSE. The trained vector holds θ, then each series' corrections.
+pub fn train_many(
+    init: &Mlp,
+    starts: &[Option<&[f64]>],
+    data: &[Series],
+    settings: &SequentialSettings,
+    observer: &mut dyn FnMut(&EpochRecord) -> bool,
+) -> Result<TrainReport, SequentialError> {
+    if data.is_empty() || starts.len() != data.len() {
         return Err(SequentialError::Data(format!(
-            "sequential training needs at least 2 training observations, got {n_obs}"
+            "{} series and {} starts: need one start (or none) per series",
+            data.len(),
+            starts.len()
         )));
     }
-    let d = data.y[0].len();
-    if let Some(s) = start {
-        if s.len() != d || s.iter().any(|v| !v.is_finite()) {
+    for (series, start) in data.iter().zip(starts) {
+        let n_obs = series.t.len();
+        if n_obs < 2 {
             return Err(SequentialError::Data(format!(
-                "the start state needs {d} finite values, got {s:?}"
+                "sequential training needs at least 2 training observations, got {n_obs}"
             )));
         }
+        let d = series.y[0].len();
+        if let Some(s) = start {
+            if s.len() != d || s.iter().any(|v| !v.is_finite()) {
+                return Err(SequentialError::Data(format!(
+                    "the start state needs {d} finite values, got {s:?}"
+                )));
+            }
+        }
     }
-    let objective = Objective::new(init, start, data, settings)?;
+    let objective = Objectives::new(init, starts, data, settings)?;
     let total = settings.total_epochs();
     let mut params = objective.initial_vector();
     let n_theta = init.n_params();
@@ -217,7 +249,7 @@ pub fn train(
         best: init.clone(),
         best_epoch: 0,
         best_mse: f64::INFINITY,
-        best_start: objective.start_of(&params),
+        best_starts: objective.starts_of(&params),
         // Reserved up front for ordinary budgets only: the epoch count is the user's.
         curve: Vec::with_capacity(total.min(100_000)),
         nfe: 0,
@@ -253,7 +285,7 @@ pub fn train(
             report.best_mse = train_mse;
             report.best_epoch = epoch;
             report.best.params.copy_from_slice(&params[..n_theta]);
-            report.best_start = objective.start_of(&params);
+            report.best_starts = objective.starts_of(&params);
         }
         let record = EpochRecord {
             epoch,
@@ -282,6 +314,125 @@ pub fn train(
         }
     }
     Ok(report)
+}
+
+/// The epoch loss of several series as one function of the trained vector `θ | corrections of
+/// series 0 | corrections of series 1 | …`: each series' [`Objective`] on θ and its own
+/// corrections, weighted by its share of the observations.
+struct Objectives<'a> {
+    parts: Vec<Objective<'a>>,
+    /// Series j's share of all observations.
+    weights: Vec<f64>,
+    /// Where series j's corrections begin in the trained vector (and, last, its length).
+    offsets: Vec<usize>,
+    n_theta: usize,
+}
+
+impl<'a> Objectives<'a> {
+    fn new(
+        init: &'a Mlp,
+        starts: &[Option<&[f64]>],
+        data: &'a [Series],
+        settings: &'a SequentialSettings,
+    ) -> Result<Self, SequentialError> {
+        let parts = data
+            .iter()
+            .zip(starts)
+            .map(|(series, start)| Objective::new(init, *start, series, settings))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: usize = data.iter().map(|s| s.t.len()).sum();
+        let weights = data
+            .iter()
+            .map(|s| s.t.len() as f64 / total as f64)
+            .collect();
+        let n_theta = init.n_params();
+        let mut offsets = vec![n_theta];
+        for part in &parts {
+            let extra = part.initial_vector().len() - n_theta;
+            offsets.push(offsets[offsets.len() - 1] + extra);
+        }
+        Ok(Self {
+            parts,
+            weights,
+            offsets,
+            n_theta,
+        })
+    }
+
+    /// θ of `init`, then every series' zero corrections.
+    fn initial_vector(&self) -> Vec<f64> {
+        let mut params = self.parts[0].init.params.clone();
+        params.resize(self.offsets[self.offsets.len() - 1], 0.0);
+        params
+    }
+
+    /// Every series' start.
+    fn starts_of(&self, params: &[f64]) -> Vec<Vec<f64>> {
+        if self.parts.len() == 1 {
+            return vec![self.parts[0].start_of(params)];
+        }
+        (0..self.parts.len())
+            .map(|j| self.parts[j].start_of(&self.local_owned(params, j)))
+            .collect()
+    }
+
+    /// Series j's own vector: θ and its corrections.
+    fn local_owned(&self, params: &[f64], j: usize) -> Vec<f64> {
+        let mut v = params[..self.n_theta].to_vec();
+        v.extend_from_slice(&params[self.offsets[j]..self.offsets[j + 1]]);
+        v
+    }
+
+    /// The weighted sum of the series' evaluations (one series: its own, untouched).
+    fn combine(
+        &self,
+        params: &[f64],
+        each: impl Fn(&Objective<'a>, &[f64]) -> Result<EpochEval, OdeError>,
+    ) -> Result<EpochEval, OdeError> {
+        if self.parts.len() == 1 {
+            return each(&self.parts[0], params);
+        }
+        let mut total = EpochEval {
+            loss: 0.0,
+            grad: vec![0.0; params.len()],
+            train_mse: Some(0.0),
+            nfe: 0,
+        };
+        for (j, (part, w)) in self.parts.iter().zip(&self.weights).enumerate() {
+            let local = self.local_owned(params, j);
+            let e = each(part, &local)?;
+            total.loss += w * e.loss;
+            total.nfe += e.nfe;
+            total.train_mse = match (total.train_mse, e.train_mse) {
+                (Some(a), Some(b)) => Some(a + w * b),
+                _ => None,
+            };
+            if !e.grad.is_empty() {
+                for (g, v) in total.grad[..self.n_theta].iter_mut().zip(&e.grad) {
+                    *g += w * v;
+                }
+                let own = &mut total.grad[self.offsets[j]..self.offsets[j + 1]];
+                for (g, v) in own.iter_mut().zip(&e.grad[self.n_theta..]) {
+                    *g = w * v;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// The pooled uncoupled MSE, with its gradient when asked.
+    fn uncoupled(&self, params: &[f64], with_grad: bool) -> Result<EpochEval, OdeError> {
+        let mut e = self.combine(params, |part, p| part.uncoupled(p, with_grad))?;
+        if !with_grad {
+            e.grad.clear();
+        }
+        Ok(e)
+    }
+
+    /// The weighted method losses at homotopy parameter `lambda`.
+    fn epoch(&self, params: &[f64], lambda: f64) -> Result<EpochEval, OdeError> {
+        self.combine(params, |part, p| part.epoch(p, lambda))
+    }
 }
 
 /// The loss of one epoch of the chosen method as a function of the trained vector — θ, then
@@ -616,6 +767,78 @@ mod tests {
         }
     }
 
+    /// Several series: the weighted loss's gradient in θ and in every series' own corrections
+    /// matches finite differences, for every method with and without learned starts; the
+    /// pooled training MSE is the observation-weighted mean of the series' own.
+    #[test]
+    fn several_series_gradient_matches_finite_differences() {
+        let init = Mlp::xavier(&[2, 6, 2], Activation::Gelu, false, 3).unwrap();
+        let first = harmonic();
+        // A second series: another start, fewer points over a shorter window.
+        let second = Series {
+            t: first.t[..14].to_vec(),
+            y: first.t[..14]
+                .iter()
+                .map(|&t| vec![0.5 * (t + 0.4).cos(), -0.5 * (t + 0.4).sin()])
+                .collect(),
+        };
+        let data = [first, second];
+        for method in TrainMethod::ALL {
+            for learn_initial_state in [false, true] {
+                let settings = SequentialSettings {
+                    method,
+                    learn_initial_state,
+                    rtol: 1e-10,
+                    atol: 1e-12,
+                    shooting: crate::sequential::ShootingSettings {
+                        segments: 3,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let objective =
+                    Objectives::new(&init, &[Some(&[0.9, 0.15]), None], &data, &settings).unwrap();
+                let mut p = objective.initial_vector();
+                let n = init.n_params();
+                assert!(p.len() > n || !learn_initial_state && method != TrainMethod::Shooting);
+                for (k, v) in p[n..].iter_mut().enumerate() {
+                    *v += 0.01 * (k as f64 - 2.0);
+                }
+                let lambda = if method == TrainMethod::Homotopy {
+                    1.0
+                } else {
+                    0.0
+                };
+                let grad = objective.epoch(&p, lambda).unwrap().grad;
+                assert_eq!(grad.len(), p.len());
+                let h = 1e-6;
+                for i in (0..n).step_by(5).chain(n..p.len()) {
+                    let fd =
+                        central_difference(&p, i, h, |q| objective.epoch(q, lambda).unwrap().loss);
+                    assert!(
+                        (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
+                        "{method} (learned start {learn_initial_state}): entry {i}: {} vs {fd}",
+                        grad[i]
+                    );
+                }
+                // Pooled MSE: each series' own uncoupled MSE weighted by its points.
+                let pooled = objective.uncoupled(&p, false).unwrap().loss;
+                let own: Vec<f64> = (0..2)
+                    .map(|j| {
+                        let local = objective.local_owned(&p, j);
+                        objective.parts[j].uncoupled(&local, false).unwrap().loss
+                    })
+                    .collect();
+                let (a, b) = (data[0].t.len() as f64, data[1].t.len() as f64);
+                let expected = (own[0] * a + own[1] * b) / (a + b);
+                assert!(
+                    (pooled - expected).abs() < 1e-14 * expected,
+                    "{pooled} vs {expected}"
+                );
+            }
+        }
+    }
+
     /// `(f(p + h e_i) − f(p − h e_i)) / 2h`.
     fn central_difference(p: &[f64], i: usize, h: f64, f: impl Fn(&[f64]) -> f64) -> f64 {
         let (mut up, mut dn) = (p.to_vec(), p.to_vec());
@@ -697,14 +920,14 @@ mod tests {
         };
         let a = train(&init, None, &data, &fixed, &mut |_| true).unwrap();
         let b = train(&init, None, &data, &learned, &mut |_| true).unwrap();
-        assert_eq!(a.best_start, data.y[0]);
-        let off = ((b.best_start[0] - 1.0).powi(2) + b.best_start[1].powi(2)).sqrt();
+        assert_eq!(a.best_starts[0], data.y[0]);
+        let off = ((b.best_starts[0][0] - 1.0).powi(2) + b.best_starts[0][1].powi(2)).sqrt();
         // The first observation is data too, so the fit leans towards it (measured: 0.32 off,
         // against 0.57 for the observation).
         assert!(
             off < 0.6 * 0.4 * 2f64.sqrt(),
             "learned start {:?}",
-            b.best_start
+            b.best_starts[0]
         );
         assert!(
             b.best_mse < 0.5 * a.best_mse,
@@ -717,8 +940,7 @@ mod tests {
             r.epoch < 1
         })
         .unwrap();
-        assert!(c
-            .best_start
+        assert!(c.best_starts[0]
             .iter()
             .zip([1.0, 0.0])
             .all(|(s, t)| (s - t).abs() < 0.05));
@@ -728,7 +950,7 @@ mod tests {
             r.epoch < 1
         })
         .unwrap();
-        assert_eq!(d.best_start, vec![1.0, 0.0]);
+        assert_eq!(d.best_starts[0], vec![1.0, 0.0]);
         assert!(e.to_string().contains("needs 2 finite values"), "{e}");
     }
 

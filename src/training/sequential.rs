@@ -8,7 +8,7 @@
 use super::collocation::{simulate_and_score, Evaluation};
 use super::coordinates::training_coordinates;
 use crate::problem::{Problem, Split};
-use crate::sequential::{train as train_series, EpochRecord, SequentialError, SequentialSettings};
+use crate::sequential::{train_many, EpochRecord, SequentialError, SequentialSettings};
 use crate::sequential::{Series, TrainMethod, TrainReport};
 use colloc_models::Mlp;
 use std::time::Instant;
@@ -97,15 +97,42 @@ pub fn train(
     start: Option<&[f64]>,
     observer: &mut dyn FnMut(&EpochRecord) -> bool,
 ) -> Result<SequentialRun, SequentialRunError> {
+    let mut runs = train_trajectories(
+        std::slice::from_ref(problem),
+        settings,
+        init,
+        start,
+        observer,
+    )?;
+    Ok(runs.remove(0))
+}
+
+/// [`train`] on several problems — experiments of one system (the first problem and its
+/// further `trajectories`) — with one network ([`crate::sequential::train_many`]): each its own
+/// trajectory from its own start (`start` is the first problem's; the others start from their
+/// first observations, learned with `learn_initial_state`), the loss the observation-weighted
+/// mean over all of them, the coordinates the first problem's. One run per problem, sharing the
+/// learning curve and model, each with its own evaluation.
+pub fn train_trajectories(
+    problems: &[Problem],
+    settings: &SequentialSettings,
+    init: Option<&Mlp>,
+    start: Option<&[f64]>,
+    observer: &mut dyn FnMut(&EpochRecord) -> bool,
+) -> Result<Vec<SequentialRun>, SequentialRunError> {
     let started = Instant::now();
-    let coordinates =
-        training_coordinates(problem, init).map_err(SequentialRunError::Coordinates)?;
+    let main = problems
+        .first()
+        .ok_or_else(|| SequentialRunError::Coordinates("no problem to train on".into()))?;
+    let coordinates = training_coordinates(main, init).map_err(SequentialRunError::Coordinates)?;
     let Some(n) = coordinates else {
-        let (report, pretrain) = train_network(problem, settings, init, start, observer)?;
-        return Ok(finish(problem, report, pretrain, started));
+        let (report, pretrain) = train_network(problems, settings, init, start, observer)?;
+        return Ok(finish(problems, report, pretrain, started));
     };
-    let inner = problem
-        .in_coordinates(&n)
+    let inner = problems
+        .iter()
+        .map(|p| p.in_coordinates(&n))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SequentialRunError::Coordinates(e.to_string()))?;
     let mut settings = settings.clone();
     settings.homotopy.coupling *= n.time_scale;
@@ -120,62 +147,85 @@ pub fn train(
     )?;
     for r in std::iter::once(&mut report).chain(pretrain.as_mut()) {
         r.best = r.best.clone().with_normalization(Some(n.clone()))?;
-        r.best_start = n.state_from_normalized(&r.best_start);
+        for s in &mut r.best_starts {
+            *s = n.state_from_normalized(s);
+        }
     }
-    Ok(finish(problem, report, pretrain, started))
+    Ok(finish(problems, report, pretrain, started))
 }
 
-/// The run with its best model scored on the problem's data.
+/// The runs with the best model scored on each problem's data from its own start.
 fn finish(
-    problem: &Problem,
+    problems: &[Problem],
     report: TrainReport,
     pretrain: Option<TrainReport>,
     started: Instant,
-) -> SequentialRun {
-    let data = training_series(problem);
+) -> Vec<SequentialRun> {
     let train_s = started.elapsed().as_secs_f64();
-    let evaluation = simulate_and_score(
-        problem,
-        &report.best,
-        data.t[0],
-        &report.best_start,
-        Evaluation::default(),
-    );
-    SequentialRun {
-        report,
-        pretrain,
-        evaluation,
-        train_s,
-    }
+    problems
+        .iter()
+        .zip(&report.best_starts)
+        .map(|(problem, start)| {
+            let data = training_series(problem);
+            let evaluation = simulate_and_score(
+                problem,
+                &report.best,
+                data.t[0],
+                start,
+                Evaluation::default(),
+            );
+            SequentialRun {
+                report: report.clone(),
+                pretrain: pretrain.clone(),
+                evaluation,
+                train_s,
+            }
+        })
+        .collect()
 }
 
-/// [`train`] in the network's own coordinates: the main phase's and pre-training's reports.
+/// [`train_trajectories`] in the network's own coordinates: the main phase's and
+/// pre-training's reports.
 fn train_network(
-    problem: &Problem,
+    problems: &[Problem],
     settings: &SequentialSettings,
     init: Option<&Mlp>,
     start: Option<&[f64]>,
     observer: &mut dyn FnMut(&EpochRecord) -> bool,
 ) -> Result<(TrainReport, Option<TrainReport>), SequentialRunError> {
-    let data = training_series(problem);
-    let mut model = initial_model(problem, init)?;
+    let data: Vec<Series> = problems.iter().map(training_series).collect();
+    let mut model = initial_model(&problems[0], init)?;
+    let mut starts: Vec<Option<&[f64]>> = vec![None; data.len()];
+    starts[0] = start;
     let mut pretrain = None;
     let mut stopped = false;
     if settings.pretrain_fraction > 0.0 && settings.pretrain_epochs > 0 {
-        let t0 = data.t[0];
-        let t_end = t0 + settings.pretrain_fraction * (data.t[data.t.len() - 1] - t0);
-        let n = data.t.iter().take_while(|&&t| t <= t_end).count().max(3);
-        let head = Series {
-            t: data.t[..n.min(data.t.len())].to_vec(),
-            y: data.y[..n.min(data.t.len())].to_vec(),
-        };
+        // The leading part of every series.
+        let heads: Vec<Series> = data
+            .iter()
+            .map(|series| {
+                let t0 = series.t[0];
+                let t_end = t0 + settings.pretrain_fraction * (series.t[series.t.len() - 1] - t0);
+                let n = series
+                    .t
+                    .iter()
+                    .take_while(|&&t| t <= t_end)
+                    .count()
+                    .max(3)
+                    .min(series.t.len());
+                Series {
+                    t: series.t[..n].to_vec(),
+                    y: series.y[..n].to_vec(),
+                }
+            })
+            .collect();
         let phase = SequentialSettings {
             method: TrainMethod::Vanilla,
             epochs: settings.pretrain_epochs,
             pretrain_fraction: 0.0,
             ..settings.clone()
         };
-        let report = train_series(&model, start, &head, &phase, observer)?;
+        let report = train_many(&model, &starts, &heads, &phase, observer)?;
         stopped = report.interrupted;
         model = report.best.clone();
         pretrain = Some(report);
@@ -186,11 +236,12 @@ fn train_network(
         r.best_mse = f64::NAN;
         r
     } else {
-        // A start learned in pre-training is where the main phase's begins.
-        let start = pretrain
-            .as_ref()
-            .map_or(start, |p| Some(p.best_start.as_slice()));
-        train_series(&model, start, &data, settings, observer)?
+        // Starts learned in pre-training are where the main phase's begin.
+        let learned: Vec<Option<&[f64]>> = match &pretrain {
+            Some(p) => p.best_starts.iter().map(|s| Some(s.as_slice())).collect(),
+            None => starts,
+        };
+        train_many(&model, &learned, &data, settings, observer)?
     };
     Ok((report, pretrain))
 }

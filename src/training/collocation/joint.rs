@@ -114,17 +114,18 @@ pub struct PooledScores {
     pub test_mse_clean: Option<f64>,
 }
 
-/// [`PooledScores`] of the runs of [`train_joint`] on `problems`.
-pub fn pooled_scores(problems: &[Problem], runs: &[CollocationRun]) -> PooledScores {
+/// [`PooledScores`] of one model's evaluations on `problems` (e.g. the runs of
+/// [`train_joint`], one evaluation per problem).
+pub fn pooled_scores(problems: &[Problem], evaluations: &[&Evaluation]) -> PooledScores {
     use crate::problem::Split;
     let pool = |split: Split, figure: &dyn Fn(&Evaluation) -> Option<f64>| {
         let (mut sum, mut count) = (0.0, 0usize);
-        for (p, r) in problems.iter().zip(runs) {
+        for (p, e) in problems.iter().zip(evaluations) {
             let n = p.data.indices(split).len();
             if n == 0 {
                 continue;
             }
-            sum += figure(&r.evaluation)? * n as f64;
+            sum += figure(e)? * n as f64;
             count += n;
         }
         (count > 0).then(|| sum / count as f64)

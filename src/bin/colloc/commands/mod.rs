@@ -157,3 +157,69 @@ pub fn print_scores(ev: &Evaluation) {
         f(ev.test_mse_clean)
     );
 }
+
+/// The folder of further trajectory `j` (1-based) inside a run's folder.
+pub fn trajectory_folder(j: usize) -> String {
+    format!("trajectory{j}")
+}
+
+/// `trajectories` of a run on several problems (the first one's folder is `.`).
+pub fn trajectory_summaries<'a>(
+    problems: &'a [colloc::problem::Problem],
+    evaluations: &[&'a Evaluation],
+) -> Vec<colloc::report::TrajectorySummary<'a>> {
+    problems
+        .iter()
+        .zip(evaluations)
+        .enumerate()
+        .map(|(j, (p, e))| colloc::report::TrajectorySummary {
+            name: &p.name,
+            file: p.path.display().to_string(),
+            folder: if j == 0 {
+                ".".into()
+            } else {
+                trajectory_folder(j)
+            },
+            observations: p.data.indices(colloc::problem::Split::Train).len(),
+            scores: e,
+        })
+        .collect()
+}
+
+/// The table of a run on several trajectories: each one's figures and folder, then the pooled
+/// ones.
+pub fn print_trajectories(
+    trajectories: &[colloc::report::TrajectorySummary<'_>],
+    pooled: &colloc::training::collocation::PooledScores,
+) {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
+    let width = trajectories
+        .iter()
+        .map(|t| t.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    println!(
+        "{:<18} {:>10} {:>11} {:>11} {:>15}  folder",
+        "trajectories", "fit_mse", "train_mse", "test_mse", "test_mse_clean"
+    );
+    for t in trajectories {
+        println!(
+            "  {:<width$} {:>10} {:>11} {:>11} {:>15}  {}",
+            t.name,
+            f(t.scores.fit_mse),
+            f(t.scores.train_mse),
+            f(t.scores.test_mse),
+            f(t.scores.test_mse_clean),
+            t.folder
+        );
+    }
+    println!(
+        "  {:<width$} {:>10} {:>11} {:>11} {:>15}",
+        "pooled",
+        f(pooled.fit_mse),
+        f(pooled.train_mse),
+        f(pooled.test_mse),
+        f(pooled.test_mse_clean)
+    );
+}

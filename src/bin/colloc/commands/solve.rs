@@ -153,26 +153,15 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         }
     };
     // A joint solve: each further trajectory's files in `trajectory<j>/`.
-    let folder = |j: usize| format!("trajectory{j}");
     for (j, (p, r)) in problems.iter().zip(&runs).enumerate().skip(1) {
-        report::write_collocation(&out.join(folder(j)), p, r, &summary_of(j))
+        report::write_collocation(&out.join(super::trajectory_folder(j)), p, r, &summary_of(j))
             .map_err(Failure::run)?;
     }
     let mut summary = summary_of(0);
     if runs.len() > 1 {
-        summary.trajectories = problems
-            .iter()
-            .zip(&runs)
-            .enumerate()
-            .map(|(j, (p, r))| report::TrajectorySummary {
-                name: &p.name,
-                file: p.path.display().to_string(),
-                folder: if j == 0 { ".".into() } else { folder(j) },
-                observations: p.data.indices(colloc::problem::Split::Train).len(),
-                scores: &r.evaluation,
-            })
-            .collect();
-        summary.pooled = Some(collocation::pooled_scores(&problems, &runs));
+        let evaluations: Vec<_> = runs.iter().map(|r| &r.evaluation).collect();
+        summary.trajectories = super::trajectory_summaries(&problems, &evaluations);
+        summary.pooled = Some(collocation::pooled_scores(&problems, &evaluations));
     }
     report::write_collocation(&out, &problems[0], run, &summary).map_err(Failure::run)?;
 
@@ -216,30 +205,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         "size", run.dims.n_vars, run.dims.n_cons, run.dims.nnz_jac, run.dims.nnz_hess
     );
     if let Some(pooled) = &summary.pooled {
-        let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
-        println!(
-            "{:<18} {:>10} {:>11} {:>11} {:>15}  folder",
-            "trajectories", "fit_mse", "train_mse", "test_mse", "test_mse_clean"
-        );
-        for t in &summary.trajectories {
-            println!(
-                "  {:<16} {:>10} {:>11} {:>11} {:>15}  {}",
-                t.name,
-                f(t.scores.fit_mse),
-                f(t.scores.train_mse),
-                f(t.scores.test_mse),
-                f(t.scores.test_mse_clean),
-                t.folder
-            );
-        }
-        println!(
-            "  {:<16} {:>10} {:>11} {:>11} {:>15}",
-            "pooled",
-            f(pooled.fit_mse),
-            f(pooled.train_mse),
-            f(pooled.test_mse),
-            f(pooled.test_mse_clean)
-        );
+        super::print_trajectories(&summary.trajectories, pooled);
     }
     super::print_results_folder(ev, &out);
     if summary.success {

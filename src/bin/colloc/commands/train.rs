@@ -65,14 +65,6 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     super::single_blas_thread();
     let started = Instant::now();
     let mut problem = super::load_problem(&args.file, &args.overrides)?;
-    if !problem.trajectories.is_empty() {
-        return Err(Failure::input(format!(
-            "{}: field `trajectories`: the sequential trainers learn from one trajectory; \
-             `colloc solve` (one NLP) and `colloc admm` (batches) learn from several — remove \
-             `trajectories` to train on this file's own data",
-            args.file.display()
-        )));
-    }
     let mut settings = problem.sequential.clone();
     let mut method_name = None;
     if let Some(m) = &args.method {
@@ -117,6 +109,18 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             )));
         }
     }
+    // Further experiments (`trajectories`): one network for all, each its own trajectory.
+    let further = problem
+        .load_trajectories(&problem.trajectories, "trajectories")
+        .map_err(Failure::input)?;
+    if !further.is_empty() && args.sweep {
+        return Err(Failure::input(format!(
+            "{}: --sweep with several trajectories (field `trajectories`) is not available yet; \
+             sweep a file without them",
+            args.file.display()
+        )));
+    }
+    let problems: Vec<problem::Problem> = std::iter::once(problem.clone()).chain(further).collect();
     let stop = super::Stop::new(started, args.time_limit)?;
     let init = args
         .init
@@ -139,11 +143,22 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     };
     if !args.quiet {
         eprintln!(
-            "colloc train {}: {} method, {} states, {} training points, model {:?} {} {}{}, {} epochs{}",
+            "colloc train {}: {} method, {} states, {} training points{}, model {:?} {} {}{}, {} epochs{}",
             problem.name,
             method_name,
             problem.data.dim(),
             problem.data.indices(problem::Split::Train).len(),
+            match problems.len() {
+                1 => String::new(),
+                n => format!(
+                    " (+ {} in {} further trajectories)",
+                    problems[1..]
+                        .iter()
+                        .map(|p| p.data.indices(problem::Split::Train).len())
+                        .sum::<usize>(),
+                    n - 1
+                ),
+            },
             problem.model.layers,
             problem.model.activation,
             problem.model.structure.name(),
@@ -168,7 +183,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     }
     let keep_going = || stop.keep_going();
     let mut sweep_summary = None;
-    let run = if args.sweep {
+    let runs = if args.sweep {
         let quiet = args.quiet;
         let on_trial = |k: usize, n: usize, t: &SweepTrial| {
             if !quiet {
@@ -228,15 +243,15 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             complete: outcome.complete,
             selected: chosen.values.iter().copied().collect(),
         });
-        outcome.run
+        vec![outcome.run]
     } else {
         let mut progress = Progress::new(args.quiet, total, pretrain);
         let mut observer = |r: &EpochRecord| {
             progress.show(r);
             keep_going()
         };
-        sequential::train(
-            &problem,
+        sequential::train_trajectories(
+            &problems,
             &settings,
             init.as_ref(),
             args.start.as_deref(),
@@ -252,6 +267,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     if !args.quiet && std::io::stderr().is_terminal() {
         eprintln!();
     }
+    let run = &runs[0];
     let report = &run.report;
     let ev = &run.evaluation;
     let epochs = report.curve.len();
@@ -263,38 +279,62 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         (None, None) => "completed".to_string(),
     };
     let success = report.stopped.is_none() || stop.timed_out().is_some();
-    let summary = SequentialSummary {
-        problem: &problem.name,
-        method: method_name,
-        structure: problem.model.structure.name(),
-        time_basis: problem
-            .model
-            .time_basis
-            .as_ref()
-            .map(|b| format!("{:?}:{}", b.kind, b.degree).to_lowercase()),
-        status,
-        success,
-        iterations: epochs,
-        epochs,
-        best_epoch: report.best_epoch,
-        nfe,
-        wall_s: started.elapsed().as_secs_f64(),
-        solve_s: run.train_s,
-        eval_s: run.train_s,
-        epoch_ms: 1e3 * run.train_s
-            / (epochs + run.pretrain.as_ref().map_or(0, |p| p.curve.len())).max(1) as f64,
-        objective: best.map_or(f64::NAN, |b| b.loss),
-        scores: ev,
-        size: colloc_solvers::NlpDims {
-            n_vars: report.best.n_params(),
-            ..Default::default()
-        },
-        seed: problem.seed,
-        init: args.init.as_ref().map(|p| p.display().to_string()),
-        normalization: report.best.normalization.as_ref(),
-        learn_initial_state: settings.learn_initial_state,
-        sweep: sweep_summary,
+    let summary_of = |j: usize| {
+        let (p, r) = (&problems[j], &runs[j]);
+        SequentialSummary {
+            problem: &p.name,
+            method: method_name,
+            structure: problem.model.structure.name(),
+            time_basis: problem
+                .model
+                .time_basis
+                .as_ref()
+                .map(|b| format!("{:?}:{}", b.kind, b.degree).to_lowercase()),
+            status: status.clone(),
+            success,
+            iterations: epochs,
+            epochs,
+            best_epoch: report.best_epoch,
+            nfe,
+            wall_s: started.elapsed().as_secs_f64(),
+            solve_s: run.train_s,
+            eval_s: run.train_s,
+            epoch_ms: 1e3 * run.train_s
+                / (epochs + run.pretrain.as_ref().map_or(0, |p| p.curve.len())).max(1) as f64,
+            objective: best.map_or(f64::NAN, |b| b.loss),
+            scores: &r.evaluation,
+            size: colloc_solvers::NlpDims {
+                n_vars: report.best.n_params(),
+                ..Default::default()
+            },
+            seed: p.seed,
+            init: args.init.as_ref().map(|p| p.display().to_string()),
+            normalization: report.best.normalization.as_ref(),
+            learn_initial_state: settings.learn_initial_state,
+            sweep: sweep_summary.clone(),
+            trajectories: Vec::new(),
+            pooled: None,
+        }
     };
+    for (j, (p, r)) in problems.iter().zip(&runs).enumerate().skip(1) {
+        report::write_sequential(
+            &out.join(super::trajectory_folder(j)),
+            p,
+            &r.report,
+            &r.evaluation,
+            &summary_of(j),
+        )
+        .map_err(Failure::run)?;
+    }
+    let mut summary = summary_of(0);
+    if runs.len() > 1 {
+        let evaluations: Vec<_> = runs.iter().map(|r| &r.evaluation).collect();
+        summary.trajectories = super::trajectory_summaries(&problems, &evaluations);
+        summary.pooled = Some(colloc::training::collocation::pooled_scores(
+            &problems,
+            &evaluations,
+        ));
+    }
     report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
 
     println!("{:<18} {}", "status", summary.status);
@@ -308,14 +348,20 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     );
     println!("{:<18} {:.6e}", "loss at best", summary.objective);
     if settings.learn_initial_state {
-        let start: Vec<String> = report
-            .best_start
-            .iter()
-            .map(|v| format!("{v:.6}"))
-            .collect();
-        println!("{:<18} [{}] (learned)", "start state", start.join(", "));
+        for (p, start) in problems.iter().zip(&report.best_starts) {
+            let start: Vec<String> = start.iter().map(|v| format!("{v:.6}")).collect();
+            let label = if problems.len() == 1 {
+                "start state".to_string()
+            } else {
+                format!("start {}", p.name)
+            };
+            println!("{label:<18} [{}] (learned)", start.join(", "));
+        }
     }
     super::print_scores(ev);
+    if let Some(pooled) = &summary.pooled {
+        super::print_trajectories(&summary.trajectories, pooled);
+    }
     super::print_results_folder(ev, &out);
     if stop.interrupted() {
         return Err(Failure::run(format!(
