@@ -7,12 +7,16 @@
 //! gives the mean of those five clean MSEs (`held-out`), each model's clean MSE on the first
 //! experiment over [0, 12] (`own`; beyond t = 6 an extrapolation) and the solve time. Row 0
 //! uses the files' own seeds (what `colloc solve problems/reactions_experiments.toml` runs);
-//! row s > 0 draws experiment j's noise with seed 100·s + j.
+//! row s > 0 draws experiment j's noise with seed 100·s + j. A second table does the same for
+//! the sequential trainers `vanilla` and `homotopy` (default settings, `colloc train` on the
+//! files): held-out MSE from one experiment and from three.
 //!
 //! `cargo run --release --example several_experiments [-- S]` (default S = 8)
 
 use colloc::problem::{self, Problem, Split};
+use colloc::sequential::TrainMethod;
 use colloc::training::collocation::{self, simulate_and_score, Evaluation};
+use colloc::training::sequential;
 use colloc_models::Mlp;
 use std::path::Path;
 use std::time::Instant;
@@ -80,6 +84,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "seed", "1 exp: held-out", "own", "s", "3 exp: held-out", "own", "s"
     );
     let (mut one_sum, mut three_sum, mut wins) = (0.0, 0.0, 0);
+    // Sequential rows: seed, then (one, three) held-out MSE per method.
+    let mut sequential_rows = Vec::new();
     for s in 0..=seeds {
         // Seed 0: the files' own seeds.
         let seed_of = |j: u64| (s > 0).then_some(100 * s + j);
@@ -110,6 +116,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         one_sum += one;
         three_sum += three;
         wins += usize::from(three < one);
+        let mut row = Vec::new();
+        for method in [TrainMethod::Vanilla, TrainMethod::Homotopy] {
+            let mut settings = main.sequential.clone();
+            settings.method = method;
+            let single = sequential::train(&main, &settings, None, None, &mut |_| true)?;
+            let joint =
+                sequential::train_trajectories(&problems, &settings, None, None, &mut |_| true)?;
+            row.push((
+                held_out_mse(&held, &single.report.best)?,
+                held_out_mse(&held, &joint[0].report.best)?,
+            ));
+        }
+        sequential_rows.push((s, row));
     }
     let n = (seeds + 1) as f64;
     println!(
@@ -117,6 +136,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seeds + 1,
         one_sum / n,
         three_sum / n
+    );
+    println!();
+    println!(
+        "{:>4} | {:>16} {:>16} | {:>16} {:>16}",
+        "seed", "vanilla: 1 exp", "3 exp", "homotopy: 1 exp", "3 exp"
+    );
+    let mut sums = [[0.0; 2]; 2];
+    for (s, row) in &sequential_rows {
+        println!(
+            "{s:>4} | {:>16.3e} {:>16.3e} | {:>16.3e} {:>16.3e}",
+            row[0].0, row[0].1, row[1].0, row[1].1
+        );
+        for (m, (a, b)) in row.iter().enumerate() {
+            sums[m][0] += a;
+            sums[m][1] += b;
+        }
+    }
+    println!(
+        "mean held-out clean MSE: vanilla {:.3e} / {:.3e}, homotopy {:.3e} / {:.3e} (one / three experiments)",
+        sums[0][0] / n,
+        sums[0][1] / n,
+        sums[1][0] / n,
+        sums[1][1] / n
     );
     Ok(())
 }

@@ -32,6 +32,34 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `colloc predict --run folder` reproduces the folder's figures: its MSE over the 31
+/// training and 30 test observations is their count-weighted mean.
+fn assert_predict_reproduces(folder: &Path) {
+    let sub = json(&folder.join("summary.json"));
+    let (code, _, report) = colloc(&["predict", "--run", folder.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{report}");
+    let expected = (sub["train_mse"].as_f64().unwrap() * 31.0
+        + sub["test_mse"].as_f64().unwrap() * 30.0)
+        / 61.0;
+    let mse = common::predicted_mse(&report);
+    assert!(
+        (mse - expected).abs() <= 1e-4 * expected,
+        "{}: {mse} vs {expected}",
+        folder.display()
+    );
+}
+
+/// `pooled[key]` of a summary over three trajectories with equal counts is their mean.
+fn assert_pooled_mean(s: &serde_json::Value, key: &str) {
+    let t = s["trajectories"].as_array().unwrap();
+    let mean = t.iter().map(|x| x[key].as_f64().unwrap()).sum::<f64>() / t.len() as f64;
+    let pooled = s["pooled"][key].as_f64().unwrap();
+    assert!(
+        (pooled - mean).abs() <= 1e-12 * mean,
+        "{key}: {pooled} vs {mean}"
+    );
+}
+
 /// With one trajectory the joint NLP is the single one: the same iterates, bit for bit.
 #[test]
 fn one_trajectory_jointly_is_the_single_solve() {
@@ -97,12 +125,7 @@ fn three_experiments_are_learned_in_one_solve() {
     );
     // Pooled: observation-weighted means (31 training and 30 test points each).
     for key in ["fit_mse", "train_mse", "test_mse_clean"] {
-        let mean = t.iter().map(|x| x[key].as_f64().unwrap()).sum::<f64>() / 3.0;
-        let pooled = s["pooled"][key].as_f64().unwrap();
-        assert!(
-            (pooled - mean).abs() <= 1e-12 * mean,
-            "{key}: {pooled} vs {mean}"
-        );
+        assert_pooled_mean(&s, key);
     }
     // Every experiment fitted to the noise level (σ = 0.02: 4e-4).
     for x in t {
@@ -123,16 +146,7 @@ fn three_experiments_are_learned_in_one_solve() {
         for file in ["data.csv", "prediction.csv", "fit.svg", "history.csv"] {
             assert!(folder.join(file).is_file(), "{file}");
         }
-        let (code, _, report) = colloc(&["predict", "--run", folder.to_str().unwrap()]);
-        assert_eq!(code, Some(0), "{report}");
-        let expected = (sub["train_mse"].as_f64().unwrap() * 31.0
-            + sub["test_mse"].as_f64().unwrap() * 30.0)
-            / 61.0;
-        let mse = common::predicted_mse(&report);
-        assert!(
-            (mse - expected).abs() <= 1e-4 * expected,
-            "{mse} vs {expected}"
-        );
+        assert_predict_reproduces(&folder);
     }
 
     // One experiment against three, on the held-out charge (noise seeds 100, 101, 102: row 1
@@ -391,13 +405,7 @@ fn the_sequential_trainers_learn_from_several_experiments() {
         common::assert_summary_keys(&s, &["trajectories", "pooled", "best_epoch"]);
         let t = s["trajectories"].as_array().unwrap();
         assert_eq!(t.len(), 3, "{s}");
-        let mean = t
-            .iter()
-            .map(|x| x["train_mse"].as_f64().unwrap())
-            .sum::<f64>()
-            / 3.0;
-        let pooled = s["pooled"]["train_mse"].as_f64().unwrap();
-        assert!((pooled - mean).abs() <= 1e-12 * mean, "{pooled} vs {mean}");
+        assert_pooled_mean(&s, "train_mse");
         // Every experiment learned (σ = 0.02: 4e-4 at the noise level).
         for x in t {
             assert!(x["train_mse"].as_f64().unwrap() < 1.5e-3, "{method}: {x}");
@@ -411,15 +419,6 @@ fn the_sequential_trainers_learn_from_several_experiments() {
         let folder = out.join("trajectory2");
         let sub = json(&folder.join("summary.json"));
         assert_eq!(sub["start_state"], *starts[2]);
-        let (code, _, report) = colloc(&["predict", "--run", folder.to_str().unwrap()]);
-        assert_eq!(code, Some(0), "{report}");
-        let expected = (sub["train_mse"].as_f64().unwrap() * 31.0
-            + sub["test_mse"].as_f64().unwrap() * 30.0)
-            / 61.0;
-        let mse = common::predicted_mse(&report);
-        assert!(
-            (mse - expected).abs() <= 1e-4 * expected,
-            "{method}: {mse} vs {expected}"
-        );
+        assert_predict_reproduces(&folder);
     }
 }

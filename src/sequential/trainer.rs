@@ -751,18 +751,8 @@ mod tests {
                 } else {
                     0.0
                 };
-                let grad = objective.epoch(&p, lambda).unwrap().grad;
-                assert_eq!(grad.len(), p.len());
-                let h = 1e-6;
-                for i in (0..n).step_by(5).chain(n..p.len()) {
-                    let fd =
-                        central_difference(&p, i, h, |q| objective.epoch(q, lambda).unwrap().loss);
-                    assert!(
-                        (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
-                        "{method} (learned start {learn_initial_state}): entry {i}: {} vs {fd}",
-                        grad[i]
-                    );
-                }
+                let label = format!("{method} (learned start {learn_initial_state})");
+                assert_gradient_matches(&p, n, &label, |q| objective.epoch(q, lambda).unwrap());
             }
         }
     }
@@ -809,18 +799,8 @@ mod tests {
                 } else {
                     0.0
                 };
-                let grad = objective.epoch(&p, lambda).unwrap().grad;
-                assert_eq!(grad.len(), p.len());
-                let h = 1e-6;
-                for i in (0..n).step_by(5).chain(n..p.len()) {
-                    let fd =
-                        central_difference(&p, i, h, |q| objective.epoch(q, lambda).unwrap().loss);
-                    assert!(
-                        (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
-                        "{method} (learned start {learn_initial_state}): entry {i}: {} vs {fd}",
-                        grad[i]
-                    );
-                }
+                let label = format!("{method} (learned start {learn_initial_state})");
+                assert_gradient_matches(&p, n, &label, |q| objective.epoch(q, lambda).unwrap());
                 // Pooled MSE: each series' own uncoupled MSE weighted by its points.
                 let pooled = objective.uncoupled(&p, false).unwrap().loss;
                 let own: Vec<f64> = (0..2)
@@ -836,6 +816,27 @@ mod tests {
                     "{pooled} vs {expected}"
                 );
             }
+        }
+    }
+
+    /// The gradient of `eval` at `p` against central differences in every fifth of the first
+    /// `n` entries (θ) and every entry after them (the corrections).
+    fn assert_gradient_matches(
+        p: &[f64],
+        n: usize,
+        label: &str,
+        eval: impl Fn(&[f64]) -> EpochEval,
+    ) {
+        let grad = eval(p).grad;
+        assert_eq!(grad.len(), p.len());
+        let h = 1e-6;
+        for i in (0..n).step_by(5).chain(n..p.len()) {
+            let fd = central_difference(p, i, h, |q| eval(q).loss);
+            assert!(
+                (grad[i] - fd).abs() < 1e-5 * fd.abs().max(1e-2),
+                "{label}: entry {i}: {} vs {fd}",
+                grad[i]
+            );
         }
     }
 
