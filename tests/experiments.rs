@@ -271,7 +271,7 @@ fn bad_trajectories_are_refused() {
     let line =
         "trajectories = [\"experiments/reactions_b.toml\", \"experiments/reactions_mix.toml\"]";
     let with = |t: &str, new: &str| t.replace(line, new);
-    let cases: [Case; 6] = [
+    let cases: [Case; 5] = [
         (
             "missing",
             &|t| with(t, "trajectories = [\"experiments/none.toml\"]"),
@@ -300,12 +300,6 @@ fn bad_trajectories_are_refused() {
             &|t| t.to_string(),
             "train --sweep",
             &["trajectories", "--sweep with several trajectories"],
-        ),
-        (
-            "stages",
-            &|t| t.replace("prefit = true", "prefit = true\ndefect_penalties = [1.0]"),
-            "solve",
-            &["defect continuation"],
         ),
         (
             "layers",
@@ -420,5 +414,75 @@ fn the_sequential_trainers_learn_from_several_experiments() {
         let sub = json(&folder.join("summary.json"));
         assert_eq!(sub["start_state"], *starts[2]);
         assert_predict_reproduces(&folder);
+    }
+}
+
+/// Grid refinement and the defect continuation work on several trajectories: from 30
+/// Chebyshev points each with a refinement threshold below every defect, each grid is doubled
+/// once (to the limit of 60); penalty stages run before the exact joint problem.
+#[test]
+fn several_trajectories_are_refined_and_continued_together() {
+    let d = dir("refine");
+    let grid = "[collocation]\npoints = 60\nnodes = \"chebyshev\"";
+    let refined = |t: &str| {
+        assert!(t.contains(grid));
+        let coarse = "[collocation]\npoints = 30\nnodes = \"chebyshev\"";
+        if t.contains("name = \"reactions_experiments\"") {
+            t.replace(
+                grid,
+                &format!("{coarse}\n[collocation.refinement]\nmax_points = 60\ndefect = 1e-5"),
+            )
+        } else {
+            t.replace(grid, coarse)
+        }
+    };
+    let main = reactor_files(&d.join("refine"), &refined);
+    let out = d.join("refine-out");
+    let (code, stdout, stderr) = colloc(&[
+        "solve",
+        main.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["collocation_points"], 60, "{s}");
+    let rounds = s["refinements"].as_array().unwrap();
+    assert_eq!(rounds.len(), 1, "{s}");
+    assert_eq!(rounds[0]["points"], 90);
+    for j in [1, 2] {
+        let sub = json(&out.join(format!("trajectory{j}")).join("summary.json"));
+        assert_eq!(sub["collocation_points"], 60, "{sub}");
+    }
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(
+        history.lines().count() - 1,
+        s["iterations"].as_u64().unwrap() as usize + 2,
+        "both grids' iterations, numbered on"
+    );
+
+    let staged = |t: &str| {
+        t.replace(
+            "prefit = true",
+            "prefit = true\ndefect_penalties = [1.0, 100.0]",
+        )
+    };
+    let main = reactor_files(&d.join("stages"), &staged);
+    let out = d.join("stages-out");
+    let (code, stdout, stderr) = colloc(&[
+        "solve",
+        main.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let s = json(&out.join("summary.json"));
+    let stages = s["penalty_stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2, "{s}");
+    assert!(stages[1]["max_defect"].as_f64().unwrap() < stages[0]["max_defect"].as_f64().unwrap());
+    for t in s["trajectories"].as_array().unwrap() {
+        assert!(t["fit_mse"].as_f64().unwrap() < 6e-4, "{t}");
     }
 }

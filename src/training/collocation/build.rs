@@ -342,7 +342,7 @@ pub fn build_stage(
 }
 
 /// The name of a trajectory's block: `base` for the first trajectory, `base[j]` after it.
-fn block_name(base: &str, j: usize) -> String {
+pub(super) fn block_name(base: &str, j: usize) -> String {
     if j == 0 {
         base.to_string()
     } else {
@@ -420,10 +420,6 @@ pub fn build_joint(
         .map(|p| p.data.indices(Split::Train))
         .collect();
     let observations: usize = trains.iter().map(Vec::len).sum();
-    let total_points: usize = problems
-        .iter()
-        .map(|p| p.nodes.collocation_points().len())
-        .sum();
 
     // Start: local linear smoothing of each trajectory's training observations at its nodes.
     let start_states: Vec<Vec<Vec<f64>>> = problems
@@ -494,7 +490,7 @@ pub fn build_joint(
                 m.add_l2(L2Regularization::new(
                     block_name("defect_penalty", j),
                     s.indices(),
-                    w / total_points as f64,
+                    defect_term_weight(problems, w),
                 ));
                 Some(s)
             }
@@ -968,10 +964,14 @@ fn add_full_network(
     Ok(())
 }
 
-/// Weight of `Σ‖s_k‖²` in the objective for the defect weight `w`: `w/N`, `N` collocation
-/// points.
-pub(super) fn defect_term_weight(problem: &Problem, w: f64) -> f64 {
-    w / problem.nodes.collocation_points().len() as f64
+/// Weight of `Σ‖s_k‖²` in the objective for the defect weight `w`: `w/N`, `N` the collocation
+/// points of all `problems`.
+pub(super) fn defect_term_weight(problems: &[Problem], w: f64) -> f64 {
+    let points: usize = problems
+        .iter()
+        .map(|p| p.nodes.collocation_points().len())
+        .sum();
+    w / points as f64
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub use evaluation::{
     collocation_defect, evaluate, simulate_and_score, CollocationDefect, Evaluation, LearnedOde,
     DEFECT_WARNING_RELATIVE,
 };
-pub use joint::{pooled_scores, train_joint, PooledScores};
+pub use joint::{pooled_scores, PooledScores};
 
 /// Everything a collocation run produced.
 pub struct CollocationRun {
@@ -228,105 +228,175 @@ pub fn train(
     init: Option<&Mlp>,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
 ) -> Result<CollocationRun, TrainError> {
-    let mut run = train_on_grid(problem, formulation, init, None, 0, observer)?;
-    let Some(refinement) = problem.refinement else {
-        return Ok(run);
+    let mut runs = train_joint(std::slice::from_ref(problem), formulation, init, observer)?;
+    Ok(runs.remove(0))
+}
+
+/// [`train`] on several problems — experiments of one system (a problem and its further
+/// `trajectories`) — with one network in one NLP ([`build_joint`]): the first problem's model,
+/// loss, bounds, pre-fit, coordinates, penalty stages, refinement and IPOPT settings; each
+/// problem its own data, window and grid. One run per problem, in their order, sharing the
+/// model, IPOPT's outcome, history, stages, sizes and times, each with its own states, grid and
+/// evaluation (simulated from its own fitted first state). A refinement doubles the grid of
+/// every trajectory whose relative defect exceeds the threshold (while the doubled grid has at
+/// most `max_points` points) and solves all again; its rounds record the points of all grids
+/// and the largest defect.
+pub fn train_joint(
+    problems: &[Problem],
+    formulation: Formulation,
+    init: Option<&Mlp>,
+    observer: &mut dyn FnMut(&IterationInfo) -> bool,
+) -> Result<Vec<CollocationRun>, TrainError> {
+    let main = problems
+        .first()
+        .ok_or_else(|| TrainError::Unsupported("no trajectory to train on".into()))?;
+    let mut runs = train_on_grids(problems, formulation, init, None, 0, observer)?;
+    let Some(refinement) = main.refinement else {
+        return Ok(runs);
     };
-    let mut current = problem.clone();
+    let mut current = problems.to_vec();
     let mut rounds = Vec::new();
     loop {
-        let defect = run.evaluation.collocation_defect_relative;
-        let Some(defect) = defect.filter(|&d| run.solution.is_success() && d > refinement.defect)
-        else {
-            break;
-        };
-        let nodes = current.nodes.refined()?;
-        if nodes.len() > refinement.max_points {
+        if !runs[0].solution.is_success() {
             break;
         }
-        let (model, start) = match refinement.start {
+        // The trajectories whose grid is too coarse and may still be refined.
+        let mut refined = Vec::with_capacity(current.len());
+        for (p, run) in current.iter().zip(&runs) {
+            let too_coarse = run
+                .evaluation
+                .collocation_defect_relative
+                .is_some_and(|d| d > refinement.defect);
+            let nodes = if too_coarse {
+                Some(p.nodes.refined()?).filter(|n| n.len() <= refinement.max_points)
+            } else {
+                None
+            };
+            refined.push(nodes);
+        }
+        if refined.iter().all(Option::is_none) {
+            break;
+        }
+        let (model, starts) = match refinement.start {
             RefinementStart::Data => (None, None),
             RefinementStart::Solution => {
-                // The coarse collocation polynomial at the new nodes, and the coarse θ.
-                let l = interpolation_matrix(&current.nodes, &nodes.times)?;
-                let columns: Vec<Vec<f64>> = (0..current.data.dim())
-                    .map(|i| l.mul_vec(&run.states.iter().map(|y| y[i]).collect::<Vec<f64>>()))
-                    .collect();
-                let start: Vec<Vec<f64>> = (0..nodes.len())
-                    .map(|k| columns.iter().map(|c| c[k]).collect())
-                    .collect();
-                (Some(run.model.clone()), Some(start))
+                // The coarse collocation polynomials at the new nodes, and the coarse θ.
+                let mut starts = Vec::with_capacity(runs.len());
+                for ((p, run), nodes) in current.iter().zip(&runs).zip(&refined) {
+                    let Some(nodes) = nodes else {
+                        starts.push(run.states.clone());
+                        continue;
+                    };
+                    let l = interpolation_matrix(&p.nodes, &nodes.times)?;
+                    let columns: Vec<Vec<f64>> = (0..p.data.dim())
+                        .map(|i| l.mul_vec(&run.states.iter().map(|y| y[i]).collect::<Vec<f64>>()))
+                        .collect();
+                    starts.push(
+                        (0..nodes.len())
+                            .map(|k| columns.iter().map(|c| c[k]).collect())
+                            .collect(),
+                    );
+                }
+                (Some(runs[0].model.clone()), Some(starts))
             }
         };
-        let first_iteration = run.history.last().map_or(0, |it| it.iteration + 1);
-        rounds.push(RefinementRound::of(&run, defect));
-        current.nodes = nodes;
-        run = train_on_grid(
+        let first_iteration = runs[0].history.last().map_or(0, |it| it.iteration + 1);
+        rounds.push(RefinementRound::of(&runs));
+        for (p, nodes) in current.iter_mut().zip(refined) {
+            if let Some(nodes) = nodes {
+                p.nodes = nodes;
+            }
+        }
+        let mut next = train_on_grids(
             &current,
             formulation,
             model.as_ref().or(init),
-            start.as_deref(),
+            starts.as_deref(),
             first_iteration,
             observer,
-        )
-        .map(|mut next| {
-            next.history.splice(0..0, std::mem::take(&mut run.history));
-            next
-        })?;
+        )?;
+        for (n, r) in next.iter_mut().zip(&mut runs) {
+            n.history.splice(0..0, std::mem::take(&mut r.history));
+        }
+        runs = next;
     }
-    run.refinements = rounds;
-    Ok(run)
+    for run in &mut runs {
+        run.refinements = rounds.clone();
+    }
+    Ok(runs)
 }
 
 impl RefinementRound {
-    fn of(run: &CollocationRun, defect: f64) -> Self {
+    /// The round of the grids of `runs` (one per trajectory): their points, the largest
+    /// relative defect, and the (shared) solve.
+    fn of(runs: &[CollocationRun]) -> Self {
+        let run = &runs[0];
         Self {
-            points: run.nodes.len(),
+            points: runs.iter().map(|r| r.nodes.len()).sum(),
             status: run.solution.status.to_string(),
             objective: run.solution.objective,
-            collocation_defect_relative: defect,
+            collocation_defect_relative: runs
+                .iter()
+                .filter_map(|r| r.evaluation.collocation_defect_relative)
+                .fold(f64::NEG_INFINITY, f64::max),
             totals: run.grid_totals(),
         }
     }
 }
 
-/// [`train`] on the problem's own grid: the states start from `start` (one row per node, in
-/// the data's units) when given, else from the smoothed data; iteration numbers start at
-/// `first_iteration`.
-fn train_on_grid(
-    problem: &Problem,
+/// [`train_joint`] on the problems' own grids: the states start from `starts` (per problem
+/// one row per node, in the data's units) when given, else from the smoothed data; iteration
+/// numbers start at `first_iteration`.
+fn train_on_grids(
+    problems: &[Problem],
     formulation: Formulation,
     init: Option<&Mlp>,
-    start: Option<&[Vec<f64>]>,
+    starts: Option<&[Vec<Vec<f64>>]>,
     first_iteration: usize,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
-) -> Result<CollocationRun, TrainError> {
-    let coordinates = training_coordinates(problem, init).map_err(TrainError::Unsupported)?;
-    let mut run = match &coordinates {
-        None => train_network(problem, formulation, init, start, first_iteration, observer)?,
+) -> Result<Vec<CollocationRun>, TrainError> {
+    let coordinates = training_coordinates(&problems[0], init).map_err(TrainError::Unsupported)?;
+    let mut runs = match &coordinates {
+        None => train_network(
+            problems,
+            formulation,
+            init,
+            starts,
+            first_iteration,
+            observer,
+        )?,
         Some(n) => {
-            let inner = problem
-                .in_coordinates(n)
+            let inner = problems
+                .iter()
+                .map(|p| p.in_coordinates(n))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| TrainError::Unsupported(e.to_string()))?;
             let network = init.map(Mlp::network_only);
-            let start: Option<Vec<Vec<f64>>> =
-                start.map(|s| s.iter().map(|y| n.state_to_normalized(y)).collect());
-            let mut run = train_network(
+            let starts: Option<Vec<Vec<Vec<f64>>>> = starts.map(|all| {
+                all.iter()
+                    .map(|s| s.iter().map(|y| n.state_to_normalized(y)).collect())
+                    .collect()
+            });
+            let mut runs = train_network(
                 &inner,
                 formulation,
                 network.as_ref(),
-                start.as_deref(),
+                starts.as_deref(),
                 first_iteration,
                 observer,
             )?;
-            run.model = run.model.with_normalization(Some(n.clone()))?;
-            run.states = states_from_normalized(n, &run.states);
-            run.nodes = problem.nodes.clone();
-            run
+            for (run, p) in runs.iter_mut().zip(problems) {
+                run.model = run.model.clone().with_normalization(Some(n.clone()))?;
+                run.states = states_from_normalized(n, &run.states);
+                run.nodes = p.nodes.clone();
+            }
+            runs
         }
     };
-    run.evaluation = evaluate(problem, &run.model, &run.states)?;
-    Ok(run)
+    for (run, p) in runs.iter_mut().zip(problems) {
+        run.evaluation = evaluate(p, &run.model, &run.states)?;
+    }
+    Ok(runs)
 }
 
 /// MUMPS's pivot threshold in the full formulation when the problem does not set one: with
@@ -373,15 +443,16 @@ pub(crate) fn ipopt_settings(problem: &Problem, formulation: Formulation) -> Ipo
     settings
 }
 
-/// [`train`] in the network's own coordinates, without the evaluation.
+/// [`train_joint`] in the network's own coordinates, without the evaluation.
 fn train_network(
-    problem: &Problem,
+    problems: &[Problem],
     formulation: Formulation,
     init: Option<&Mlp>,
-    start: Option<&[Vec<f64>]>,
+    starts: Option<&[Vec<Vec<f64>>]>,
     first_iteration: usize,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
-) -> Result<CollocationRun, TrainError> {
+) -> Result<Vec<CollocationRun>, TrainError> {
+    let problem = &problems[0];
     let solver = IpoptSolver::new(ipopt_settings(problem, formulation))?;
     let mut history = Vec::new();
     let offset = std::cell::Cell::new(first_iteration);
@@ -399,7 +470,7 @@ fn train_network(
     // next one is built, so two large NLPs are never held at once).
     let mut previous: Option<(Layout, IpoptSolution)> = None;
     // The relaxed NLP, built once: later penalty stages only change its weight.
-    let mut relaxed: Option<CollocationNlp> = None;
+    let mut relaxed: Option<JointNlp> = None;
     let weights = problem.defect_penalties.iter().map(|&w| Some(w));
     for defect_weight in weights.chain(std::iter::once(None)) {
         let start_model = match &previous {
@@ -410,9 +481,13 @@ fn train_network(
             Some(w) => relaxed.take().map(|mut built| {
                 built.build_s = 0.0;
                 built.prefit_s = 0.0;
-                built
-                    .nlp
-                    .set_l2_weight("defect_penalty", defect_term_weight(problem, w))
+                let weight = defect_term_weight(problems, w);
+                (0..problems.len())
+                    .try_for_each(|j| {
+                        built
+                            .nlp
+                            .set_l2_weight(&build::block_name("defect_penalty", j), weight)
+                    })
                     .map(|()| built)
             }),
             None => {
@@ -424,8 +499,8 @@ fn train_network(
             Some(built) => {
                 built.map_err(|e| TrainError::Unsupported(format!("defect continuation: {e}")))?
             }
-            None => build_stage(
-                problem,
+            None => build_joint(
+                problems,
                 formulation,
                 start_model.as_ref(),
                 None,
@@ -434,7 +509,7 @@ fn train_network(
         };
         prefit_s += built.prefit_s;
         build_s += built.build_s;
-        let warm = match (&previous, start) {
+        let warm = match (&previous, starts) {
             (Some((before, solution)), _) => Some(carry_over(
                 before,
                 solution,
@@ -453,9 +528,12 @@ fn train_network(
                 iterations: solution.stats.iterations,
                 kkt_factorizations: solution.stats.kkt_factorizations,
                 objective: solution.objective,
-                max_defect: built.defects.as_ref().map_or(0.0, |s| {
-                    s.slice(&solution.x).iter().fold(0.0, |m, v| m.max(v.abs()))
-                }),
+                max_defect: built
+                    .trajectories
+                    .iter()
+                    .filter_map(|t| t.defects.as_ref())
+                    .flat_map(|s| s.slice(&solution.x).iter())
+                    .fold(0.0, |m: f64, v| m.max(v.abs())),
                 build_s: built.build_s,
                 solve_s: solution.stats.wall_s,
                 eval_s: solution.stats.eval_s,
@@ -471,62 +549,71 @@ fn train_network(
         }
     }
     let (built, solution) = previous.expect("the exact stage always runs");
-    let (n, d) = (problem.nodes.len(), problem.data.dim());
-    let states: Vec<Vec<f64>> = (0..n)
-        .map(|k| {
-            (0..d)
-                .map(|i| solution.x[built.states.at(&[k, i])])
-                .collect()
-        })
-        .collect();
     let model = model_at(&built, &solution.x);
-    Ok(CollocationRun {
-        model,
-        states,
-        dims: built.dims,
-        solution,
-        history,
-        stages,
-        build_s,
-        prefit_s,
-        evaluation: Evaluation::default(),
-        nodes: problem.nodes.clone(),
-        refinements: Vec::new(),
-    })
+    let d = problem.data.dim();
+    Ok(problems
+        .iter()
+        .zip(&built.states)
+        .map(|(p, block)| {
+            let states = (0..p.nodes.len())
+                .map(|k| (0..d).map(|i| solution.x[block.at(&[k, i])]).collect())
+                .collect();
+            CollocationRun {
+                model: model.clone(),
+                states,
+                dims: built.dims,
+                solution: solution.clone(),
+                history: history.clone(),
+                stages: stages.clone(),
+                build_s,
+                prefit_s,
+                evaluation: Evaluation::default(),
+                nodes: p.nodes.clone(),
+                refinements: Vec::new(),
+            }
+        })
+        .collect())
 }
 
-/// The NLP's own starting point with the states replaced by `states` (one row per node).
-fn start_at_states(built: &CollocationNlp, states: &[Vec<f64>]) -> Result<WarmStart, TrainError> {
+/// The NLP's own starting point with each trajectory's states replaced by `starts[j]` (one
+/// row per node).
+fn start_at_states(built: &JointNlp, starts: &[Vec<Vec<f64>>]) -> Result<WarmStart, TrainError> {
     let mut x = vec![0.0; built.nlp.dims().n_vars];
     built.nlp.initial_point(&mut x);
-    let d = states.first().map_or(0, Vec::len);
-    if states.len() * d != built.states.indices().len() {
-        return Err(TrainError::Unsupported(format!(
-            "{} starting states of dimension {d} for a grid of {} values",
-            states.len(),
-            built.states.indices().len()
-        )));
-    }
-    for (k, y) in states.iter().enumerate() {
-        for (i, &v) in y.iter().enumerate() {
-            x[built.states.at(&[k, i])] = v;
+    for (blocks, states) in built.trajectories.iter().zip(starts) {
+        let d = states.first().map_or(0, Vec::len);
+        if states.len() * d != blocks.states.indices().len() {
+            return Err(TrainError::Unsupported(format!(
+                "{} starting states of dimension {d} for a grid of {} values",
+                states.len(),
+                blocks.states.indices().len()
+            )));
+        }
+        for (k, y) in states.iter().enumerate() {
+            for (i, &v) in y.iter().enumerate() {
+                x[blocks.states.at(&[k, i])] = v;
+            }
         }
     }
     Ok(WarmStart::primal(x))
 }
 
-/// Where a stage's states and θ sit in its variables.
+/// Where a stage's states (per trajectory) and θ sit in its variables.
 struct Layout {
-    states: VarBlock,
+    states: Vec<VarBlock>,
     theta: VarBlock,
     init: Mlp,
     dims: NlpDims,
 }
 
 impl Layout {
-    fn of(built: &CollocationNlp) -> Self {
+    fn of(built: &JointNlp) -> Self {
         Self {
-            states: built.states.clone(),
+            states: built
+                .trajectories
+                .iter()
+                .map(|t| t.states.clone())
+                .collect(),
             theta: built.theta.clone(),
             init: built.init.clone(),
             dims: built.nlp.dims(),
@@ -547,19 +634,25 @@ fn model_at(built: &Layout, x: &[f64]) -> Mlp {
 fn carry_over(
     before: &Layout,
     solution: &IpoptSolution,
-    next: &CollocationNlp,
+    next: &JointNlp,
     with_multipliers: bool,
 ) -> WarmStart {
     let n = next.nlp.dims().n_vars;
+    let pairs: Vec<(&VarBlock, &VarBlock)> = before
+        .states
+        .iter()
+        .zip(next.trajectories.iter().map(|t| &t.states))
+        .chain(std::iter::once((&before.theta, &next.theta)))
+        .collect();
     let copy = |from: &[f64], fill: f64| {
         let mut to = vec![fill; n];
-        for (a, b) in [(&before.states, &next.states), (&before.theta, &next.theta)] {
+        for (a, b) in &pairs {
             to[b.indices()].copy_from_slice(a.slice(from));
         }
         to
     };
     let mut x = copy(&solution.x, 0.0);
-    if let Some(s) = &next.defects {
+    for s in next.trajectories.iter().filter_map(|t| t.defects.as_ref()) {
         x[s.indices()].fill(0.0);
     }
     if !with_multipliers {
