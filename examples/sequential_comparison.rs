@@ -103,8 +103,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             if select {
                 let started = std::time::Instant::now();
-                let outcome =
-                    sweep::sweep(&base, &settings, None, None, &|_, _| true, &|_, _, _| {})?;
+                let outcome = sweep::sweep(
+                    std::slice::from_ref(&base),
+                    &settings,
+                    None,
+                    None,
+                    &|_, _| true,
+                    &|_, _, _| {},
+                )?;
                 let t = &outcome.trials[outcome.selected];
                 eprintln!(
                     "{} {method}: sweep on seed {} selected {} (train MSE {:.4e}, lowest of {}; {:.1} s)",

@@ -271,7 +271,7 @@ fn bad_trajectories_are_refused() {
     let line =
         "trajectories = [\"experiments/reactions_b.toml\", \"experiments/reactions_mix.toml\"]";
     let with = |t: &str, new: &str| t.replace(line, new);
-    let cases: [Case; 5] = [
+    let cases: [Case; 4] = [
         (
             "missing",
             &|t| with(t, "trajectories = [\"experiments/none.toml\"]"),
@@ -294,12 +294,6 @@ fn bad_trajectories_are_refused() {
             &|t| with(t, "trajectories = \"experiments/reactions_b.toml\""),
             "solve",
             &["trajectories", "line 12"],
-        ),
-        (
-            "sweep",
-            &|t| t.to_string(),
-            "train --sweep",
-            &["trajectories", "--sweep with several trajectories"],
         ),
         (
             "layers",
@@ -485,4 +479,44 @@ fn several_trajectories_are_refined_and_continued_together() {
     for t in s["trajectories"].as_array().unwrap() {
         assert!(t["fit_mse"].as_f64().unwrap() < 6e-4, "{t}");
     }
+}
+
+/// `colloc train --sweep` on several experiments: every combination trained on all three, the
+/// pooled training MSE selects.
+#[test]
+fn a_sweep_trains_every_combination_on_every_experiment() {
+    let d = dir("sweep");
+    let grid = |t: &str| {
+        if t.contains("name = \"reactions_experiments\"") {
+            format!("{t}\n[sequential]\nepochs = 60\n[sequential.sweep]\nlearning_rate = [0.005, 0.02]\n")
+        } else {
+            t.to_string()
+        }
+    };
+    let main = reactor_files(&d, &grid);
+    let out = d.join("out");
+    let (code, stdout, stderr) = colloc(&[
+        "train",
+        main.to_str().unwrap(),
+        "--sweep",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["sweep"]["trials"], 2, "{s}");
+    assert_eq!(s["trajectories"].as_array().unwrap().len(), 3);
+    let table = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let chosen = table
+        .lines()
+        .find(|l| l.ends_with(",true"))
+        .expect("a selected row");
+    let train_mse: f64 = chosen.split(',').nth(1).unwrap().parse().unwrap();
+    let pooled = s["pooled"]["train_mse"].as_f64().unwrap();
+    assert!(
+        (train_mse - pooled).abs() <= 1e-12 * pooled,
+        "{chosen} vs {pooled}"
+    );
+    assert!(out.join("trajectory1").join("summary.json").is_file());
 }

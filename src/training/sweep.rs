@@ -4,7 +4,8 @@
 //! with the lowest training MSE (the best model simulated against the training observations)
 //! is selected. Only training data enter the choice; the test window is scored, not used.
 
-use super::sequential::{train, SequentialRun, SequentialRunError};
+use super::collocation::{pooled_scores, Evaluation};
+use super::sequential::{train_trajectories, SequentialRun, SequentialRunError};
 use crate::problem::Problem;
 use crate::sequential::{EpochRecord, SequentialSettings, SweepCandidate, TrainMethod};
 use colloc_models::Mlp;
@@ -34,9 +35,11 @@ pub enum SweepError {
 pub struct SweepTrial {
     /// `(field, value)` of each swept hyper-parameter.
     pub values: Vec<(&'static str, f64)>,
-    /// Training MSE of its best model (NaN if the simulation failed).
+    /// Training MSE of its best model (NaN if the simulation failed; over several
+    /// trajectories the observation-weighted mean).
     pub train_mse: f64,
-    /// Test MSE of its best model (NaN without a test window or if the simulation failed).
+    /// Test MSE of its best model (NaN without a test window or if the simulation failed;
+    /// pooled as `train_mse`).
     pub test_mse: f64,
     /// Epoch of its best model.
     pub best_epoch: usize,
@@ -64,13 +67,15 @@ pub struct Sweep {
     pub selected: usize,
     /// The settings of the selected trial.
     pub settings: SequentialSettings,
-    /// The selected trial's run (best model, learning curve, scores).
-    pub run: SequentialRun,
+    /// The selected trial's runs (best model, learning curve, scores), one per problem.
+    pub runs: Vec<SequentialRun>,
     /// False when the observer stopped the sweep; then only `trials` were compared.
     pub complete: bool,
 }
 
-/// Trains every combination of `settings.sweep`'s lists for `settings.method` from the same
+/// Trains every combination of `settings.sweep`'s lists for `settings.method` on `problems` (one
+/// problem, or a problem and its further trajectories, trained together as by
+/// [`train_trajectories`]) from the same
 /// start (`init`, else the problem's Xavier draw), as many at once as rayon has threads (each
 /// trial is single-threaded and deterministic, so the outcome does not depend on the order),
 /// and selects the lowest training MSE (ties: the first in grid order; NaN never wins
@@ -79,7 +84,7 @@ pub struct Sweep {
 /// stopped) are compared. `on_trial` sees each trial as it finishes, with the number of
 /// combinations.
 pub fn sweep(
-    problem: &Problem,
+    problems: &[Problem],
     settings: &SequentialSettings,
     init: Option<&Mlp>,
     start: Option<&[f64]>,
@@ -97,7 +102,7 @@ pub fn sweep(
     }
     let total = candidates.len();
     let halt = AtomicBool::new(false);
-    let outcomes: Vec<Option<(SweepTrial, SequentialRun)>> = candidates
+    let outcomes: Vec<Option<(SweepTrial, Vec<SequentialRun>)>> = candidates
         .par_iter()
         .enumerate()
         .map(|(k, candidate)| {
@@ -112,30 +117,37 @@ pub fn sweep(
                 }
                 go
             };
-            let run =
-                train(problem, &candidate.settings, init, start, &mut watch).map_err(|source| {
-                    SweepError::Trial {
-                        trial: k + 1,
-                        values: describe(&candidate.values),
-                        source,
-                    }
-                })?;
+            let runs = train_trajectories(problems, &candidate.settings, init, start, &mut watch)
+                .map_err(|source| SweepError::Trial {
+                trial: k + 1,
+                values: describe(&candidate.values),
+                source,
+            })?;
+            let (train_mse, test_mse) = match runs.as_slice() {
+                [one] => (one.evaluation.train_mse, one.evaluation.test_mse),
+                all => {
+                    let evaluations: Vec<&Evaluation> = all.iter().map(|r| &r.evaluation).collect();
+                    let pooled = pooled_scores(problems, &evaluations);
+                    (pooled.train_mse, pooled.test_mse)
+                }
+            };
+            let run = &runs[0];
             let trial = SweepTrial {
                 values: candidate.values.clone(),
-                train_mse: run.evaluation.train_mse.unwrap_or(f64::NAN),
-                test_mse: run.evaluation.test_mse.unwrap_or(f64::NAN),
+                train_mse: train_mse.unwrap_or(f64::NAN),
+                test_mse: test_mse.unwrap_or(f64::NAN),
                 best_epoch: run.report.best_epoch,
                 epochs: run.report.curve.len(),
                 stopped: run.report.stopped.clone(),
                 train_s: run.train_s,
             };
             on_trial(k, total, &trial);
-            Ok(Some((trial, run)))
+            Ok(Some((trial, runs)))
         })
         .collect::<Result<_, SweepError>>()?;
     let complete = !halt.load(Ordering::SeqCst);
     let mut trials: Vec<SweepTrial> = Vec::with_capacity(total);
-    let mut best: Option<(usize, usize, SequentialRun)> = None;
+    let mut best: Option<(usize, usize, Vec<SequentialRun>)> = None;
     for (k, outcome) in outcomes.into_iter().enumerate() {
         let Some((trial, run)) = outcome else {
             continue;
@@ -148,12 +160,12 @@ pub fn sweep(
         }
         trials.push(trial);
     }
-    let (selected, k, run) = best.expect("the first combination always runs");
+    let (selected, k, runs) = best.expect("the first combination always runs");
     Ok(Sweep {
         trials,
         selected,
         settings: candidates[k].settings.clone(),
-        run,
+        runs,
         complete,
     })
 }

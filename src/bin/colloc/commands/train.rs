@@ -113,13 +113,6 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let further = problem
         .load_trajectories(&problem.trajectories, "trajectories")
         .map_err(Failure::input)?;
-    if !further.is_empty() && args.sweep {
-        return Err(Failure::input(format!(
-            "{}: --sweep with several trajectories (field `trajectories`) is not available yet; \
-             sweep a file without them",
-            args.file.display()
-        )));
-    }
     let problems: Vec<problem::Problem> = std::iter::once(problem.clone()).chain(further).collect();
     let stop = super::Stop::new(started, args.time_limit)?;
     let init = args
@@ -208,7 +201,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             );
         }
         let outcome = sweep::sweep(
-            &problem,
+            &problems,
             &settings,
             init.as_ref(),
             args.start.as_deref(),
@@ -243,7 +236,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             complete: outcome.complete,
             selected: chosen.values.iter().copied().collect(),
         });
-        vec![outcome.run]
+        outcome.runs
     } else {
         let mut progress = Progress::new(args.quiet, total, pretrain);
         let mut observer = |r: &EpochRecord| {
