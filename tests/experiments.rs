@@ -411,6 +411,19 @@ fn the_sequential_trainers_learn_from_several_experiments() {
     }
 }
 
+/// `colloc solve main --out out` succeeds; its summary.
+fn solve_ok(main: &Path, out: &Path) -> serde_json::Value {
+    let (code, stdout, stderr) = colloc(&[
+        "solve",
+        main.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    json(&out.join("summary.json"))
+}
+
 /// Grid refinement and the defect continuation work on several trajectories: from 30
 /// Chebyshev points each with a refinement threshold below every defect, each grid is doubled
 /// once (to the limit of 60); penalty stages run before the exact joint problem.
@@ -430,17 +443,8 @@ fn several_trajectories_are_refined_and_continued_together() {
             t.replace(grid, coarse)
         }
     };
-    let main = reactor_files(&d.join("refine"), &refined);
     let out = d.join("refine-out");
-    let (code, stdout, stderr) = colloc(&[
-        "solve",
-        main.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let s = json(&out.join("summary.json"));
+    let s = solve_ok(&reactor_files(&d.join("refine"), &refined), &out);
     assert_eq!(s["collocation_points"], 60, "{s}");
     let rounds = s["refinements"].as_array().unwrap();
     assert_eq!(rounds.len(), 1, "{s}");
@@ -462,17 +466,10 @@ fn several_trajectories_are_refined_and_continued_together() {
             "prefit = true\ndefect_penalties = [1.0, 100.0]",
         )
     };
-    let main = reactor_files(&d.join("stages"), &staged);
-    let out = d.join("stages-out");
-    let (code, stdout, stderr) = colloc(&[
-        "solve",
-        main.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let s = json(&out.join("summary.json"));
+    let s = solve_ok(
+        &reactor_files(&d.join("stages"), &staged),
+        &d.join("stages-out"),
+    );
     let stages = s["penalty_stages"].as_array().unwrap();
     assert_eq!(stages.len(), 2, "{s}");
     assert!(stages[1]["max_defect"].as_f64().unwrap() < stages[0]["max_defect"].as_f64().unwrap());

@@ -740,17 +740,9 @@ mod tests {
                 let objective =
                     Objective::new(&init, Some(&[0.9, 0.15]), &data, &settings).unwrap();
                 // A start off the first observation, and nonzero corrections.
-                let mut p = objective.initial_vector();
                 let n = init.n_params();
-                for (k, v) in p[n..].iter_mut().enumerate() {
-                    *v += 0.01 * (k as f64 - 2.0);
-                }
-                // Homotopy at λ = 1 (the coupled system).
-                let lambda = if method == TrainMethod::Homotopy {
-                    1.0
-                } else {
-                    0.0
-                };
+                let p = with_corrections(objective.initial_vector(), n);
+                let lambda = coupled_lambda(method);
                 let label = format!("{method} (learned start {learn_initial_state})");
                 assert_gradient_matches(&p, n, &label, |q| objective.epoch(q, lambda).unwrap());
             }
@@ -788,17 +780,10 @@ mod tests {
                 };
                 let objective =
                     Objectives::new(&init, &[Some(&[0.9, 0.15]), None], &data, &settings).unwrap();
-                let mut p = objective.initial_vector();
                 let n = init.n_params();
+                let p = with_corrections(objective.initial_vector(), n);
                 assert!(p.len() > n || !learn_initial_state && method != TrainMethod::Shooting);
-                for (k, v) in p[n..].iter_mut().enumerate() {
-                    *v += 0.01 * (k as f64 - 2.0);
-                }
-                let lambda = if method == TrainMethod::Homotopy {
-                    1.0
-                } else {
-                    0.0
-                };
+                let lambda = coupled_lambda(method);
                 let label = format!("{method} (learned start {learn_initial_state})");
                 assert_gradient_matches(&p, n, &label, |q| objective.epoch(q, lambda).unwrap());
                 // Pooled MSE: each series' own uncoupled MSE weighted by its points.
@@ -816,6 +801,23 @@ mod tests {
                     "{pooled} vs {expected}"
                 );
             }
+        }
+    }
+
+    /// `p` with nonzero corrections after its first `n` entries.
+    fn with_corrections(mut p: Vec<f64>, n: usize) -> Vec<f64> {
+        for (k, v) in p[n..].iter_mut().enumerate() {
+            *v += 0.01 * (k as f64 - 2.0);
+        }
+        p
+    }
+
+    /// The homotopy at λ = 1 (the coupled system); the other methods at 0.
+    fn coupled_lambda(method: TrainMethod) -> f64 {
+        if method == TrainMethod::Homotopy {
+            1.0
+        } else {
+            0.0
         }
     }
 
