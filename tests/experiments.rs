@@ -517,3 +517,28 @@ fn a_sweep_trains_every_combination_on_every_experiment() {
     );
     assert!(out.join("trajectory1").join("summary.json").is_file());
 }
+
+/// The full formulation (activations as variables, per trajectory its own) reaches the
+/// reduced formulation's joint optimum on the reactor experiments.
+#[test]
+fn both_formulations_reach_the_same_joint_optimum() {
+    let main = problem::load(Path::new("problems/reactions_experiments.toml")).unwrap();
+    let mut problems = vec![main.clone()];
+    problems.extend(
+        main.load_trajectories(&main.trajectories, "trajectories")
+            .unwrap(),
+    );
+    let objective = |formulation| {
+        let runs = collocation::train_joint(&problems, formulation, None, &mut |_| true).unwrap();
+        assert!(runs[0].solution.is_success());
+        runs[0].solution.objective
+    };
+    let (reduced, full) = (
+        objective(Formulation::Reduced),
+        objective(Formulation::Full),
+    );
+    assert!(
+        (reduced - full).abs() <= 1e-3 * reduced,
+        "{reduced} vs {full}"
+    );
+}
