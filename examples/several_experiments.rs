@@ -87,17 +87,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Sequential rows: seed, then (one, three) held-out MSE per method.
     let mut sequential_rows = Vec::new();
     for s in 0..=seeds {
-        // Seed 0: the files' own seeds.
-        let seed_of = |j: u64| (s > 0).then_some(100 * s + j);
-        let main = problem::load_with_seed(main_file, seed_of(0))?;
-        let folder = main_file.parent().unwrap_or(Path::new("."));
+        // Seed 0: the files' own seeds. The experiment files inherit theirs: the main file's
+        // plus their place in the list.
+        let main = problem::load_with_seed(main_file, (s > 0).then_some(100 * s))?;
         let mut problems = vec![main.clone()];
-        for (j, file) in main.trajectories.iter().enumerate() {
-            problems.push(problem::load_with_seed(
-                &folder.join(file),
-                seed_of(j as u64 + 1),
-            )?);
-        }
+        problems.extend(main.load_trajectories(&main.trajectories, "trajectories")?);
         let started = Instant::now();
         let single = collocation::train(&main, main.formulation, None, &mut |_| true)?;
         let single_s = started.elapsed().as_secs_f64();

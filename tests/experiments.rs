@@ -151,13 +151,15 @@ fn three_experiments_are_learned_in_one_solve() {
 
     // One experiment against three, on the held-out charge (noise seeds 100, 101, 102: row 1
     // of the `several_experiments` example, whose table gives every row).
-    let seeded = |path: &Path, seed: u64| problem::load_with_seed(path, Some(seed)).unwrap();
-    let main = seeded(Path::new("problems/reactions_experiments.toml"), 100);
-    let folder = Path::new("problems");
+    // The experiment files inherit their seeds: the main file's plus their place in the list.
+    let main = problem::load_with_seed(Path::new("problems/reactions_experiments.toml"), Some(100))
+        .unwrap();
     let mut problems = vec![main.clone()];
-    for (j, file) in main.trajectories.iter().enumerate() {
-        problems.push(seeded(&folder.join(file), 101 + j as u64));
-    }
+    problems.extend(
+        main.load_trajectories(&main.trajectories, "trajectories")
+            .unwrap(),
+    );
+    assert_eq!(problems[2].seed, 102);
     let held_out =
         problem::load(Path::new("problems/experiments/reactions_held_out.toml")).unwrap();
     let single = collocation::train(&main, Formulation::Reduced, None, &mut |_| true).unwrap();
@@ -220,15 +222,24 @@ fn joint_objective(main: &Path, linear_solver: Option<&str>) -> (f64, usize) {
 #[test]
 fn joint_kkt_blocks_reach_the_mumps_optimum() {
     let d = dir("blocks");
+    // The main file's grid on finite elements (the experiment files inherit it), or, for an
+    // experiment file, a finite-element grid of its own.
+    let fe = "[collocation]\nelements = 12\npoints_per_element = 5\nnodes = \"radau\"";
     let elements = |t: &str| {
         let grid = "[collocation]\npoints = 60\nnodes = \"chebyshev\"";
-        assert!(t.contains(grid));
-        t.replace(
-            grid,
-            "[collocation]\nelements = 12\npoints_per_element = 5\nnodes = \"radau\"",
-        )
+        if t.contains(grid) {
+            t.replace(grid, fe)
+        } else {
+            format!("{t}\n{fe}\n")
+        }
     };
-    let main = reactor_files(&d.join("fe"), &elements);
+    let main = reactor_files(&d.join("fe"), &|t: &str| {
+        if t.contains("[collocation]") {
+            elements(t)
+        } else {
+            t.to_string()
+        }
+    });
     let (blocks, nnz) = joint_objective(&main, None);
     let (mumps, _) = joint_objective(&main, Some("mumps"));
     assert!(
@@ -271,7 +282,7 @@ fn bad_trajectories_are_refused() {
     let line =
         "trajectories = [\"experiments/reactions_b.toml\", \"experiments/reactions_mix.toml\"]";
     let with = |t: &str, new: &str| t.replace(line, new);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             "missing",
             &|t| with(t, "trajectories = [\"experiments/none.toml\"]"),
@@ -299,13 +310,25 @@ fn bad_trajectories_are_refused() {
             "layers",
             &|t| {
                 if t.contains("name = \"reactions_b\"") {
-                    t.replace("layers = [3, 16, 3]", "layers = [3, 12, 3]")
+                    format!("{t}\n[model]\nlayers = [3, 12, 3]\nactivation = \"tanh\"\n")
                 } else {
                     t.to_string()
                 }
             },
             "solve",
             &["reactions_b.toml", "one model"],
+        ),
+        (
+            "unknown",
+            &|t| {
+                if t.contains("name = \"reactions_b\"") {
+                    t.replace("noise = 0.02\n", "noise = 0.02\nnoize = 0.1\n")
+                } else {
+                    t.to_string()
+                }
+            },
+            "solve",
+            &["reactions_b.toml", "noize", "line 11"],
         ),
     ];
     for (name, edit, command, needles) in cases {
@@ -324,8 +347,8 @@ fn bad_trajectories_are_refused() {
     let nested = |t: &str| {
         if t.contains("name = \"reactions_mix\"") {
             t.replace(
-                "seed = 3\n",
-                "seed = 3\ntrajectories = [\"reactions_b.toml\"]\n",
+                "name = \"reactions_mix\"\n",
+                "name = \"reactions_mix\"\ntrajectories = [\"reactions_b.toml\"]\n",
             )
         } else {
             t.to_string()
@@ -431,17 +454,13 @@ fn solve_ok(main: &Path, out: &Path) -> serde_json::Value {
 fn several_trajectories_are_refined_and_continued_together() {
     let d = dir("refine");
     let grid = "[collocation]\npoints = 60\nnodes = \"chebyshev\"";
+    // The main file's grid (the experiment files inherit it).
     let refined = |t: &str| {
-        assert!(t.contains(grid));
         let coarse = "[collocation]\npoints = 30\nnodes = \"chebyshev\"";
-        if t.contains("name = \"reactions_experiments\"") {
-            t.replace(
-                grid,
-                &format!("{coarse}\n[collocation.refinement]\nmax_points = 60\ndefect = 1e-5"),
-            )
-        } else {
-            t.replace(grid, coarse)
-        }
+        t.replace(
+            grid,
+            &format!("{coarse}\n[collocation.refinement]\nmax_points = 60\ndefect = 1e-5"),
+        )
     };
     let out = d.join("refine-out");
     let s = solve_ok(&reactor_files(&d.join("refine"), &refined), &out);
