@@ -561,3 +561,41 @@ fn both_formulations_reach_the_same_joint_optimum() {
         "{reduced} vs {full}"
     );
 }
+
+/// A further trajectory in a subfolder that inherits the main file's `[data]` with a CSV file
+/// reads that file relative to the main file: here the same measurements split into two
+/// windows learned jointly.
+#[test]
+fn an_inherited_csv_is_the_main_files() {
+    let d = dir("csv");
+    let (code, _, stderr) = colloc(&[
+        "solve",
+        "problems/vanderpol-small.toml",
+        "--out",
+        d.join("run").to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::copy(d.join("run/data.csv"), d.join("measured.csv")).unwrap();
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    let main = "name = \"csvmain\"\ntrajectories = [\"sub/replica.toml\"]\n[data]\ncsv = \"measured.csv\"\n\
+                [train]\nt0 = 0.0\nt1 = 7.5\n[test]\nt1 = 30.0\n[collocation]\npoints = 100\n\
+                nodes = \"chebyshev\"\n[model]\nlayers = [2, 8, 2]\nactivation = \"tanh\"\n\
+                [loss]\nlambda = 1e-3\n[bounds]\nparameters = 100.0\n[solver.ipopt]\ntol = 1e-4\n";
+    std::fs::write(d.join("main.toml"), main).unwrap();
+    std::fs::write(
+        d.join("sub/replica.toml"),
+        "name = \"second_half\"\n[train]\nt0 = 7.5\nt1 = 15.0\n",
+    )
+    .unwrap();
+    let s = solve_ok(&d.join("main.toml"), &d.join("out"));
+    let t = s["trajectories"].as_array().unwrap();
+    assert_eq!(t[1]["name"], "second_half");
+    // The Chebyshev observations of vanderpol-small on [0, 15], split at 7.5.
+    let (a, b) = (
+        t[0]["observations"].as_u64().unwrap(),
+        t[1]["observations"].as_u64().unwrap(),
+    );
+    assert_eq!(a + b, 200, "{s}");
+    assert!(a > 50 && b > 50, "{s}");
+}

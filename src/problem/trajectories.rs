@@ -108,9 +108,28 @@ impl Problem {
         let own: toml::Table = toml::from_str(&text).map_err(|e| toml_error(e.to_string()))?;
         let mut merged: toml::Table = main
             .iter()
-            .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()))
+            .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()) && !own.contains_key(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // Files named in an inherited `[data]` stay the main file's: relative to its folder.
+        if let Some(toml::Value::Table(data)) = merged.get_mut("data") {
+            let folder = self.path.parent().unwrap_or(Path::new("."));
+            let folder = if folder.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                folder
+            };
+            for key in ["csv", "schmidt_lipson"] {
+                if let Some(toml::Value::String(file)) = data.get_mut(key) {
+                    if Path::new(file.as_str()).is_relative() {
+                        let absolute = std::fs::canonicalize(folder)
+                            .map_err(|e| toml_error(e.to_string()))?
+                            .join(file.as_str());
+                        *file = absolute.display().to_string();
+                    }
+                }
+            }
+        }
         if !own.contains_key("seed") {
             let seed = i64::try_from(self.seed.wrapping_add(index) % (1u64 << 63))
                 .map_err(|e| toml_error(e.to_string()))?;
