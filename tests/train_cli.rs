@@ -63,6 +63,13 @@ fn colloc(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// Writes `text` as the problem file `d/name` and returns its path.
+fn problem_file(d: &std::path::Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    let path = d.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn summary(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
@@ -70,8 +77,7 @@ fn summary(dir: &std::path::Path) -> serde_json::Value {
 #[test]
 fn every_method_trains_and_writes_its_results() {
     let d = dir("methods");
-    let path = d.join("small.toml");
-    std::fs::write(&path, SMALL).unwrap();
+    let path = problem_file(&d, "small.toml", SMALL);
     for (method, epochs) in [("vanilla", 60), ("homotopy", 60), ("shooting", 60)] {
         let out = d.join(method);
         let (code, stdout, err) = colloc(&[
@@ -130,8 +136,7 @@ fn every_method_trains_and_writes_its_results() {
 #[test]
 fn init_starts_from_a_saved_model_and_runs_are_deterministic() {
     let d = dir("init");
-    let path = d.join("small.toml");
-    std::fs::write(&path, SMALL).unwrap();
+    let path = problem_file(&d, "small.toml", SMALL);
     let run = |out: &str, extra: &[&str]| {
         let out = d.join(out);
         let mut args = vec!["train", path.to_str().unwrap(), "-q", "--out"];
@@ -199,8 +204,7 @@ fn pre_training_runs_first_on_the_leading_window() {
 #[test]
 fn bad_flags_and_settings_are_refused() {
     let d = dir("bad");
-    let path = d.join("small.toml");
-    std::fs::write(&path, SMALL).unwrap();
+    let path = problem_file(&d, "small.toml", SMALL);
     let p = path.to_str().unwrap();
     let (code, _, err) = colloc(&["train", p, "--method", "adjoint"]);
     assert_eq!(code, Some(2));
@@ -230,8 +234,7 @@ fn bad_flags_and_settings_are_refused() {
         ("stepz = 3", "unknown field"),
     ] {
         let text = SMALL.replace("[sequential]\n", &format!("[sequential]\n{bad}\n"));
-        let f = d.join("bad.toml");
-        std::fs::write(&f, text).unwrap();
+        let f = problem_file(&d, "bad.toml", text);
         let (code, _, err) = colloc(&["train", f.to_str().unwrap()]);
         assert_eq!(code, Some(2), "{bad}: {err}");
         assert!(
@@ -240,8 +243,7 @@ fn bad_flags_and_settings_are_refused() {
         );
     }
     let text = SMALL.replace("segments = 3", "segments = 40");
-    let f = d.join("segments.toml");
-    std::fs::write(&f, text).unwrap();
+    let f = problem_file(&d, "segments.toml", text);
     let (code, _, err) = colloc(&["train", f.to_str().unwrap(), "--method", "shooting"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
@@ -284,8 +286,7 @@ fn ctrl_c_stops_training_and_keeps_the_best_model() {
 #[test]
 fn polyweight_and_structured_models_train_and_save() {
     let d = dir("structures");
-    let path = d.join("small.toml");
-    std::fs::write(&path, SMALL).unwrap();
+    let path = problem_file(&d, "small.toml", SMALL);
     let p = path.to_str().unwrap();
     // Time-dependent weights: Legendre degree 3 by default, or as asked.
     for (args, basis) in [
@@ -329,8 +330,7 @@ fn polyweight_and_structured_models_train_and_save() {
         "activation = \"gelu\"",
         "activation = \"gelu\"\nstructure = \"gray-box\"\nknown_linear = [[1.3, 0.0], [0.0, -1.8]]",
     );
-    let f = d.join("gray.toml");
-    std::fs::write(&f, gray).unwrap();
+    let f = problem_file(&d, "gray.toml", gray);
     let out = d.join("gray");
     let (code, stdout, err) = colloc(&[
         "train",
@@ -376,8 +376,7 @@ fn polyweight_and_structured_models_train_and_save() {
             "activation = \"gelu\"",
             &format!("activation = \"gelu\"\n{bad}"),
         );
-        let f = d.join("bad.toml");
-        std::fs::write(&f, text).unwrap();
+        let f = problem_file(&d, "bad.toml", text);
         let (code, _, err) = colloc(&["train", f.to_str().unwrap()]);
         assert_eq!(code, Some(2), "{bad}: {err}");
         assert!(err.contains(needle), "{bad}: {err}");
@@ -436,12 +435,11 @@ fn normalized_models_carry_their_coordinates_from_solve_to_train() {
     }
     // ADMM: the batches in the standardized coordinates of the whole training window, the
     // consensus model saved with them and scored in the data's units.
-    let admm = d.join("admm.toml");
-    std::fs::write(
-        &admm,
+    let admm = problem_file(
+        &d,
+        "admm.toml",
         format!("{text}\n[admm]\nwindows = [[0.0, 1.5], [1.5, 3.0]]\nrho = 10.0\nmax_iter = 3\n"),
-    )
-    .unwrap();
+    );
     let admm_out = d.join("admm");
     let (code, _, err) = colloc(&[
         "admm",
@@ -511,8 +509,7 @@ fn sweep_selects_the_lowest_training_mse_and_reproduces_a_plain_run() {
         "[sequential.homotopy]\n",
         &format!("[sequential.homotopy]\nlearning_rate = {lr}\ncoupling = {k}\n"),
     );
-    let plain_path = d.join("plain.toml");
-    std::fs::write(&plain_path, plain).unwrap();
+    let plain_path = problem_file(&d, "plain.toml", plain);
     let again = d.join("plain");
     let (code, stdout, err) = colloc(&[
         "train",
@@ -536,15 +533,14 @@ fn sweep_selects_the_lowest_training_mse_and_reproduces_a_plain_run() {
         err.contains("small.toml") && err.contains("no list for the shooting method"),
         "{err}"
     );
-    let bad = d.join("bad.toml");
-    std::fs::write(
-        &bad,
+    let bad = problem_file(
+        &d,
+        "bad.toml",
         std::fs::read_to_string(&path).unwrap().replace(
             "homotopy_coupling = [1.0, 3.0]",
             "homotopy_coupling = [1.0, -3.0]",
         ),
-    )
-    .unwrap();
+    );
     let (code, _, err) = colloc(&["train", bad.to_str().unwrap(), "--sweep"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
@@ -631,15 +627,14 @@ fn first_simulated_and_observed(out: &std::path::Path) -> (Vec<f64>, Vec<f64>) {
 #[test]
 fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
     let d = dir("learned-start");
-    let path = d.join("small.toml");
-    std::fs::write(
-        &path,
+    let path = problem_file(
+        &d,
+        "small.toml",
         SMALL.replace(
             "[sequential]\n",
             "[sequential]\nlearn_initial_state = true\n",
         ),
-    )
-    .unwrap();
+    );
     for method in ["vanilla", "homotopy", "shooting"] {
         let out = d.join(method);
         let (code, stdout, err) = colloc(&[
@@ -720,15 +715,14 @@ fn a_learned_initial_state_is_trained_reported_and_simulated_from() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--start") && err.contains("2 states"), "{err}");
     // Standardized coordinates: the flag, and the start given back in the data's units.
-    let normalized = d.join("normalized.toml");
-    std::fs::write(
-        &normalized,
+    let normalized = problem_file(
+        &d,
+        "normalized.toml",
         SMALL.replace(
             "activation = \"gelu\"",
             "activation = \"gelu\"\nnormalize = true",
         ),
-    )
-    .unwrap();
+    );
     let out = d.join("normalized");
     let (code, stdout, err) = colloc(&[
         "train",
@@ -758,12 +752,11 @@ fn a_huge_epoch_budget_runs_until_the_time_limit() {
     // The budget is the user's: nothing is allocated for it up front (this aborted with an
     // allocation failure once).
     let d = dir("huge-budget");
-    let path = d.join("small.toml");
-    std::fs::write(
-        &path,
+    let path = problem_file(
+        &d,
+        "small.toml",
         SMALL.replace("steps = 3\n", "steps = 100000000000\n"),
-    )
-    .unwrap();
+    );
     for method in ["vanilla", "homotopy"] {
         let out = d.join(method);
         let (code, stdout, err) = colloc(&[

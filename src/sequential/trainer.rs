@@ -730,13 +730,7 @@ mod tests {
         let data = harmonic();
         for method in TrainMethod::ALL {
             for learn_initial_state in [false, true] {
-                let settings = SequentialSettings {
-                    method,
-                    learn_initial_state,
-                    rtol: 1e-10,
-                    atol: 1e-12,
-                    ..Default::default()
-                };
+                let settings = tight(method, learn_initial_state);
                 let objective =
                     Objective::new(&init, Some(&[0.9, 0.15]), &data, &settings).unwrap();
                 // A start off the first observation, and nonzero corrections.
@@ -767,17 +761,8 @@ mod tests {
         let data = [first, second];
         for method in TrainMethod::ALL {
             for learn_initial_state in [false, true] {
-                let settings = SequentialSettings {
-                    method,
-                    learn_initial_state,
-                    rtol: 1e-10,
-                    atol: 1e-12,
-                    shooting: crate::sequential::ShootingSettings {
-                        segments: 3,
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                };
+                let mut settings = tight(method, learn_initial_state);
+                settings.shooting.segments = 3;
                 let objective =
                     Objectives::new(&init, &[Some(&[0.9, 0.15]), None], &data, &settings).unwrap();
                 let n = init.n_params();
@@ -801,6 +786,17 @@ mod tests {
                     "{pooled} vs {expected}"
                 );
             }
+        }
+    }
+
+    /// Settings of `method` with tight integration tolerances, for finite differences.
+    fn tight(method: TrainMethod, learn_initial_state: bool) -> SequentialSettings {
+        SequentialSettings {
+            method,
+            learn_initial_state,
+            rtol: 1e-10,
+            atol: 1e-12,
+            ..Default::default()
         }
     }
 
