@@ -153,6 +153,11 @@ fn invalid_values_name_the_field() {
         &["train.t1"],
     );
     expect_input_error(
+        "noise-twice",
+        &GOOD.replace("noise = 0.05", "noise = 0.05\nnoise_relative = 0.05"),
+        &["data.noise_relative", "not both"],
+    );
+    expect_input_error(
         "lambda",
         &GOOD.replace("[bounds]", "[loss]\nlambda = -1.0\n[bounds]"),
         &["loss.lambda"],

@@ -322,13 +322,13 @@ fn bad_trajectories_are_refused() {
             "unknown",
             &|t| {
                 if t.contains("name = \"reactions_b\"") {
-                    t.replace("noise = 0.02\n", "noise = 0.02\nnoize = 0.1\n")
+                    t.replace("[data]\n", "[data]\nnoize = 0.1\n")
                 } else {
                     t.to_string()
                 }
             },
             "solve",
-            &["reactions_b.toml", "noize", "line 11"],
+            &["reactions_b.toml", "noize", "line 8"],
         ),
     ];
     for (name, edit, command, needles) in cases {

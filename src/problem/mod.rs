@@ -705,6 +705,12 @@ fn generate(
         .map_err(|e| field("data", format!("simulating the system failed: {e}")))?;
     let clean = sol.y;
     let d = y0.len();
+    if raw.data.noise_relative.is_some() && raw.data.noise != 0.0 {
+        return Err(field(
+            "data.noise_relative",
+            "give `noise` or `noise_relative`, not both".into(),
+        ));
+    }
     let sigma: Vec<f64> = match raw.data.noise_relative {
         Some(r) if r.is_finite() && r >= 0.0 => (0..d)
             .map(|i| r * clean.iter().map(|y| y[i].abs()).sum::<f64>() / clean.len() as f64)

@@ -2,11 +2,15 @@
 //! state, another CSV file, …), each in its own problem file, learned with the problem's one
 //! network — jointly by `colloc solve` and `colloc train`, as batches by `colloc admm`.
 //!
-//! A trajectory file states what differs: every top-level section it leaves out (`[data]`,
-//! `[train]`, `[test]`, `[collocation]`, `[model]`, `[loss]`, `[bounds]`, `[solver]`,
-//! `[sequential]`) is the main file's, whole; `[admm]` and `trajectories` are never inherited;
-//! its name defaults to its file name, and its seed to the main problem's plus its position in
-//! the list (1, 2, …), so that experiments sharing a `[data]` section draw different noise.
+//! A trajectory file states what differs: it is laid over the main file key by key (a section
+//! it leaves out is the main file's; a key it sets replaces the main file's, and its nested
+//! tables are laid over theirs in turn; arrays are replaced whole). Keys that exclude each
+//! other go together: naming a data source other than the main file's system (`system`,
+//! `csv`, `schmidt_lipson`) starts `[data]` afresh, `noise` and `noise_relative` replace each
+//! other, and so do a global grid's `points` and the finite elements' `elements` and
+//! `points_per_element`. `[admm]` and `trajectories` are never inherited; its name defaults
+//! to its file name, and its seed to the main problem's plus its position in the list (1, 2,
+//! …), so that experiments sharing a `[data]` section draw different noise.
 
 use super::{schema, Problem, ProblemError};
 use std::path::{Path, PathBuf};
@@ -108,7 +112,7 @@ impl Problem {
         let own: toml::Table = toml::from_str(&text).map_err(|e| toml_error(e.to_string()))?;
         let mut merged: toml::Table = main
             .iter()
-            .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()) && !own.contains_key(*k))
+            .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         // Files named in an inherited `[data]` stay the main file's: relative to its folder.
@@ -135,7 +139,7 @@ impl Problem {
                 .map_err(|e| toml_error(e.to_string()))?;
             merged.insert("seed".into(), toml::Value::Integer(seed));
         }
-        merged.extend(own);
+        overlay_problem(&mut merged, own);
         let raw: schema::RawProblem =
             toml::Value::Table(merged)
                 .try_into()
@@ -150,5 +154,157 @@ impl Problem {
                     }
                 })?;
         super::validate(raw, path)
+    }
+}
+
+/// Keys of `[data]` that name where the data come from.
+const DATA_SOURCES: [&str; 3] = ["system", "csv", "schmidt_lipson"];
+
+/// Lays the trajectory file's table `own` over the main file's `base` (see the module).
+fn overlay_problem(base: &mut toml::Table, mut own: toml::Table) {
+    if let (Some(toml::Value::Table(data)), Some(toml::Value::Table(own_data))) =
+        (base.get("data"), own.get("data"))
+    {
+        let names_source = DATA_SOURCES.iter().any(|k| own_data.contains_key(*k));
+        let same_system = own_data
+            .get("system")
+            .is_some_and(|s| data.get("system") == Some(s))
+            && !own_data.contains_key("csv")
+            && !own_data.contains_key("schmidt_lipson");
+        if names_source && !same_system {
+            base.remove("data");
+        }
+    }
+    // (section, keys the file sets, keys of the main file they replace)
+    let exclusive: [(&str, &[&str], &[&str]); 4] = [
+        ("data", &["noise"], &["noise_relative"]),
+        ("data", &["noise_relative"], &["noise"]),
+        (
+            "collocation",
+            &["points"],
+            &["elements", "points_per_element"],
+        ),
+        (
+            "collocation",
+            &["elements", "points_per_element"],
+            &["points"],
+        ),
+    ];
+    for (section, set, replaced) in exclusive {
+        if let (Some(toml::Value::Table(base)), Some(toml::Value::Table(own))) =
+            (base.get_mut(section), own.get(section))
+        {
+            if set.iter().any(|k| own.contains_key(*k)) {
+                for k in replaced {
+                    base.remove(*k);
+                }
+            }
+        }
+    }
+    for (key, value) in std::mem::take(&mut own) {
+        overlay(base, key, value);
+    }
+}
+
+/// Sets `base[key] = value`, laying a table over a table key by key.
+fn overlay(base: &mut toml::Table, key: String, value: toml::Value) {
+    match (base.get_mut(&key), value) {
+        (Some(toml::Value::Table(inner)), toml::Value::Table(own)) => {
+            for (k, v) in own {
+                overlay(inner, k, v);
+            }
+        }
+        (_, value) => {
+            base.insert(key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlay_problem;
+
+    fn overlaid(main: &str, own: &str) -> toml::Table {
+        let mut base: toml::Table = toml::from_str(main).unwrap();
+        overlay_problem(&mut base, toml::from_str(own).unwrap());
+        base
+    }
+
+    const MAIN: &str = r#"
+[data]
+system = "vanderpol"
+parameters = { mu = 1.0, a = 1.0, omega = 1.0 }
+initial_state = [0.0, 1.0]
+noise = 0.1
+[collocation]
+points = 200
+nodes = "chebyshev"
+[collocation.refinement]
+max_points = 400
+defect = 0.005
+[solver.ipopt]
+tol = 1e-4
+max_iter = 500
+"#;
+
+    #[test]
+    fn keys_are_laid_over_the_main_file() {
+        let t = overlaid(
+            MAIN,
+            "[data]\ninitial_state = [2.0, 0.0]\nparameters = { a = 0.5 }\n\
+             [collocation.refinement]\ndefect = 0.01\n[solver.ipopt]\nmax_iter = 50\n",
+        );
+        let expected: toml::Table = toml::from_str(
+            r#"
+[data]
+system = "vanderpol"
+parameters = { mu = 1.0, a = 0.5, omega = 1.0 }
+initial_state = [2.0, 0.0]
+noise = 0.1
+[collocation]
+points = 200
+nodes = "chebyshev"
+[collocation.refinement]
+max_points = 400
+defect = 0.01
+[solver.ipopt]
+tol = 1e-4
+max_iter = 50
+"#,
+        )
+        .unwrap();
+        assert_eq!(t, expected);
+    }
+
+    #[test]
+    fn keys_that_exclude_each_other_replace_each_other() {
+        // Another system, or measurements, start the data afresh; the same system does not.
+        let t = overlaid(MAIN, "[data]\nsystem = \"lorenz\"\n");
+        assert_eq!(t["data"].as_table().unwrap().len(), 1);
+        let t = overlaid(MAIN, "[data]\ncsv = \"run2.csv\"\n");
+        assert_eq!(
+            t["data"].as_table().unwrap().keys().collect::<Vec<_>>(),
+            ["csv"]
+        );
+        let t = overlaid(MAIN, "[data]\nsystem = \"vanderpol\"\nnoise = 0.2\n");
+        assert_eq!(t["data"].as_table().unwrap().len(), 4);
+        assert_eq!(t["data"]["noise"].as_float(), Some(0.2));
+        // Relative noise replaces absolute noise.
+        let t = overlaid(MAIN, "[data]\nnoise_relative = 0.05\n");
+        let data = t["data"].as_table().unwrap();
+        assert!(!data.contains_key("noise") && data.contains_key("noise_relative"));
+        // Finite elements replace a global grid's points, and back.
+        let t = overlaid(
+            MAIN,
+            "[collocation]\nelements = 50\npoints_per_element = 5\nnodes = \"radau\"\n",
+        );
+        let c = t["collocation"].as_table().unwrap();
+        assert!(!c.contains_key("points"));
+        assert_eq!(c["elements"].as_integer(), Some(50));
+        assert!(c.contains_key("refinement"));
+        let fe = "[collocation]\nelements = 50\npoints_per_element = 5\n";
+        let t = overlaid(fe, "[collocation]\npoints = 100\n");
+        let c = t["collocation"].as_table().unwrap();
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["points"]);
     }
 }
