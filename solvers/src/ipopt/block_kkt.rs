@@ -6,7 +6,9 @@
 //! `G`, it is block tridiagonal with a dense last block row and column ("arrow"). Block
 //! Gaussian elimination in that order keeps the pattern: each block `A_e` (Schur-updated by its
 //! predecessor) is factorized with LAPACK's Bunch–Kaufman `dsytrf` (for its inertia) and
-//! inverted explicitly (it is small), its neighbour's block and coupling to `G` are updated,
+//! inverted explicitly when it is small (an element: [`FACTORED_FROM`]) or kept as its factor
+//! (a whole trajectory on a global grid, solved against with LAPACK's blocked `dsytrs2`),
+//! its neighbour's block and coupling to `G` are updated,
 //! and finally the dense Schur complement `C − Σ_e W_eᵀ A_e⁻¹ W_e` on `G` is formed by BLAS-3
 //! products and factorized. The cost is linear in the number of blocks. MUMPS, seeing θ's
 //! dense columns, builds fronts of ~800 rows for 2000 points and, once IPOPT regularizes,
@@ -27,13 +29,30 @@
 //! singular KKT matrix, which IPOPT answers by regularizing.
 
 use super::dense_kkt::{ldlt_inertia, Inertia, Singular};
-use super::ffi::{blas_dgemm, lapack_dsytrf, lapack_dsytri, lapack_dsytrs_many};
+use super::ffi::{
+    blas_dgemm, lapack_dsytrf, lapack_dsytri, lapack_dsytrs, lapack_dsytrs2, lapack_dsytrs_many,
+};
 use crate::nlp::KktBlocks;
 use rayon::prelude::*;
 
 /// Row panels of `Wᵀ` and `Qᵀ`: the global unknowns in this many groups, each carried along
 /// the chain on its own thread (the machines this is tuned for have two cores).
 const PANELS: usize = 2;
+
+/// Blocks of this order and larger keep their Bunch–Kaufman factor and are solved against
+/// (`dsytrs2`, BLAS-3) instead of being inverted explicitly: `dsytri` works column by column
+/// (BLAS-2) and costs twice the factorization, which dominated joint solves of several
+/// trajectories on global grids (one 800-row block each). Elements of finite-element chains
+/// are far smaller and keep their inverses, which the chain's recurrences apply cheaply.
+const FACTORED_FROM: usize = 128;
+
+/// A chain block after its elimination, as the thread carrying `Wᵀ` receives it.
+enum Eliminated {
+    /// The explicit inverse (full, symmetric, column-major).
+    Inverse(Vec<f64>),
+    /// The Bunch–Kaufman factor (`dsytrf('U')`) and its pivots.
+    Factor(Vec<f64>, Vec<i32>),
+}
 
 /// Where a matrix entry is added, other than `Wᵀ`.
 #[derive(Clone, Copy, Debug)]
@@ -80,9 +99,11 @@ pub(crate) struct BlockArrowLdlt {
     /// `Wᵀ` and `Qᵀ` by groups of global rows.
     panels: Vec<Panel>,
     /// Chain blocks, each column-major `b×b` at `block_at[e]`: the (Schur-updated) matrix, then
-    /// its explicit inverse.
+    /// its explicit inverse, or its factor for blocks of order [`FACTORED_FROM`] and more.
     blocks: Vec<f64>,
     block_at: Vec<usize>,
+    /// The factors' pivots, block `e`'s at `starts[e]`.
+    pivots: Vec<i32>,
     /// Couplings to the next block `E_e` on block `e`'s interface rows (those with an entry
     /// coupled to block `e + 1`, in order: the states the elements share), column-major
     /// `|I_e| × b_{e+1}`, at `coupling_at[e]`; the other rows of `E_e` are zero.
@@ -258,6 +279,7 @@ impl BlockArrowLdlt {
             panels,
             blocks: vec![0.0; nb],
             block_at,
+            pivots: vec![0; r],
             couplings: vec![0.0; nc],
             coupling_at,
             interfaces,
@@ -353,25 +375,31 @@ impl BlockArrowLdlt {
     /// blocks' inertia.
     fn eliminate_chain(&mut self, scale: f64) -> Result<Inertia, Singular> {
         // Out of `self` while they change, so the layout can borrow the rest.
-        let (mut blocks, mut panels) = (
+        let (mut blocks, mut panels, mut pivots) = (
             std::mem::take(&mut self.blocks),
             std::mem::take(&mut self.panels),
+            std::mem::take(&mut self.pivots),
         );
         let layout = self.layout();
-        let (sender, receiver) = std::sync::mpsc::channel::<Vec<f64>>();
-        let (chain, carried) = (&mut blocks, &mut panels);
-        let (inertia, ()) = rayon::join(
-            move || layout.invert(chain, scale, sender),
+        let (sender, receiver) = std::sync::mpsc::channel::<Eliminated>();
+        let (chain, carried, chain_pivots) = (&mut blocks, &mut panels, &mut pivots);
+        let (inertia, carried_ok) = rayon::join(
+            move || layout.invert(chain, chain_pivots, scale, sender),
             move || {
                 // Ends when the sender is dropped (all blocks passed on, or a singular one).
-                for (e, inverse) in receiver.iter().enumerate() {
+                let mut ok = true;
+                for (e, mut eliminated) in receiver.iter().enumerate() {
                     for panel in carried.iter_mut() {
-                        layout.carry(e, &inverse, panel);
+                        ok &= layout.carry(e, &mut eliminated, panel);
                     }
                 }
+                ok
             },
         );
-        (self.blocks, self.panels) = (blocks, panels);
+        (self.blocks, self.panels, self.pivots) = (blocks, panels, pivots);
+        if !carried_ok {
+            return Err(Singular);
+        }
         inertia
     }
 
@@ -558,11 +586,19 @@ impl BlockArrowLdlt {
         self.sizes.iter().copied().max().unwrap_or(0)
     }
 
-    /// `out ← A_e⁻¹ v` with block `e`'s explicit inverse (symmetric, column-major).
+    /// `out ← A_e⁻¹ v` with block `e`'s explicit inverse (symmetric, column-major) or its
+    /// factor.
     fn block_apply(&self, e: usize, v: &[f64], out: &mut [f64]) {
         let (b, at) = (self.sizes[e], self.block_at[e]);
-        let inverse = &self.blocks[at..at + b * b];
-        for (o, column) in out.iter_mut().zip(inverse.chunks_exact(b)) {
+        let block = &self.blocks[at..at + b * b];
+        if b >= FACTORED_FROM {
+            out[..b].copy_from_slice(&v[..b]);
+            let start = self.starts[e];
+            // INFO is nonzero only for invalid arguments, which the sizes rule out.
+            lapack_dsytrs(b, block, &self.pivots[start..start + b], &mut out[..b]);
+            return;
+        }
+        for (o, column) in out.iter_mut().zip(block.chunks_exact(b)) {
             *o = dot(column, v);
         }
     }
@@ -588,55 +624,81 @@ impl<'a> ChainLayout<'a> {
     }
 
     /// Along the chain: factorizes each block `A_e` (Bunch–Kaufman, for its inertia), replaces
-    /// it by its explicit inverse (full, symmetric) and updates the next one,
-    /// `A_{e+1} −= E_eᵀ A_e⁻¹ E_e` (on the interface rows of `E_e` only); returns the blocks'
-    /// inertia. Each inverse is sent to `done` as soon as it is complete.
+    /// it by its explicit inverse (full, symmetric) unless it is large enough to keep its
+    /// factor (pivots into `pivots`), and updates the next one, `A_{e+1} −= E_eᵀ A_e⁻¹ E_e`
+    /// (on the interface rows of `E_e` only); returns the blocks' inertia. Each block is sent
+    /// to `done` as soon as it is complete.
     fn invert(
         self,
         blocks: &mut [f64],
+        pivots: &mut [i32],
         scale: f64,
-        done: std::sync::mpsc::Sender<Vec<f64>>,
+        done: std::sync::mpsc::Sender<Eliminated>,
     ) -> Result<Inertia, Singular> {
         let widest = self.sizes.iter().copied().max().unwrap_or(0);
-        let mut pivots = vec![0; widest];
         let mut work = vec![0.0; 64 * widest.max(1)];
         let mut product = vec![0.0; widest * widest];
         let mut total = Inertia::default();
         let k = self.sizes.len();
         for e in 0..k {
-            let (b, at) = (self.sizes[e], self.block_at[e]);
+            let (b, at, start) = (self.sizes[e], self.block_at[e], self.starts[e]);
             let (head, tail) = blocks.split_at_mut(at + b * b);
             let block = &mut head[at..];
-            let pivots = &mut pivots[..b];
+            let pivots = &mut pivots[start..start + b];
             if lapack_dsytrf(b, block, pivots, &mut work, false).info != 0 {
                 return Err(Singular);
             }
             total += ldlt_inertia(b, block, pivots, scale);
-            if lapack_dsytri(b, block, pivots, &mut work) != 0 {
-                return Err(Singular);
-            }
-            // dsytri leaves the upper triangle: mirror it.
-            for j in 0..b {
-                for i in j + 1..b {
-                    block[i + j * b] = block[j + i * b];
+            let factored = b >= FACTORED_FROM;
+            if !factored {
+                if lapack_dsytri(b, block, pivots, &mut work) != 0 {
+                    return Err(Singular);
+                }
+                // dsytri leaves the upper triangle: mirror it.
+                for j in 0..b {
+                    for i in j + 1..b {
+                        block[i + j * b] = block[j + i * b];
+                    }
                 }
             }
             // The receiver only stops early when its thread panicked, which rayon reports.
-            let _ = done.send(block.to_vec());
+            let _ = done.send(if factored {
+                Eliminated::Factor(block.to_vec(), pivots.to_vec())
+            } else {
+                Eliminated::Inverse(block.to_vec())
+            });
             if e + 1 == k {
                 continue;
             }
             // next −= E_Iᵀ Y with Y = (A⁻¹)_II E_I (|I|, the shared states, is small).
             let (bn, rows) = (self.sizes[e + 1], &self.interfaces[e]);
             let ni = rows.len().max(1);
+            // (A⁻¹)_II, column-major |I| × |I|: read off the inverse, or solved for.
+            let inverse_ii: Vec<f64> = if factored {
+                let mut units = vec![0.0; b * rows.len()];
+                for (column, &rj) in units.chunks_exact_mut(b).zip(rows) {
+                    column[rj] = 1.0;
+                }
+                if lapack_dsytrs2(b, block, pivots, &mut units, rows.len(), &mut work) != 0 {
+                    return Err(Singular);
+                }
+                units
+                    .chunks_exact(b)
+                    .flat_map(|column| rows.iter().map(move |&ri| column[ri]))
+                    .collect()
+            } else {
+                rows.iter()
+                    .flat_map(|&rj| rows.iter().map(move |&ri| (ri, rj)))
+                    .map(|(ri, rj)| block[ri + rj * b])
+                    .collect()
+            };
             let coupling = self.coupling(e);
             let y = &mut product[..rows.len() * bn];
             for (yc, ec) in y.chunks_exact_mut(ni).zip(coupling.chunks_exact(ni)) {
-                for (yi, &ri) in yc.iter_mut().zip(rows) {
-                    *yi = rows
-                        .iter()
+                for (i, yi) in yc.iter_mut().enumerate() {
+                    *yi = (0..rows.len())
                         .zip(ec)
-                        .map(|(&rj, v)| block[ri + rj * b] * v)
+                        .map(|(j, v)| inverse_ii[i + j * rows.len()] * v)
                         .sum();
                 }
             }
@@ -650,24 +712,46 @@ impl<'a> ChainLayout<'a> {
         Ok(total)
     }
 
-    /// Carries one panel of `Wᵀ` past block `e` (`inverse`: its inverse): `Q_eᵀ = W_eᵀ A_e⁻¹`
-    /// and `W_{e+1}ᵀ −= Q_eᵀ E_e` (on the interface rows of `E_e` only).
-    fn carry(&self, e: usize, inverse: &[f64], panel: &mut Panel) {
+    /// Carries one panel of `Wᵀ` past block `e` (`eliminated`: its inverse or factor):
+    /// `Q_eᵀ = W_eᵀ A_e⁻¹` and `W_{e+1}ᵀ −= Q_eᵀ E_e` (on the interface rows of `E_e` only).
+    /// False when LAPACK refuses the solve.
+    fn carry(&self, e: usize, eliminated: &mut Eliminated, panel: &mut Panel) -> bool {
         let h = panel.range.len();
         let (b, start) = (self.sizes[e], self.starts[e]);
         let (wt_head, wt_tail) = panel.wt.split_at_mut((start + b) * h);
         let qt = &mut panel.qt[start * h..(start + b) * h];
-        blas_dgemm(
-            (false, false),
-            (h, b, b),
-            1.0,
-            (&wt_head[start * h..], h),
-            (inverse, b),
-            0.0,
-            (qt, h),
-        );
+        let wt = &wt_head[start * h..];
+        match eliminated {
+            Eliminated::Inverse(inverse) => blas_dgemm(
+                (false, false),
+                (h, b, b),
+                1.0,
+                (wt, h),
+                (inverse, b),
+                0.0,
+                (qt, h),
+            ),
+            Eliminated::Factor(factor, pivots) => {
+                // Q_e = A_e⁻¹ W_e: W_e (b × h) is the transpose of the panel's Wᵀ block.
+                let mut q = vec![0.0; b * h];
+                for (c, column) in wt.chunks_exact(h).take(b).enumerate() {
+                    for (i, &w) in column.iter().enumerate() {
+                        q[c + i * b] = w;
+                    }
+                }
+                let mut work = vec![0.0; b];
+                if lapack_dsytrs2(b, factor, pivots, &mut q, h, &mut work) != 0 {
+                    return false;
+                }
+                for (c, column) in qt.chunks_exact_mut(h).enumerate() {
+                    for (i, v) in column.iter_mut().enumerate() {
+                        *v = q[c + i * b];
+                    }
+                }
+            }
+        }
         if e + 1 == self.sizes.len() {
-            return;
+            return true;
         }
         let (bn, rows) = (self.sizes[e + 1], &self.interfaces[e]);
         let coupling = self.coupling(e);
@@ -681,6 +765,7 @@ impl<'a> ChainLayout<'a> {
                 column.iter_mut().zip(q).for_each(|(w, q)| *w -= q * v);
             }
         }
+        true
     }
 }
 
@@ -716,15 +801,17 @@ mod tests {
         nt: usize,
         seed: u64,
     ) -> (Vec<i32>, Vec<i32>, Vec<f64>, KktBlocks, usize) {
-        joint_kkt(k, nt, seed, &[], false)
+        joint_kkt(k, 2, nt, seed, &[], false)
     }
 
-    /// [`chain_kkt`] with the chain cut before the elements in `cuts` (several trajectories:
-    /// no coupling between the last element of one and the first of the next) and, with
-    /// `pinned`, two constraint rows in the global block (each trajectory's pinned initial
-    /// state on a global grid) on element 0's states and θ.
+    /// [`chain_kkt`] with `width` states (and equations) per element, the chain cut before
+    /// the elements in `cuts` (several trajectories: no coupling between the last element of
+    /// one and the first of the next) and, with `pinned`, two constraint rows in the global
+    /// block (each trajectory's pinned initial state on a global grid) on element 0's states
+    /// and θ.
     fn joint_kkt(
         k: usize,
+        width: usize,
         nt: usize,
         seed: u64,
         cuts: &[usize],
@@ -737,31 +824,32 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
         };
-        let n_vars = 2 * k + nt;
+        let w = width;
+        let n_vars = w * k + nt;
         let mut entries = std::collections::BTreeMap::new();
         let mut put = |i: usize, j: usize, v: f64| {
             let (a, b) = (i.max(j), i.min(j));
             *entries.entry((a, b)).or_insert(0.0) += v;
         };
-        let theta = |t: usize| 2 * k + t;
+        let theta = |t: usize| w * k + t;
         for e in 0..k {
-            for s in 0..2 {
-                let x = 2 * e + s;
+            for s in 0..w {
+                let x = w * e + s;
                 // Indefinite Hessian diagonal, coupling to the previous element and to θ.
                 put(x, x, 0.5 + rand());
                 let linked = e > 0 && !cuts.contains(&e);
                 if linked {
-                    put(x, 2 * (e - 1) + s, 0.2 * rand());
+                    put(x, w * (e - 1) + s, 0.2 * rand());
                 }
                 for t in 0..nt {
                     put(x, theta(t), 0.3 * rand());
                 }
-                // Equation row: own states (dominant), previous states, θ.
-                let c = n_vars + 2 * e + s;
+                // Equation row: own states (dominant), a neighbour, previous states, θ.
+                let c = n_vars + w * e + s;
                 put(c, x, 3.0 + rand());
-                put(c, 2 * e + 1 - s, rand());
+                put(c, w * e + (s + 1) % w, rand());
                 if linked {
-                    put(c, 2 * (e - 1) + s, -2.0 + rand());
+                    put(c, w * (e - 1) + s, -2.0 + rand());
                 }
                 for t in 0..nt {
                     put(c, theta(t), rand());
@@ -774,9 +862,9 @@ mod tests {
         if nt >= 2 {
             put(theta(1), theta(0), 0.4);
         }
-        // Pinned rows: after the chain's 2k equations, on element 0's states (and θ).
+        // Pinned rows: after the chain's wk equations, on element 0's states (and θ).
         let global_rows: Vec<usize> = if pinned {
-            vec![2 * k, 2 * k + 1]
+            vec![w * k, w * k + 1]
         } else {
             vec![]
         };
@@ -802,8 +890,8 @@ mod tests {
         let partition = KktBlocks {
             chain: (0..k)
                 .map(|e| KktBlock {
-                    variables: vec![2 * e, 2 * e + 1],
-                    constraints: vec![2 * e, 2 * e + 1],
+                    variables: (w * e..w * (e + 1)).collect(),
+                    constraints: (w * e..w * (e + 1)).collect(),
                 })
                 .collect(),
             global: KktBlock {
@@ -819,19 +907,24 @@ mod tests {
         // Eleven global unknowns exercise every piece of the Schur product; one, a single
         // panel; none, a chain alone.
         // Several trajectories: chains cut at 3 and 5; with pinned rows in the global block.
-        for (k, nt, seed, cuts, pinned) in [
-            (1, 11, 3, &[][..], false),
-            (2, 11, 5, &[], false),
-            (7, 11, 11, &[], false),
-            (40, 11, 17, &[], false),
-            (5, 1, 19, &[], false),
-            (6, 0, 23, &[], false),
-            (7, 11, 29, &[3, 5], false),
-            (7, 11, 31, &[3, 5], true),
-            (1, 4, 37, &[], true),
+        // Blocks of 128 rows and more (64 states) keep their factor instead of an inverse:
+        // chained, cut (one per trajectory, as on global grids) and pinned.
+        for (k, w, nt, seed, cuts, pinned) in [
+            (1, 2, 11, 3, &[][..], false),
+            (2, 2, 11, 5, &[], false),
+            (7, 2, 11, 11, &[], false),
+            (40, 2, 11, 17, &[], false),
+            (5, 2, 1, 19, &[], false),
+            (6, 2, 0, 23, &[], false),
+            (7, 2, 11, 29, &[3, 5], false),
+            (7, 2, 11, 31, &[3, 5], true),
+            (1, 2, 4, 37, &[], true),
+            (3, 64, 11, 41, &[], false),
+            (3, 70, 11, 43, &[1, 2], true),
+            (4, 65, 0, 47, &[2], false),
         ] {
-            let (rows, cols, vals, partition, n_vars) = joint_kkt(k, nt, seed, cuts, pinned);
-            let n = n_vars + 2 * k + if pinned { 2 } else { 0 };
+            let (rows, cols, vals, partition, n_vars) = joint_kkt(k, w, nt, seed, cuts, pinned);
+            let n = n_vars + w * k + if pinned { 2 } else { 0 };
             let mut block = BlockArrowLdlt::analyse(n, n_vars, &rows, &cols, &partition)
                 .expect("the partition fits");
             let mut dense = DenseLdlt::new(n);
@@ -839,7 +932,7 @@ mod tests {
             assert_eq!(
                 inertia,
                 dense.factorize(&rows, &cols, &vals).unwrap(),
-                "k = {k}"
+                "k = {k}, w = {w}"
             );
             let rhs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
             let (mut x, mut y) = (rhs.clone(), rhs.clone());
@@ -850,7 +943,10 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f64::max);
             let size = y.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            assert!(err < 1e-10 * size, "k = {k}: {err:e} (|x| = {size})");
+            assert!(
+                err < 1e-10 * size,
+                "k = {k}, w = {w}: {err:e} (|x| = {size})"
+            );
         }
     }
 

@@ -1029,6 +1029,18 @@ extern "C" {
         ldb: *const c_int,
         info: *mut c_int,
     );
+    fn dsytrs2_(
+        uplo: *const c_char,
+        n: *const c_int,
+        nrhs: *const c_int,
+        a: *mut f64,
+        lda: *const c_int,
+        ipiv: *const c_int,
+        b: *mut f64,
+        ldb: *const c_int,
+        work: *mut f64,
+        info: *mut c_int,
+    );
     fn dsytri_(
         uplo: *const c_char,
         n: *const c_int,
@@ -1290,6 +1302,42 @@ pub(crate) fn lapack_dsytrs_many(
             ipiv.as_ptr(),
             b.as_mut_ptr(),
             &lb,
+            &mut info,
+        );
+    }
+    info
+}
+
+/// `dsytrs2('U')`: the blocked (BLAS-3) solve for the `nrhs` columns of the column-major `b`
+/// (leading dimension `n`) with the output of [`lapack_dsytrf`]. LAPACK converts `a` in place
+/// while it works and restores it before returning; `work` holds at least n values. Returns
+/// INFO.
+pub(crate) fn lapack_dsytrs2(
+    n: usize,
+    a: &mut [f64],
+    ipiv: &[c_int],
+    b: &mut [f64],
+    nrhs: usize,
+    work: &mut [f64],
+) -> c_int {
+    if n == 0 || nrhs == 0 {
+        return 0;
+    }
+    assert!(a.len() >= n * n && ipiv.len() >= n && work.len() >= n && b.len() >= n * nrhs);
+    let (ni, nr) = (n as c_int, nrhs as c_int);
+    let mut info: c_int = 0;
+    // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
+    unsafe {
+        dsytrs2_(
+            c"U".as_ptr(),
+            &ni,
+            &nr,
+            a.as_mut_ptr(),
+            &ni,
+            ipiv.as_ptr(),
+            b.as_mut_ptr(),
+            &ni,
+            work.as_mut_ptr(),
             &mut info,
         );
     }
