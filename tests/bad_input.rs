@@ -457,12 +457,14 @@ fn a_small_solve_writes_every_result_file() {
                 "collocation_defect_rms",
                 "collocation_defect_max",
                 "collocation_defect_relative",
+                "simulation_excursion",
             ],
         );
         assert!(
             summary["collocation_defect_rms"].is_f64(),
             "{formulation}: {summary}"
         );
+        assert!(summary["simulation_excursion"].is_null(), "{summary}");
         assert_eq!(summary["status"], "solve_succeeded");
         assert!(summary["fit_mse"].as_f64().unwrap() < 0.01, "{summary}");
         let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();

@@ -54,7 +54,7 @@ pub struct Summary<'a> {
     pub eval_s: f64,
     /// Final objective.
     pub objective: f64,
-    /// `fit_mse`, `train_mse`, `test_mse`, their `_clean` versions, `simulation_error`,
+    /// `fit_mse`, `train_mse`, `test_mse`, their `_clean` versions, `simulation_error`, `simulation_excursion`,
     /// `simulation_nfe`, `start_state`.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
@@ -251,7 +251,7 @@ pub struct SequentialSummary<'a> {
     /// The method's loss at the best epoch.
     pub objective: f64,
     /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` is null: no collocation
-    /// states), `simulation_error`, `simulation_nfe`, `start_state`.
+    /// states), `simulation_error`, `simulation_excursion`, `simulation_nfe`, `start_state`.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
     /// `n_vars` = network parameters; `n_cons`, `nnz_jac`, `nnz_hess` are 0 (no NLP).
@@ -456,7 +456,7 @@ pub struct AdmmSummary<'a> {
     pub iterations_s: f64,
     /// Mean over batches of the last sub-problem objectives.
     pub objective: f64,
-    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`,
+    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`, `simulation_excursion`,
     /// `simulation_nfe`, `start_state` of the consensus model.
     #[serde(flatten)]
     pub scores: &'a Evaluation,

@@ -78,6 +78,8 @@ pub struct Evaluation {
     pub start_time: f64,
     /// Why the simulation failed, if it did.
     pub simulation_error: Option<String>,
+    /// Where the simulation first leaves the observed range by far (see [`Excursion`]).
+    pub simulation_excursion: Option<Excursion>,
     /// Right-hand-side evaluations of the simulation.
     pub simulation_nfe: usize,
 }
@@ -231,8 +233,59 @@ pub fn simulate_and_score(
         }
         Err(e) => ev.simulation_error = Some(describe(&e)),
     }
+    ev.simulation_excursion = first_excursion(&data.t, &data.y, &prediction);
     ev.prediction = prediction;
     ev
+}
+
+/// How far beyond the observed range a simulated state must go to count as an
+/// [`Excursion`]: this many times the range's width past either end.
+pub const EXCURSION_WIDTHS: f64 = 10.0;
+
+/// The first data time at which a simulated state lies more than [`EXCURSION_WIDTHS`] times
+/// the width of its observed range (over all observations, train and test) below its smallest
+/// or above its largest observation: the learned ODE has left the region the data describe
+/// (a model that extrapolates into a blow-up, whose test MSE then says little more than
+/// "wrong").
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Excursion {
+    /// The data time.
+    pub time: f64,
+    /// The state (1-based, as the columns `y1, y2, …` of `data.csv`).
+    pub state: usize,
+    /// The simulated value there.
+    pub value: f64,
+    /// The smallest and largest observation of that state.
+    pub observed: (f64, f64),
+}
+
+/// The first [`Excursion`] of `prediction` (one row per data time, NaN where not simulated)
+/// from the observations `y`.
+pub fn first_excursion(t: &[f64], y: &[Vec<f64>], prediction: &[Vec<f64>]) -> Option<Excursion> {
+    let d = y.first().map_or(0, Vec::len);
+    let ranges: Vec<(f64, f64)> = (0..d)
+        .map(|i| {
+            y.iter()
+                .map(|row| row[i])
+                .filter(|v| v.is_finite())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                })
+        })
+        .collect();
+    prediction.iter().enumerate().find_map(|(k, row)| {
+        row.iter().enumerate().find_map(|(i, &v)| {
+            let (lo, hi) = ranges[i];
+            let margin = EXCURSION_WIDTHS * (hi - lo);
+            let outside = v.is_finite() && hi > lo && (v > hi + margin || v < lo - margin);
+            outside.then(|| Excursion {
+                time: t[k],
+                state: i + 1,
+                value: v,
+                observed: (lo, hi),
+            })
+        })
+    })
 }
 
 /// Where and why a simulation of the learned ODE stopped.
@@ -240,5 +293,48 @@ fn describe(e: &OdeError) -> String {
     match e.time_reached() {
         Some(t) => format!("the learned ODE could not be integrated past t = {t:.4}: {e}"),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{first_excursion, Excursion};
+
+    #[test]
+    fn an_excursion_is_the_first_state_far_outside_its_observed_range() {
+        let t = [0.0, 1.0, 2.0, 3.0];
+        // y1 observed in [0, 2] (width 2), y2 in [10, 11] (width 1).
+        let y = vec![
+            vec![0.0, 10.0],
+            vec![2.0, 11.0],
+            vec![1.0, 10.5],
+            vec![1.5, 10.2],
+        ];
+        let within = vec![
+            vec![-19.0, 0.5],
+            vec![21.0, 20.9],
+            vec![1.0, 10.0],
+            vec![f64::NAN; 2],
+        ];
+        assert_eq!(first_excursion(&t, &y, &within), None);
+        // y2 leaves first (t = 1: 21.5 > 11 + 10), before y1 (t = 2: 22.5 > 2 + 20).
+        let leaving = vec![
+            vec![1.0, 10.0],
+            vec![1.0, 21.5],
+            vec![22.5, 10.0],
+            vec![1e9; 2],
+        ];
+        assert_eq!(
+            first_excursion(&t, &y, &leaving),
+            Some(Excursion {
+                time: 1.0,
+                state: 2,
+                value: 21.5,
+                observed: (10.0, 11.0),
+            })
+        );
+        // Below the range counts too.
+        let below = vec![vec![-20.5, 10.0], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2]];
+        assert_eq!(first_excursion(&t, &y, &below).map(|x| x.state), Some(1));
     }
 }

@@ -65,8 +65,8 @@ pub use build::{
     Proximal, TrajectoryBlocks,
 };
 pub use evaluation::{
-    collocation_defect, evaluate, simulate_and_score, CollocationDefect, Evaluation, LearnedOde,
-    DEFECT_WARNING_RELATIVE,
+    collocation_defect, evaluate, first_excursion, simulate_and_score, CollocationDefect,
+    Evaluation, Excursion, LearnedOde, DEFECT_WARNING_RELATIVE, EXCURSION_WIDTHS,
 };
 pub use joint::{pooled_scores, PooledScores};
 

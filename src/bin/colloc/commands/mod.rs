@@ -5,7 +5,7 @@ pub mod predict;
 pub mod solve;
 pub mod train;
 
-use colloc::training::collocation::{Evaluation, DEFECT_WARNING_RELATIVE};
+use colloc::training::collocation::{Evaluation, DEFECT_WARNING_RELATIVE, EXCURSION_WIDTHS};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -108,6 +108,14 @@ pub fn print_results_folder(ev: &Evaluation, out: &std::path::Path) {
     println!("{:<18} {}", "results", out.display());
     if let Some(e) = &ev.simulation_error {
         eprintln!("warning: {e}");
+    }
+    if let Some(x) = &ev.simulation_excursion {
+        eprintln!(
+            "warning: the learned ODE leaves the region of the data: simulated y{} = {:.4e} at \
+             t = {:.4} where the observations of y{} lie in [{:.4e}, {:.4e}] (more than {} times \
+             that width beyond it); its MSEs from there on measure a diverging extrapolation",
+            x.state, x.value, x.time, x.state, x.observed.0, x.observed.1, EXCURSION_WIDTHS
+        );
     }
 }
 
