@@ -616,6 +616,7 @@ pub fn build_joint(
         // trajectory on a global grid is one block.
         let mut chain = Vec::new();
         let mut global_rows = Vec::new();
+        let mut global_variables: Vec<usize> = theta.indices().collect();
         for (j, p) in problems.iter().enumerate() {
             let states = &state_blocks[j];
             let (colloc, defects) = &equations[j];
@@ -638,9 +639,17 @@ pub fn build_joint(
                 constraints: owned.flat_map(|k| (0..d).map(move |i| row(k, i))).collect(),
             };
             if p.nodes.elements.is_empty() {
-                // Global collocation (rows at every node): the trajectory is one square block;
-                // its initial-state rows join θ's.
-                chain.push(block(0..p.nodes.len()));
+                // Global collocation (rows at every node): the trajectory is one square block
+                // but for its first node, whose states (and slacks), collocation rows and
+                // initial-state rows join θ's block. The block's Jacobian is then `D` without
+                // its first row and column minus ∂F/∂y, an initial-value operator that is
+                // nonsingular; with the first node in, `D`'s null space (the constants) left
+                // the block singular wherever ∂F/∂y nearly vanished, and each such
+                // factorization cost IPOPT a regularized retry.
+                chain.push(block(1..p.nodes.len()));
+                let first = block(0..1);
+                global_variables.extend(first.variables);
+                global_rows.extend(first.constraints);
                 global_rows.append(&mut initial_rows[j]);
                 continue;
             }
@@ -663,7 +672,7 @@ pub fn build_joint(
         nlp.set_kkt_blocks(KktBlocks {
             chain,
             global: KktBlock {
-                variables: theta.indices().collect(),
+                variables: global_variables,
                 constraints: global_rows,
             },
         });
