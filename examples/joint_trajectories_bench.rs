@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Result<_, _>>()?,
         None => vec![1, 2, 4],
     };
-    if counts.iter().any(|&k| k == 0) {
+    if counts.contains(&0) {
         return Err("the numbers of trajectories must be positive".into());
     }
     let dir = std::env::temp_dir().join(format!("colloc-joint-bench-{}", std::process::id()));

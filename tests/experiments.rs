@@ -228,11 +228,14 @@ fn pivot_ratio(mut a: Vec<Vec<f64>>) -> f64 {
         let pivot = a[c][c];
         smallest = smallest.min(pivot.abs());
         largest = largest.max(pivot.abs());
-        for i in c + 1..n {
-            let f = a[i][c] / pivot;
-            for j in c..n {
-                a[i][j] -= f * a[c][j];
-            }
+        let (head, tail) = a.split_at_mut(c + 1);
+        let pivot_row = &head[c];
+        for row in tail {
+            let f = row[c] / pivot;
+            row.iter_mut()
+                .zip(pivot_row)
+                .skip(c)
+                .for_each(|(v, p)| *v -= f * p);
         }
     }
     smallest / largest
