@@ -241,13 +241,14 @@ fn pivot_ratio(mut a: Vec<Vec<f64>>) -> f64 {
     smallest / largest
 }
 
-/// On global grids each trajectory's KKT block (its states and collocation rows, the first
-/// node's with θ) has a nonsingular constraint Jacobian — `D` without its first row and
-/// column minus ∂F/∂y — even where the network is flat (θ = 0, ∂F/∂y = 0): with the first
-/// node inside, the block held `D` itself, whose null space (the constants) made the block
-/// singular there, and each such factorization cost IPOPT a regularized retry (two unforced
-/// Van der Pol trajectories of 200 points: 40 iterations and 80 factorizations against 34 and
-/// 52 with the dense solver; now 34 and 52 with either, README "Several experiments").
+/// On global grids each trajectory's KKT block `[H Jᵀ; J 0]` (its states and collocation
+/// rows; the first node's states and rows sit with θ) is nonsingular even where the network
+/// is flat (θ = 0, ∂F/∂y = 0): `J` is `D` without its first row and column, an initial-value
+/// operator. With the first node inside, `J` was `D` itself, whose null space (the constants)
+/// made the block singular there, and each such factorization cost IPOPT a regularized retry
+/// (two unforced Van der Pol trajectories of 200 points: 40 iterations and 80 factorizations
+/// against 34 and 52 with the dense solver; now the same 34 and 52, README "Several
+/// experiments").
 #[test]
 fn joint_global_blocks_are_nonsingular_where_the_network_is_flat() {
     use colloc::solvers::NlpEvaluator;
@@ -267,36 +268,53 @@ fn joint_global_blocks_are_nonsingular_where_the_network_is_flat() {
     }
     let (mut rows, mut cols) = (vec![0; dims.nnz_jac], vec![0; dims.nnz_jac]);
     joint.nlp.jacobian_structure(&mut rows, &mut cols);
-    let mut values = vec![0.0; dims.nnz_jac];
-    joint.nlp.jacobian_values(&x, &mut values).unwrap();
+    let mut jacobian = vec![0.0; dims.nnz_jac];
+    joint.nlp.jacobian_values(&x, &mut jacobian).unwrap();
+    let (mut h_rows, mut h_cols) = (vec![0; dims.nnz_hess], vec![0; dims.nnz_hess]);
+    joint.nlp.hessian_structure(&mut h_rows, &mut h_cols);
+    let mut hessian = vec![0.0; dims.nnz_hess];
+    let multipliers = vec![0.0; dims.n_cons];
+    joint
+        .nlp
+        .hessian_values(&x, 1.0, &multipliers, &mut hessian)
+        .unwrap();
     let blocks = joint
         .nlp
         .kkt_blocks()
         .expect("several trajectories: a partition");
     assert_eq!(blocks.chain.len(), 3);
     for block in &blocks.chain {
-        let n = block.variables.len();
-        assert_eq!(block.constraints.len(), n, "a square block");
-        let row_of: std::collections::HashMap<usize, usize> = block
-            .constraints
-            .iter()
-            .enumerate()
-            .map(|(r, &c)| (c, r))
-            .collect();
-        let col_of: std::collections::HashMap<usize, usize> = block
+        // KKT order: the block's variables, then its rows.
+        let (nv, nc) = (block.variables.len(), block.constraints.len());
+        let var: std::collections::HashMap<usize, usize> = block
             .variables
             .iter()
             .enumerate()
-            .map(|(c, &v)| (v, c))
+            .map(|(k, &v)| (v, k))
             .collect();
-        let mut a = vec![vec![0.0; n]; n];
-        for ((&r, &c), &v) in rows.iter().zip(&cols).zip(&values) {
-            if let (Some(&i), Some(&j)) = (row_of.get(&r), col_of.get(&c)) {
-                a[i][j] += v;
+        let row: std::collections::HashMap<usize, usize> = block
+            .constraints
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| (c, nv + k))
+            .collect();
+        let mut kkt = vec![vec![0.0; nv + nc]; nv + nc];
+        for ((&r, &c), &v) in h_rows.iter().zip(&h_cols).zip(&hessian) {
+            if let (Some(&i), Some(&j)) = (var.get(&r), var.get(&c)) {
+                kkt[i][j] += v;
+                if i != j {
+                    kkt[j][i] += v;
+                }
             }
         }
-        let ratio = pivot_ratio(a);
-        assert!(ratio > 1e-8, "pivot ratio {ratio:e}");
+        for ((&r, &c), &v) in rows.iter().zip(&cols).zip(&jacobian) {
+            if let (Some(&i), Some(&j)) = (row.get(&r), var.get(&c)) {
+                kkt[i][j] += v;
+                kkt[j][i] += v;
+            }
+        }
+        let ratio = pivot_ratio(kkt);
+        assert!(ratio > 1e-10, "pivot ratio {ratio:e}");
     }
 }
 
