@@ -25,7 +25,9 @@
 //!
 //! Pivoting happens inside blocks only, so each block's KKT matrix must be nonsingular — true
 //! for an element's states with their collocation equations (its Jacobian block is the
-//! element's differentiation matrix minus `∂F/∂y`). A singular block is reported as a
+//! element's differentiation matrix minus `∂F/∂y`), and for a trajectory on a global grid
+//! whose first node's states and rows the builder puts with θ (`D` without its first row and
+//! column minus `∂F/∂y`: an initial-value operator). A singular block is reported as a
 //! singular KKT matrix, which IPOPT answers by regularizing.
 
 use super::dense_kkt::{ldlt_inertia, Inertia, Singular};
