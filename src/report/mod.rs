@@ -54,8 +54,8 @@ pub struct Summary<'a> {
     pub eval_s: f64,
     /// Final objective.
     pub objective: f64,
-    /// `fit_mse`, `train_mse`, `test_mse`, their `_clean` versions, `simulation_error`, `simulation_excursion`,
-    /// `simulation_nfe`, `start_state`.
+    /// `fit_mse`, `train_mse`, `test_mse`, their `_clean` versions, `simulation_error`,
+    /// `simulation_excursion`, `simulation_nfe`, `start_state`.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
     /// `n_vars`, `n_cons`, `nnz_jac`, `nnz_hess`.
@@ -456,8 +456,8 @@ pub struct AdmmSummary<'a> {
     pub iterations_s: f64,
     /// Mean over batches of the last sub-problem objectives.
     pub objective: f64,
-    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`, `simulation_excursion`,
-    /// `simulation_nfe`, `start_state` of the consensus model.
+    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`,
+    /// `simulation_excursion`, `simulation_nfe`, `start_state` of the consensus model.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
     /// `n_vars` = consensus parameters; the other sizes are 0 (per-batch NLPs differ).
