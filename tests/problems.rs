@@ -147,3 +147,19 @@ fn the_chemical_kinetics_files_are_learned_by_collocation() {
         assert!(clean < bound, "{file}: test_mse_clean {clean}");
     }
 }
+
+/// A problem without further trajectories has none, without reading its file again: a file
+/// loaded and then removed (a temporary copy) still makes batches and joint solves.
+#[test]
+fn no_trajectories_need_no_file() {
+    let text = std::fs::read_to_string("problems/vanderpol-small.toml").unwrap();
+    let path = std::env::temp_dir().join(format!("colloc-no-traj-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let p = problem::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(p.trajectories.is_empty());
+    assert!(p
+        .load_trajectories(&p.trajectories, "trajectories")
+        .unwrap()
+        .is_empty());
+}

@@ -30,6 +30,11 @@ impl Problem {
         files: &[PathBuf],
         field: &str,
     ) -> Result<Vec<Problem>, ProblemError> {
+        if files.is_empty() {
+            // Nothing to complete: the main file is not read again (it may be gone, e.g. a
+            // temporary file loaded and removed).
+            return Ok(Vec::new());
+        }
         let folder = self.path.parent().unwrap_or(Path::new("."));
         let mut seen = std::collections::BTreeSet::new();
         let main_text = std::fs::read_to_string(&self.path).map_err(|e| ProblemError::Io {
