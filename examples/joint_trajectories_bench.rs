@@ -11,7 +11,7 @@
 //!
 //! `cargo run --release --example joint_trajectories_bench [-- 1,2,4]`
 
-use colloc::problem::{self, Formulation, Problem};
+use colloc::problem::{self, Formulation};
 use colloc::training::collocation;
 use std::path::{Path, PathBuf};
 
@@ -78,8 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for solver in ["auto", "dense", "mumps"] {
             let mut p = problem::load(&main)?;
             p.ipopt.linear_solver = solver.into();
-            let mut problems: Vec<Problem> = vec![p.clone()];
-            problems.extend(p.load_trajectories(&p.trajectories, "trajectories")?);
+            let problems = p.with_trajectories()?;
             let runs =
                 collocation::train_joint(&problems, Formulation::Reduced, None, &mut |_| true)?;
             let first = &runs[0];

@@ -90,8 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Seed 0: the files' own seeds. The experiment files inherit theirs: the main file's
         // plus their place in the list.
         let main = problem::load_with_seed(main_file, (s > 0).then_some(100 * s))?;
-        let mut problems = vec![main.clone()];
-        problems.extend(main.load_trajectories(&main.trajectories, "trajectories")?);
+        let problems = main.with_trajectories()?;
         let started = Instant::now();
         let single = collocation::train(&main, main.formulation, None, &mut |_| true)?;
         let single_s = started.elapsed().as_secs_f64();

@@ -154,11 +154,7 @@ fn three_experiments_are_learned_in_one_solve() {
     // The experiment files inherit their seeds: the main file's plus their place in the list.
     let main = problem::load_with_seed(Path::new("problems/reactions_experiments.toml"), Some(100))
         .unwrap();
-    let mut problems = vec![main.clone()];
-    problems.extend(
-        main.load_trajectories(&main.trajectories, "trajectories")
-            .unwrap(),
-    );
+    let problems = main.with_trajectories().unwrap();
     assert_eq!(problems[2].seed, 102);
     let held_out =
         problem::load(Path::new("problems/experiments/reactions_held_out.toml")).unwrap();
@@ -197,11 +193,7 @@ fn joint_objective(main: &Path, linear_solver: Option<&str>) -> (f64, usize) {
     if let Some(s) = linear_solver {
         p.ipopt.linear_solver = s.into();
     }
-    let mut problems = vec![p.clone()];
-    problems.extend(
-        p.load_trajectories(&p.trajectories, "trajectories")
-            .unwrap(),
-    );
+    let problems = p.with_trajectories().unwrap();
     let runs =
         collocation::train_joint(&problems, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(
@@ -253,11 +245,7 @@ fn pivot_ratio(mut a: Vec<Vec<f64>>) -> f64 {
 fn joint_global_blocks_are_nonsingular_where_the_network_is_flat() {
     use colloc::solvers::NlpEvaluator;
     let main = problem::load(Path::new("problems/reactions_experiments.toml")).unwrap();
-    let mut problems = vec![main.clone()];
-    problems.extend(
-        main.load_trajectories(&main.trajectories, "trajectories")
-            .unwrap(),
-    );
+    let problems = main.with_trajectories().unwrap();
     let mut joint =
         collocation::build_joint(&problems, Formulation::Reduced, None, None, None).unwrap();
     let dims = joint.nlp.dims();
@@ -645,11 +633,7 @@ fn a_sweep_trains_every_combination_on_every_experiment() {
 #[test]
 fn both_formulations_reach_the_same_joint_optimum() {
     let main = problem::load(Path::new("problems/reactions_experiments.toml")).unwrap();
-    let mut problems = vec![main.clone()];
-    problems.extend(
-        main.load_trajectories(&main.trajectories, "trajectories")
-            .unwrap(),
-    );
+    let problems = main.with_trajectories().unwrap();
     let objective = |formulation| {
         let runs = collocation::train_joint(&problems, formulation, None, &mut |_| true).unwrap();
         assert!(runs[0].solution.is_success());

@@ -19,6 +19,13 @@ use std::path::{Path, PathBuf};
 const NOT_INHERITED: [&str; 4] = ["name", "seed", "trajectories", "admm"];
 
 impl Problem {
+    /// This problem followed by its further trajectories (the top-level `trajectories`, loaded
+    /// by [`Problem::load_trajectories`]): the list the joint trainers take.
+    pub fn with_trajectories(&self) -> Result<Vec<Problem>, ProblemError> {
+        let further = self.load_trajectories(&self.trajectories, "trajectories")?;
+        Ok(std::iter::once(self.clone()).chain(further).collect())
+    }
+
     /// Loads the problem files `files` (relative to this problem's file; each completed by the
     /// sections it leaves out, see the module) and checks that one network serves them all:
     /// the same layers, activation, time input, structure and number of states, no

@@ -52,11 +52,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&problem.name));
 
-    let further = problem
-        .load_trajectories(&problem.trajectories, "trajectories")
-        .map_err(Failure::input)?;
-    let problems: Vec<colloc::problem::Problem> =
-        std::iter::once(problem.clone()).chain(further).collect();
+    let problems = problem.with_trajectories().map_err(Failure::input)?;
     if !args.quiet {
         eprintln!(
             "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {:?} formulation",

@@ -110,10 +110,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         }
     }
     // Further experiments (`trajectories`): one network for all, each its own trajectory.
-    let further = problem
-        .load_trajectories(&problem.trajectories, "trajectories")
-        .map_err(Failure::input)?;
-    let problems: Vec<problem::Problem> = std::iter::once(problem.clone()).chain(further).collect();
+    let problems = problem.with_trajectories().map_err(Failure::input)?;
     let stop = super::Stop::new(started, args.time_limit)?;
     let init = args
         .init
