@@ -67,7 +67,17 @@ impl Problem {
                 }
                 let other = self
                     .load_inheriting(&main, &path, j as u64 + 1)
-                    .map_err(|e| refuse(e.to_string()))?;
+                    .map_err(|e| {
+                        // The trajectory file's own errors name it already.
+                        let message = e.to_string();
+                        let prefix = format!("{}: ", path.display());
+                        refuse(
+                            message
+                                .strip_prefix(&prefix)
+                                .unwrap_or(&message)
+                                .to_string(),
+                        )
+                    })?;
                 let mismatch = |what: &str| {
                     refuse(format!(
                         "its {what} differs from {}'s; the trajectories share one model",
