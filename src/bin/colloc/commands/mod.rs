@@ -106,14 +106,21 @@ impl Stop {
 /// Where the results went, and why the simulation of the learned ODE failed, if it did.
 pub fn print_results_folder(ev: &Evaluation, out: &std::path::Path) {
     println!("{:<18} {}", "results", out.display());
+    warn_about_simulation(ev, "");
+}
+
+/// Warnings about the simulation of the learned ODE: it failed, or it left the region of the
+/// data. `whose` (e.g. "trajectory `b`: ") names the trajectory of a run on several.
+fn warn_about_simulation(ev: &Evaluation, whose: &str) {
     if let Some(e) = &ev.simulation_error {
-        eprintln!("warning: {e}");
+        eprintln!("warning: {whose}{e}");
     }
     if let Some(x) = &ev.simulation_excursion {
         eprintln!(
-            "warning: the learned ODE leaves the region of the data: simulated y{} = {:.4e} at \
-             t = {:.4} where the observations of y{} lie in [{:.4e}, {:.4e}] (more than {} times \
-             that width beyond it); its MSEs from there on measure a diverging extrapolation",
+            "warning: {whose}the learned ODE leaves the region of the data: simulated y{} = \
+             {:.4e} at t = {:.4} where the observations of y{} lie in [{:.4e}, {:.4e}] (more \
+             than {} times that width beyond it); its MSEs from there on measure a diverging \
+             extrapolation",
             x.state, x.value, x.time, x.state, x.observed.0, x.observed.1, EXCURSION_WIDTHS
         );
     }
@@ -230,4 +237,8 @@ pub fn print_trajectories(
         f(pooled.test_mse),
         f(pooled.test_mse_clean)
     );
+    // The main trajectory's warnings follow the results line.
+    for t in trajectories.iter().skip(1) {
+        warn_about_simulation(t.scores, &format!("trajectory `{}`: ", t.name));
+    }
 }
