@@ -640,6 +640,7 @@ impl<'a> ChainLayout<'a> {
         let widest = self.sizes.iter().copied().max().unwrap_or(0);
         let mut work = vec![0.0; 64 * widest.max(1)];
         let mut product = vec![0.0; widest * widest];
+        let mut inverse_ii = Vec::new();
         let mut total = Inertia::default();
         let k = self.sizes.len();
         for e in 0..k {
@@ -676,7 +677,8 @@ impl<'a> ChainLayout<'a> {
             let (bn, rows) = (self.sizes[e + 1], &self.interfaces[e]);
             let ni = rows.len().max(1);
             // (A⁻¹)_II, column-major |I| × |I|: read off the inverse, or solved for.
-            let inverse_ii: Vec<f64> = if factored {
+            inverse_ii.clear();
+            if factored {
                 let mut units = vec![0.0; b * rows.len()];
                 for (column, &rj) in units.chunks_exact_mut(b).zip(rows) {
                     column[rj] = 1.0;
@@ -684,16 +686,16 @@ impl<'a> ChainLayout<'a> {
                 if lapack_dsytrs2(b, block, pivots, &mut units, rows.len(), &mut work) != 0 {
                     return Err(Singular);
                 }
-                units
-                    .chunks_exact(b)
-                    .flat_map(|column| rows.iter().map(move |&ri| column[ri]))
-                    .collect()
+                inverse_ii.extend(
+                    units
+                        .chunks_exact(b)
+                        .flat_map(|column| rows.iter().map(move |&ri| column[ri])),
+                );
             } else {
-                rows.iter()
-                    .flat_map(|&rj| rows.iter().map(move |&ri| (ri, rj)))
-                    .map(|(ri, rj)| block[ri + rj * b])
-                    .collect()
-            };
+                for &rj in rows {
+                    inverse_ii.extend(rows.iter().map(|&ri| block[ri + rj * b]));
+                }
+            }
             let coupling = self.coupling(e);
             let y = &mut product[..rows.len() * bn];
             for (yc, ec) in y.chunks_exact_mut(ni).zip(coupling.chunks_exact(ni)) {
