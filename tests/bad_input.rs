@@ -138,6 +138,36 @@ fn unknown_names_list_the_valid_ones() {
         ),
         &["unknown parameter `nu`", "valid: mu, a, omega"],
     );
+    expect_input_error(
+        "linear-solver",
+        &GOOD.replace("tol = 1e-6", "tol = 1e-6\nlinear_solver = \"ma28\""),
+        &[
+            "solver.ipopt",
+            "unknown linear solver \"ma28\"",
+            "valid: auto, dense, blocks, mumps",
+            "ma27, ma57",
+        ],
+    );
+}
+
+/// IPOPT's HSL solvers are valid names but Debian's Ipopt cannot load them: the run fails
+/// (exit 1) saying so and naming the solvers that work, instead of IPOPT's bare
+/// "invalid option".
+#[test]
+fn a_linear_solver_ipopt_cannot_load_is_named() {
+    let (code, err) = solve_text(
+        "ma57",
+        &GOOD.replace("tol = 1e-6", "tol = 1e-6\nlinear_solver = \"ma57\""),
+    );
+    if code == Some(0) {
+        return; // this machine's IPOPT found an HSL library
+    }
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("IPOPT could not use linear_solver = \"ma57\"")
+            && err.contains("use one of auto, dense, blocks, mumps"),
+        "{err}"
+    );
 }
 
 #[test]

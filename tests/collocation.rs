@@ -67,6 +67,40 @@ fn reduced_and_full_formulations_reach_the_same_optimum() {
     assert!(reduced.evaluation.train_mse_clean.unwrap() < 0.05);
 }
 
+/// The full formulation of a one-hidden-layer network factorizes its KKT systems by eliminating
+/// each point's and unit's (z, h) block onto a dense Schur complement; MUMPS on the whole
+/// system is the independent reference: from the same start both reach the same optimum.
+#[test]
+fn full_formulation_schur_solver_matches_mumps() {
+    use colloc::solvers::ipopt::schur_factorization_count;
+    let p = load("schur");
+    let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
+    // A start off the optimum (θ scaled), so that the solves take several steps.
+    let mut start = reduced.model.clone();
+    start.params.iter_mut().for_each(|v| *v *= 0.9);
+    let before = schur_factorization_count();
+    let schur = collocation::train(&p, Formulation::Full, Some(&start), &mut |_| true).unwrap();
+    let used = schur_factorization_count() - before;
+    let mut with_mumps = p.clone();
+    with_mumps.ipopt.linear_solver = "mumps".into();
+    let mumps =
+        collocation::train(&with_mumps, Formulation::Full, Some(&start), &mut |_| true).unwrap();
+    assert!(schur.solution.is_success() && mumps.solution.is_success());
+    let (a, b) = (schur.solution.objective, mumps.solution.objective);
+    eprintln!(
+        "objective Schur {a:.12} ({} it., {used} Schur factorizations), MUMPS {b:.12} ({} it.)",
+        schur.solution.stats.iterations, mumps.solution.stats.iterations
+    );
+    assert!(used >= schur.solution.stats.iterations && used > 0);
+    assert!(
+        (a - b).abs() <= 1e-7 * a.abs(),
+        "objectives differ: {a} vs {b}"
+    );
+    for (u, v) in schur.model.params.iter().zip(&mumps.model.params) {
+        assert!((u - v).abs() < 1e-4, "parameters differ: {u} vs {v}");
+    }
+}
+
 /// Two hidden layers: the reduced formulation (one structured term over the points) and the
 /// full one (activations as variables) share their optima.
 #[test]

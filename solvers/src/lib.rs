@@ -15,4 +15,6 @@ pub mod nlp;
 pub mod ode;
 pub mod optim;
 
-pub use nlp::{check_finite, EvalError, KktBlock, KktBlocks, NlpDims, NlpEvaluator, NlpScaling};
+pub use nlp::{
+    check_finite, BlockCoupling, EvalError, KktBlock, KktBlocks, NlpDims, NlpEvaluator, NlpScaling,
+};

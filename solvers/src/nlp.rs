@@ -76,8 +76,24 @@ pub struct KktBlock {
 pub struct KktBlocks {
     /// The chain, in elimination order.
     pub chain: Vec<KktBlock>,
-    /// The global block (eliminated last).
+    /// The global block (eliminated last). With [`BlockCoupling::Independent`] the global
+    /// unknowns are all those in no chain block, and this is not read.
     pub global: KktBlock,
+    /// How the chain's blocks meet.
+    pub coupling: BlockCoupling,
+}
+
+/// How the blocks of a [`KktBlocks`] partition are coupled, which decides the solver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BlockCoupling {
+    /// Each block meets its neighbours in the chain and the (small) global block: block-arrow
+    /// elimination along the chain.
+    #[default]
+    Chain,
+    /// The blocks meet no other block, each only a few of the global unknowns (which may be
+    /// many): the blocks are eliminated onto a dense Schur complement of the global unknowns
+    /// (the full-space network formulation, a block per point and hidden unit).
+    Independent,
 }
 
 /// A nonlinear program as a solver sees it.

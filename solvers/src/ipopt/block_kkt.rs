@@ -902,6 +902,7 @@ mod tests {
                 variables: (0..nt).map(theta).collect(),
                 constraints: global_rows,
             },
+            ..Default::default()
         };
         (rows, cols, vals, partition, n_vars)
     }

@@ -10,10 +10,11 @@
 use super::block_kkt::BlockArrowLdlt;
 use super::dense_kkt::{DenseLdlt, Inertia, KktPolicy, Singular};
 use super::info::IterationInfo;
+use super::schur_kkt::SchurLdlt;
 use super::settings::IpoptOption;
 use super::CallbackState;
-use crate::nlp::KktBlocks;
 use crate::nlp::NlpEvaluator;
+use crate::nlp::{BlockCoupling, KktBlocks};
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -760,6 +761,8 @@ enum Replacement {
     Dense(DenseLdlt),
     /// Block-arrow elimination (`block_kkt`).
     Block(Box<BlockArrowLdlt>),
+    /// Independent blocks onto a dense Schur complement (`schur_kkt`).
+    Schur(Box<SchurLdlt>),
 }
 
 impl Replacement {
@@ -767,6 +770,7 @@ impl Replacement {
         match self {
             Self::Dense(d) => d.order(),
             Self::Block(b) => b.order(),
+            Self::Schur(s) => s.order(),
         }
     }
 
@@ -780,6 +784,10 @@ impl Replacement {
                 BLOCK_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 b.factorize(vals)
             }
+            Self::Schur(s) => {
+                SCHUR_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.factorize(vals)
+            }
         }
     }
 
@@ -787,6 +795,7 @@ impl Replacement {
         match self {
             Self::Dense(d) => d.solve(rhs),
             Self::Block(b) => b.solve(rhs),
+            Self::Schur(s) => s.solve(rhs),
         }
     }
 }
@@ -801,6 +810,10 @@ pub(crate) static DENSE_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
 
 /// Number of block-arrow KKT factorizations carried out (for tests).
 pub(crate) static BLOCK_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Number of Schur-complement KKT factorizations carried out (for tests).
+pub(crate) static SCHUR_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
 /// Sets this thread's KKT policy and block partition for the lifetime of the guard.
@@ -882,10 +895,17 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                         slice_raw((*s).jcn, nz as usize),
                     )
                 };
-                BlockArrowLdlt::analyse(n as usize, *n_vars, rows, cols, partition)
+                Some(match partition.coupling {
+                    BlockCoupling::Chain => Replacement::Block(Box::new(BlockArrowLdlt::analyse(
+                        n as usize, *n_vars, rows, cols, partition,
+                    )?)),
+                    BlockCoupling::Independent => Replacement::Schur(Box::new(SchurLdlt::analyse(
+                        n as usize, *n_vars, rows, cols, partition,
+                    )?)),
+                })
             });
             if let Some(block) = block {
-                put_replacement(key, Some(Box::new(Replacement::Block(Box::new(block)))));
+                put_replacement(key, Some(Box::new(block)));
                 // SAFETY: INFO/INFOG are plain arrays in the struct.
                 unsafe { set_info(s, 0) };
                 return;

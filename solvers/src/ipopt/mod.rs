@@ -14,6 +14,7 @@
 mod block_kkt;
 mod dense_kkt;
 mod ffi;
+mod schur_kkt;
 /// Safe BLAS/LAPACK wrappers for [`crate::linalg`].
 pub(crate) mod ffi_linalg {
     pub(crate) use super::ffi::{blas_dsyrk_lower_t, lapack_dpotrf, lapack_dpotrs};
@@ -24,7 +25,9 @@ mod solution;
 mod status;
 
 pub use info::{CallStats, IterationInfo, SolveStats};
-pub use settings::{HessianMode, IpoptOption, IpoptSettings};
+pub use settings::{
+    HessianMode, IpoptOption, IpoptSettings, COLLOC_LINEAR_SOLVERS, EXTERNAL_LINEAR_SOLVERS,
+};
 pub use solution::{IpoptSolution, WarmStart};
 pub use status::{ResultStatus, SolveStatus, TerminationStatus};
 
@@ -292,6 +295,16 @@ impl IpoptSolver {
         let trials = ffi::inertia_trials();
         stats.kkt_factorizations = trials.factorizations;
         stats.skipped_inertia_trials = trials.skipped;
+        if let Some(name) = self
+            .settings
+            .external_linear_solver()
+            .filter(|_| status == SolveStatus::InvalidOption)
+        {
+            stats.linear_solver_error = Some(format!(
+                "IPOPT could not use linear_solver = {name:?}: its library is not installed here (Debian's Ipopt ships MUMPS only); use one of {}",
+                settings::COLLOC_LINEAR_SOLVERS.join(", ")
+            ));
+        }
         if let Some((_, size)) = ffi::take_mumps_memory_failure() {
             let amount = if size < 0 {
                 format!("{} million entries", -(size as i64))
@@ -402,6 +415,12 @@ pub fn kkt_factorization_counts() -> (usize, usize) {
 /// [`KktBlocks`](crate::KktBlocks) partition).
 pub fn block_factorization_count() -> usize {
     ffi::BLOCK_FACTORIZATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Process-wide count of KKT factorizations by the Schur-complement solver (NLPs with a
+/// partition of independent blocks, [`BlockCoupling::Independent`](crate::BlockCoupling)).
+pub fn schur_factorization_count() -> usize {
+    ffi::SCHUR_FACTORIZATIONS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Which derivatives IPOPT's derivative checker compares with finite differences.

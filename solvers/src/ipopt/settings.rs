@@ -50,8 +50,9 @@ pub struct IpoptSettings {
     /// bytes); "blocks": block-arrow elimination along the NLP's block partition (finite
     /// elements; MUMPS when the NLP has none); "auto": blocks when the NLP supplies a
     /// partition, else dense when the KKT matrix has at most 5000 rows and its lower triangle
-    /// is at least 20 % nonzero (global collocation), else MUMPS. Any other name is passed to
-    /// IPOPT's `linear_solver` verbatim.
+    /// is at least 20 % nonzero (global collocation), else MUMPS. IPOPT's other solvers
+    /// ([`EXTERNAL_LINEAR_SOLVERS`]: HSL's, Pardiso, WSMP) are passed to its `linear_solver`
+    /// and work where IPOPT can load their libraries.
     pub linear_solver: String,
     /// MUMPS's relative pivot threshold `mumps_pivtol` in [0, 1] (default: none, IPOPT's
     /// 1e-6). Lower thresholds delay fewer pivots (faster factorizations) at the price of
@@ -110,6 +111,14 @@ impl Default for IpoptSettings {
     }
 }
 
+/// The `linear_solver` names colloc answers itself (MUMPS is linked with IPOPT).
+pub const COLLOC_LINEAR_SOLVERS: [&str; 4] = ["auto", "dense", "blocks", "mumps"];
+
+/// IPOPT's other `linear_solver` names: usable only where IPOPT finds their libraries (HSL's
+/// `libhsl.so`, Pardiso, WSMP), which Debian's Ipopt does not ship.
+pub const EXTERNAL_LINEAR_SOLVERS: [&str; 7] =
+    ["ma27", "ma57", "ma77", "ma86", "ma97", "pardiso", "wsmp"];
+
 impl IpoptSettings {
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), IpoptError> {
@@ -162,13 +171,22 @@ impl IpoptSettings {
                 format!("must be at most {}, got {}", i32::MAX, self.max_iter),
             );
         }
-        for (field, v) in [
-            ("linear_solver", &self.linear_solver),
-            ("mu_strategy", &self.mu_strategy),
-        ] {
-            if v.is_empty() || v.contains('\0') {
-                return bad(field, format!("must be a non-empty name, got {v:?}"));
-            }
+        let solver = self.linear_solver.as_str();
+        if !COLLOC_LINEAR_SOLVERS.contains(&solver) && !EXTERNAL_LINEAR_SOLVERS.contains(&solver) {
+            return bad(
+                "linear_solver",
+                format!(
+                    "unknown linear solver {solver:?} (valid: {}; where IPOPT can load them: {})",
+                    COLLOC_LINEAR_SOLVERS.join(", "),
+                    EXTERNAL_LINEAR_SOLVERS.join(", ")
+                ),
+            );
+        }
+        if self.mu_strategy.is_empty() || self.mu_strategy.contains('\0') {
+            return bad(
+                "mu_strategy",
+                format!("must be a non-empty name, got {:?}", self.mu_strategy),
+            );
         }
         if let Some((name, _)) = self
             .options
@@ -178,6 +196,12 @@ impl IpoptSettings {
             return bad("options", format!("invalid option name {name:?}"));
         }
         Ok(())
+    }
+
+    /// The linear solver is one IPOPT loads from a library of its own (HSL, Pardiso, WSMP).
+    pub(crate) fn external_linear_solver(&self) -> Option<&str> {
+        let s = self.linear_solver.as_str();
+        EXTERNAL_LINEAR_SOLVERS.contains(&s).then_some(s)
     }
 
     /// The name IPOPT's `linear_solver` option gets: the dense solver takes MUMPS's place.
