@@ -183,6 +183,11 @@ fn invalid_values_name_the_field() {
         &["train.t1"],
     );
     expect_input_error(
+        "no-test-points",
+        &GOOD.replace("t1 = 6.0\npoints = 10", "t1 = 6.0\npoints = 0"),
+        &["test.points", "need 1 to"],
+    );
+    expect_input_error(
         "noise-twice",
         &GOOD.replace("noise = 0.05", "noise = 0.05\nnoise_relative = 0.05"),
         &["data.noise_relative", "not both"],
@@ -301,7 +306,7 @@ fn invalid_values_name_the_field() {
     expect_input_error(
         "huge-test",
         &GOOD.replace("points = 10\n", "points = 100000000000\n"),
-        &["test.points", "at most 10000000"],
+        &["test.points", "need 1 to 10000000"],
     );
     expect_input_error(
         "huge-elements",
@@ -375,6 +380,18 @@ fn bad_csv_rows_name_the_line() {
             "few",
             "t,u,v\n0.0,1,2\n0.5,1,2\n".to_string(),
             vec!["training window holds 2 observation(s)"],
+        ),
+        (
+            "no-test-rows",
+            format!(
+                "t,u,v\n{}",
+                good_rows.lines().take(20).collect::<Vec<_>>().join("\n")
+            ),
+            vec![
+                "test.t1",
+                "no observation of",
+                "lies in the test window (4, 6]",
+            ],
         ),
     ] {
         let (code, err) = csv_problem(name, &csv);

@@ -285,6 +285,8 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         (None, Some(f)) => Some((f, true)),
         (None, None) => None,
     };
+    // Measured data whose test window holds no observation (reported after the training window).
+    let mut empty_test_window = None;
     let (system, data, t0) = match (&d.system, file_source) {
         (_, None) | (Some(_), Some(_)) => {
             let sys_name = d.system.as_ref().expect("one source, and it is the system");
@@ -326,7 +328,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             let keep: Vec<usize> = (0..t.len())
                 .filter(|&k| t[k] >= t0 && t[k] <= t_end)
                 .collect();
-            let split = keep
+            let split: Vec<Split> = keep
                 .iter()
                 .map(|&k| {
                     if t[k] <= raw.train.t1 {
@@ -336,6 +338,15 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
                     }
                 })
                 .collect();
+            if let Some(test) = raw.test.as_ref().filter(|_| !split.contains(&Split::Test)) {
+                let last = t.last().copied().unwrap_or(f64::NAN);
+                empty_test_window = Some(format!(
+                    "no observation of {} lies in the test window ({}, {}] (the last is at t = {last}); drop [test] to train without one",
+                    file_path.display(),
+                    raw.train.t1,
+                    test.t1
+                ));
+            }
             let data = Dataset {
                 t: keep.iter().map(|&k| t[k]).collect(),
                 y: keep.iter().map(|&k| y[k].clone()).collect(),
@@ -358,6 +369,9 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             "train",
             format!("the training window holds {n_train} observation(s); at least 3 are needed"),
         ));
+    }
+    if let Some(message) = empty_test_window {
+        return Err(field("test.t1", message));
     }
 
     // Collocation grid and model.
@@ -685,10 +699,10 @@ fn generate(
         let n = test
             .points
             .ok_or_else(|| field("test.points", "required for a built-in system".into()))?;
-        if n > MAX_OBSERVATIONS {
+        if n == 0 || n > MAX_OBSERVATIONS {
             return Err(field(
                 "test.points",
-                format!("at most {MAX_OBSERVATIONS}, got {n}"),
+                format!("need 1 to {MAX_OBSERVATIONS} (or no [test] section), got {n}"),
             ));
         }
         if !(test.t1.is_finite() && test.t1 > t1) {
