@@ -513,6 +513,24 @@ fn a_small_solve_writes_every_result_file() {
         );
         assert!(summary["simulation_excursion"].is_null(), "{summary}");
         assert_eq!(summary["status"], "solve_succeeded");
+        // Which linear solver factorized: the reduced formulation's dense KKT matrix goes to
+        // the dense LDLᵀ, the full formulation's (one hidden layer) to the Schur solver.
+        let stats = &summary["ipopt_stats"];
+        let used = if formulation == "reduced" {
+            "dense"
+        } else {
+            "schur"
+        };
+        assert_eq!(
+            stats["kkt_solvers"][used], stats["kkt_factorizations"],
+            "{formulation}: {stats}"
+        );
+        let line = if formulation == "reduced" {
+            "; dense)"
+        } else {
+            "; Schur)"
+        };
+        assert!(stdout.contains(line), "{formulation}: {stdout}");
         assert!(summary["fit_mse"].as_f64().unwrap() < 0.01, "{summary}");
         let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
         assert_eq!(model.layers, vec![2, 4, 2]);

@@ -9,7 +9,7 @@
 
 use super::block_kkt::BlockArrowLdlt;
 use super::dense_kkt::{DenseLdlt, Inertia, KktPolicy, Singular};
-use super::info::IterationInfo;
+use super::info::{IterationInfo, KktSolverCounts};
 use super::schur_kkt::SchurLdlt;
 use super::settings::IpoptOption;
 use super::CallbackState;
@@ -722,6 +722,21 @@ fn note_factorized(singular: bool) {
     });
 }
 
+/// The factorizations of the last solve on this thread by linear solver (read after
+/// `IpoptSolve`).
+pub(crate) fn kkt_solver_counts() -> KktSolverCounts {
+    KKT_SOLVERS.with(std::cell::Cell::get)
+}
+
+/// Counts one factorization by the solver `pick` selects.
+fn count_factorization(pick: fn(&mut KktSolverCounts) -> &mut usize) {
+    KKT_SOLVERS.with(|c| {
+        let mut counts = c.get();
+        *pick(&mut counts) += 1;
+        c.set(counts);
+    });
+}
+
 /// The factorization counts of the last solve on this thread (read after `IpoptSolve`).
 pub(crate) fn inertia_trials() -> InertiaTrials {
     INERTIA_TRIALS.with(std::cell::Cell::get)
@@ -740,6 +755,10 @@ thread_local! {
             factorizations: 0,
             skipped: 0,
         })
+    };
+    /// The factorizations of the solve running on this thread, by linear solver.
+    static KKT_SOLVERS: std::cell::Cell<KktSolverCounts> = const {
+        std::cell::Cell::new(KktSolverCounts { dense: 0, blocks: 0, schur: 0, mumps: 0 })
     };
     /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
     static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
@@ -778,14 +797,17 @@ impl Replacement {
         match self {
             Self::Dense(d) => {
                 DENSE_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count_factorization(|c| &mut c.dense);
                 d.factorize(rows, cols, vals)
             }
             Self::Block(b) => {
                 BLOCK_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count_factorization(|c| &mut c.blocks);
                 b.factorize(vals)
             }
             Self::Schur(s) => {
                 SCHUR_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count_factorization(|c| &mut c.schur);
                 s.factorize(vals)
             }
         }
@@ -827,6 +849,7 @@ impl KktPolicyGuard {
         skip_unperturbed_trial: bool,
     ) -> Self {
         INERTIA_TRIALS.with(|t| t.set(InertiaTrials::new(skip_unperturbed_trial)));
+        KKT_SOLVERS.with(|c| c.set(KktSolverCounts::default()));
         Self(
             KKT_POLICY.with(|p| p.replace(policy)),
             KKT_BLOCKS.with(|b| b.replace(blocks)),
@@ -988,6 +1011,7 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
         ((*s).info[0], (*s).info[1])
     };
     if job == 2 {
+        count_factorization(|c| &mut c.mumps);
         note_factorized(info1 == -10);
     }
     if info1 == -13 {

@@ -39,6 +39,43 @@ pub struct CallStats {
     pub seconds: f64,
 }
 
+/// KKT factorizations of one solve by the linear solver that carried them out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KktSolverCounts {
+    /// Dense LAPACK LDLᵀ (global collocation).
+    pub dense: usize,
+    /// Block-arrow elimination (finite elements, several trajectories).
+    pub blocks: usize,
+    /// Independent blocks onto a dense Schur complement (full formulation).
+    pub schur: usize,
+    /// IPOPT's MUMPS.
+    pub mumps: usize,
+}
+
+impl std::fmt::Display for KktSolverCounts {
+    /// The solvers used: one name alone, or each with its count (`dense`, `98 Schur, 8 MUMPS`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let used: Vec<(&str, usize)> = [
+            ("dense", self.dense),
+            ("blocks", self.blocks),
+            ("Schur", self.schur),
+            ("MUMPS", self.mumps),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+        match used.as_slice() {
+            [] => write!(f, "none"),
+            [(name, _)] => write!(f, "{name}"),
+            many => {
+                let parts: Vec<String> =
+                    many.iter().map(|(name, n)| format!("{n} {name}")).collect();
+                write!(f, "{}", parts.join(", "))
+            }
+        }
+    }
+}
+
 /// Statistics of one solve.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SolveStats {
@@ -60,6 +97,8 @@ pub struct SolveStats {
     pub hessian: CallStats,
     /// KKT factorizations carried out (every linear solver, restoration phase included).
     pub kkt_factorizations: usize,
+    /// The same by linear solver.
+    pub kkt_solvers: KktSolverCounts,
     /// Unperturbed trial factorizations skipped after repeated wrong inertia
     /// (`IpoptSettings::skip_unperturbed_trial`).
     pub skipped_inertia_trials: usize,
@@ -70,4 +109,25 @@ pub struct SolveStats {
     /// What went wrong in the linear solver, if something did that IPOPT cannot recover from
     /// (MUMPS out of memory); IPOPT then reports a failed restoration or step computation.
     pub linear_solver_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KktSolverCounts;
+
+    #[test]
+    fn solver_counts_name_one_solver_or_count_each() {
+        let one = KktSolverCounts {
+            dense: 77,
+            ..Default::default()
+        };
+        assert_eq!(one.to_string(), "dense");
+        let two = KktSolverCounts {
+            schur: 98,
+            mumps: 8,
+            ..Default::default()
+        };
+        assert_eq!(two.to_string(), "98 Schur, 8 MUMPS");
+        assert_eq!(KktSolverCounts::default().to_string(), "none");
+    }
 }

@@ -24,7 +24,7 @@ mod settings;
 mod solution;
 mod status;
 
-pub use info::{CallStats, IterationInfo, SolveStats};
+pub use info::{CallStats, IterationInfo, KktSolverCounts, SolveStats};
 pub use settings::{
     HessianMode, IpoptOption, IpoptSettings, COLLOC_LINEAR_SOLVERS, EXTERNAL_LINEAR_SOLVERS,
 };
@@ -294,6 +294,7 @@ impl IpoptSolver {
         stats.wall_s = started.elapsed().as_secs_f64();
         let trials = ffi::inertia_trials();
         stats.kkt_factorizations = trials.factorizations;
+        stats.kkt_solvers = ffi::kkt_solver_counts();
         stats.skipped_inertia_trials = trials.skipped;
         if let Some(name) = self
             .settings

@@ -173,8 +173,8 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         );
     }
     println!(
-        "{:<18} {} ({} KKT factorizations)",
-        "iterations", summary.iterations, totals.kkt_factorizations
+        "{:<18} {} ({} KKT factorizations; {})",
+        "iterations", summary.iterations, totals.kkt_factorizations, stats.kkt_solvers
     );
     for stage in &run.stages {
         println!(
