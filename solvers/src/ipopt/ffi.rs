@@ -137,8 +137,8 @@ pub(crate) struct RawProblem {
     pub output_file: Option<(String, i32)>,
     /// Which factorization the KKT systems get (see `dense_kkt`).
     pub kkt_policy: KktPolicy,
-    /// The NLP's block partition and its number of variables, for the block-arrow solver.
-    pub kkt_blocks: Option<(Arc<KktBlocks>, usize)>,
+    /// The NLP's block partition, for the block solvers.
+    pub kkt_blocks: Option<BlockHint>,
     /// Skip the unperturbed trial factorization after repeated wrong inertia (see
     /// `IpoptSettings::skip_unperturbed_trial`).
     pub skip_unperturbed_trial: bool,
@@ -763,7 +763,7 @@ thread_local! {
     /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
     static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
     /// The block partition of the solve running on this thread, with its number of variables.
-    static KKT_BLOCKS: std::cell::RefCell<Option<(Arc<KktBlocks>, usize)>> = const { std::cell::RefCell::new(None) };
+    static KKT_BLOCKS: std::cell::RefCell<Option<BlockHint>> = const { std::cell::RefCell::new(None) };
     /// The first MUMPS allocation failure on this thread: (INFO(1), INFO(2)).
     static MUMPS_MEMORY_FAILURE: std::cell::Cell<Option<(c_int, c_int)>> = const { std::cell::Cell::new(None) };
 }
@@ -838,14 +838,24 @@ pub(crate) static BLOCK_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
 pub(crate) static SCHUR_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// An NLP's block partition with its numbers of variables and constraints: the KKT matrices
+/// it describes have order `n_vars + n_cons`, the variables first. Other matrices (IPOPT's
+/// restoration phase adds slacks) go to MUMPS or the dense solver.
+#[derive(Clone, Debug)]
+pub(crate) struct BlockHint {
+    pub partition: Arc<KktBlocks>,
+    pub n_vars: usize,
+    pub n_cons: usize,
+}
+
 /// Sets this thread's KKT policy and block partition for the lifetime of the guard.
-pub(crate) struct KktPolicyGuard(KktPolicy, Option<(Arc<KktBlocks>, usize)>);
+pub(crate) struct KktPolicyGuard(KktPolicy, Option<BlockHint>);
 
 impl KktPolicyGuard {
     /// Also starts this thread's inertia-trial record afresh (skipping allowed or not).
     pub(crate) fn set(
         policy: KktPolicy,
-        blocks: Option<(Arc<KktBlocks>, usize)>,
+        blocks: Option<BlockHint>,
         skip_unperturbed_trial: bool,
     ) -> Self {
         INERTIA_TRIALS.with(|t| t.set(InertiaTrials::new(skip_unperturbed_trial)));
@@ -907,8 +917,13 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
             let policy = KKT_POLICY.with(std::cell::Cell::get);
             let block = KKT_BLOCKS.with(|b| {
                 let b = b.borrow();
-                let (partition, n_vars) = b.as_ref()?;
-                if n <= 0 || nz < 0 || !policy.use_blocks() {
+                let hint = b.as_ref()?;
+                let (partition, n_vars) = (&hint.partition, &hint.n_vars);
+                if n <= 0
+                    || nz < 0
+                    || !policy.use_blocks()
+                    || n as usize != hint.n_vars + hint.n_cons
+                {
                     return None;
                 }
                 // SAFETY: IPOPT set irn, jcn (nz entries) before the analysis.

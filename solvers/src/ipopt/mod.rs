@@ -197,7 +197,11 @@ impl IpoptSolver {
             .zip(&problem.x_upper)
             .all(|(l, u)| l < u);
         if all_equalities && none_fixed {
-            problem.kkt_blocks = nlp.kkt_blocks().map(|b| (b, n));
+            problem.kkt_blocks = nlp.kkt_blocks().map(|partition| ffi::BlockHint {
+                partition,
+                n_vars: n,
+                n_cons: m,
+            });
         }
         // IPOPT's infinity is ±1e19 (nlp_lower/upper_bound_inf); map ±∞ onto it.
         for v in problem.x_lower.iter_mut().chain(problem.g_lower.iter_mut()) {
