@@ -65,6 +65,17 @@ pub struct KktBlock {
     pub constraints: Vec<usize>,
 }
 
+impl KktBlock {
+    /// The block's rows of a KKT matrix whose first `n_vars` rows are the variables and the
+    /// rest the constraints: its variables, then its constraints.
+    pub fn kkt_rows(&self, n_vars: usize) -> impl Iterator<Item = usize> + '_ {
+        self.variables
+            .iter()
+            .copied()
+            .chain(self.constraints.iter().map(move |&j| n_vars + j))
+    }
+}
+
 /// A partition of an NLP's variables and constraints that a KKT solver may exploit: a chain of
 /// blocks, each coupled (through the Jacobian or the Hessian) only with its neighbours in the
 /// chain and with one small global block — finite-element collocation, where a block holds an

@@ -135,13 +135,7 @@ impl BlockArrowLdlt {
         let mut position = vec![UNSET; n];
         let mut sizes = Vec::with_capacity(partition.chain.len());
         let mut starts = Vec::with_capacity(partition.chain.len());
-        let kkt_rows = |b: &crate::nlp::KktBlock| {
-            b.variables
-                .iter()
-                .copied()
-                .chain(b.constraints.iter().map(move |&j| n_vars + j))
-                .collect::<Vec<usize>>()
-        };
+        let kkt_rows = |b: &crate::nlp::KktBlock| b.kkt_rows(n_vars).collect::<Vec<usize>>();
         let mut next = 0;
         for (e, block) in partition.chain.iter().enumerate() {
             let members = kkt_rows(block);

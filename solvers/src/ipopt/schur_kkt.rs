@@ -181,11 +181,7 @@ impl SchurLdlt {
         let mut block_rows = Vec::new();
         let mut row_sizes = Vec::with_capacity(k);
         for (e, block) in partition.chain.iter().enumerate() {
-            let members = block
-                .variables
-                .iter()
-                .copied()
-                .chain(block.constraints.iter().map(|&j| n_vars + j));
+            let members = block.kkt_rows(n_vars);
             let before = block_rows.len();
             for (l, i) in members.enumerate() {
                 if i >= n || member[i].0 != GLOBAL {
@@ -599,12 +595,7 @@ mod tests {
     fn a_singular_block_is_reported() {
         let (r, c, mut v, n, n_vars, partition) = network_like(10, (6, 4), 4);
         // Zero block 2's whole KKT block (its act row then has only its coupling: singular).
-        let rows: Vec<usize> = partition.chain[2]
-            .variables
-            .iter()
-            .copied()
-            .chain(partition.chain[2].constraints.iter().map(|&j| n_vars + j))
-            .collect();
+        let rows: Vec<usize> = partition.chain[2].kkt_rows(n_vars).collect();
         for (k, (&ri, &ci)) in r.iter().zip(&c).enumerate() {
             let (i, j) = (ri as usize - 1, ci as usize - 1);
             if rows.contains(&i) && rows.contains(&j) {
