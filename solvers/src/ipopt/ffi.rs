@@ -762,7 +762,7 @@ thread_local! {
     };
     /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
     static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
-    /// The block partition of the solve running on this thread, with its number of variables.
+    /// The block partition of the solve running on this thread.
     static KKT_BLOCKS: std::cell::RefCell<Option<BlockHint>> = const { std::cell::RefCell::new(None) };
     /// The first MUMPS allocation failure on this thread: (INFO(1), INFO(2)).
     static MUMPS_MEMORY_FAILURE: std::cell::Cell<Option<(c_int, c_int)>> = const { std::cell::Cell::new(None) };
