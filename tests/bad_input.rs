@@ -478,6 +478,16 @@ fn missing_files_and_bad_flags() {
         err.contains("unknown formulation `sideways` (valid: reduced, full)"),
         "{err}"
     );
+    // An output folder that cannot be created fails at once, before the solve (whose results
+    // would otherwise be lost).
+    let d = dir("no-folder");
+    let blocker = d.join("a-file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let out = blocker.join("out");
+    let (code, stdout, err) = solve(&["problems/vanderpol.toml", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot create the output folder"), "{err}");
+    assert!(!stdout.contains("status"), "the solve ran: {stdout}");
 }
 
 #[test]

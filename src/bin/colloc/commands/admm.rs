@@ -86,7 +86,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     } else {
         admm::initial_state(&problem, &settings, &batches).map_err(input_or_run)?
     };
-    std::fs::create_dir_all(&out).map_err(|e| Failure::run(format!("{}: {e}", out.display())))?;
+    super::create_output_folder(&out)?;
 
     if !args.quiet {
         eprintln!(

@@ -17,6 +17,17 @@ pub fn single_blas_thread() {
     }
 }
 
+/// Creates the output folder before any work, so that a folder that cannot be written fails
+/// the command at once instead of after the solve (which would lose its results).
+pub fn create_output_folder(out: &std::path::Path) -> Result<(), crate::Failure> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        crate::Failure::input(format!(
+            "--out {}: cannot create the output folder: {e}",
+            out.display()
+        ))
+    })
+}
+
 /// A flag that Ctrl-C sets. The handler can be installed once per process (each command runs
 /// in its own process), so a second call keeps the first handler.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
