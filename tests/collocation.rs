@@ -72,15 +72,13 @@ fn reduced_and_full_formulations_reach_the_same_optimum() {
 /// system is the independent reference: from the same start both reach the same optimum.
 #[test]
 fn full_formulation_schur_solver_matches_mumps() {
-    use colloc::solvers::ipopt::schur_factorization_count;
     let p = load("schur");
     let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     // A start off the optimum (θ scaled), so that the solves take several steps.
     let mut start = reduced.model.clone();
     start.params.iter_mut().for_each(|v| *v *= 0.9);
-    let before = schur_factorization_count();
     let schur = collocation::train(&p, Formulation::Full, Some(&start), &mut |_| true).unwrap();
-    let used = schur_factorization_count() - before;
+    let used = schur.solution.stats.kkt_solvers.schur;
     let mut with_mumps = p.clone();
     with_mumps.ipopt.linear_solver = "mumps".into();
     let mumps =

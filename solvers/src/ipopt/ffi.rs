@@ -806,7 +806,6 @@ impl Replacement {
                 b.factorize(vals)
             }
             Self::Schur(s) => {
-                SCHUR_FACTORIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 count_factorization(|c| &mut c.schur);
                 s.factorize(vals)
             }
@@ -832,10 +831,6 @@ pub(crate) static DENSE_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
 
 /// Number of block-arrow KKT factorizations carried out (for tests).
 pub(crate) static BLOCK_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0);
-
-/// Number of Schur-complement KKT factorizations carried out (for tests).
-pub(crate) static SCHUR_FACTORIZATIONS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
 /// An NLP's block partition with its numbers of variables and constraints: the KKT matrices

@@ -422,12 +422,6 @@ pub fn block_factorization_count() -> usize {
     ffi::BLOCK_FACTORIZATIONS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Process-wide count of KKT factorizations by the Schur-complement solver (NLPs with a
-/// partition of independent blocks, [`BlockCoupling::Independent`](crate::BlockCoupling)).
-pub fn schur_factorization_count() -> usize {
-    ffi::SCHUR_FACTORIZATIONS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Which derivatives IPOPT's derivative checker compares with finite differences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DerivativeTestOrder {
