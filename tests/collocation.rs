@@ -305,6 +305,18 @@ fn defect_continuation_ends_at_an_optimum_of_the_exact_problem() {
     let defects: Vec<f64> = run.stages.iter().map(|s| s.max_defect).collect();
     eprintln!("max |defect| per stage: {defects:?}");
     assert!(defects.windows(2).all(|w| w[1] < w[0]), "{defects:?}");
+    // Each stage's factorizations are counted by solver, and the totals add them up.
+    for s in &run.stages {
+        let by_solver = s.kkt_solvers;
+        let counted = by_solver.dense + by_solver.blocks + by_solver.schur + by_solver.mumps;
+        assert!(s.kkt_factorizations > 0 && counted == s.kkt_factorizations, "{by_solver:?}");
+    }
+    let totals = run.totals();
+    let counted = totals.kkt_solvers;
+    assert_eq!(
+        counted.dense + counted.blocks + counted.schur + counted.mumps,
+        totals.kkt_factorizations
+    );
     assert!(run.solution.constraints.iter().all(|c| c.abs() < 1e-7));
     // Iterations are numbered on across the stages.
     assert!(run

@@ -52,6 +52,18 @@ pub struct KktSolverCounts {
     pub mumps: usize,
 }
 
+impl std::ops::Add for KktSolverCounts {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            dense: self.dense + o.dense,
+            blocks: self.blocks + o.blocks,
+            schur: self.schur + o.schur,
+            mumps: self.mumps + o.mumps,
+        }
+    }
+}
+
 impl std::fmt::Display for KktSolverCounts {
     /// The solvers used: one name alone, or each with its count (`dense`, `98 Schur, 8 MUMPS`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

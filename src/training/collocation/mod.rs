@@ -27,7 +27,8 @@ use crate::nlp::{ModelError, VarBlock};
 use crate::problem::{Formulation, Problem, RefinementStart};
 use colloc_models::Mlp;
 use colloc_solvers::ipopt::{
-    IpoptError, IpoptOption, IpoptSettings, IpoptSolution, IpoptSolver, IterationInfo, WarmStart,
+    IpoptError, IpoptOption, IpoptSettings, IpoptSolution, IpoptSolver, IterationInfo,
+    KktSolverCounts, WarmStart,
 };
 use colloc_solvers::{NlpDims, NlpEvaluator};
 
@@ -103,6 +104,8 @@ pub struct SolveTotals {
     pub iterations: usize,
     /// KKT factorizations.
     pub kkt_factorizations: usize,
+    /// The same by linear solver.
+    pub kkt_solvers: KktSolverCounts,
     /// Seconds to build the NLP(s).
     pub build_s: f64,
     /// Seconds of the pre-fit.
@@ -119,6 +122,7 @@ impl std::ops::Add for SolveTotals {
         Self {
             iterations: self.iterations + o.iterations,
             kkt_factorizations: self.kkt_factorizations + o.kkt_factorizations,
+            kkt_solvers: self.kkt_solvers + o.kkt_solvers,
             build_s: self.build_s + o.build_s,
             prefit_s: self.prefit_s + o.prefit_s,
             solve_s: self.solve_s + o.solve_s,
@@ -134,6 +138,7 @@ impl CollocationRun {
         let exact = SolveTotals {
             iterations: stats.iterations,
             kkt_factorizations: stats.kkt_factorizations,
+            kkt_solvers: stats.kkt_solvers,
             build_s: self.build_s,
             prefit_s: self.prefit_s,
             solve_s: stats.wall_s,
@@ -143,6 +148,7 @@ impl CollocationRun {
             t + SolveTotals {
                 iterations: s.iterations,
                 kkt_factorizations: s.kkt_factorizations,
+                kkt_solvers: s.kkt_solvers,
                 solve_s: s.solve_s,
                 eval_s: s.eval_s,
                 ..SolveTotals::default()
@@ -186,6 +192,8 @@ pub struct PenaltyStage {
     pub iterations: usize,
     /// KKT factorizations of the stage.
     pub kkt_factorizations: usize,
+    /// The same by linear solver.
+    pub kkt_solvers: KktSolverCounts,
     /// Objective at the stage's solution (penalty included).
     pub objective: f64,
     /// Largest |defect| at the stage's solution.
@@ -527,6 +535,7 @@ fn train_network(
                 status: solution.status.to_string(),
                 iterations: solution.stats.iterations,
                 kkt_factorizations: solution.stats.kkt_factorizations,
+                kkt_solvers: solution.stats.kkt_solvers,
                 objective: solution.objective,
                 max_defect: built
                     .trajectories

@@ -175,7 +175,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     }
     println!(
         "{:<18} {} ({} KKT factorizations; {})",
-        "iterations", summary.iterations, totals.kkt_factorizations, stats.kkt_solvers
+        "iterations", summary.iterations, totals.kkt_factorizations, totals.kkt_solvers
     );
     for stage in &run.stages {
         println!(
