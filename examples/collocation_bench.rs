@@ -11,7 +11,7 @@ use colloc::problem::{self, Formulation};
 use colloc::training::collocation;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The BLAS kernels (and their rounding) of the `colloc` binary, see README "BLAS".
+    // The BLAS kernels (and their rounding) of the `colloc` binary, see docs/platform.md, "BLAS".
     colloc::solvers::ipopt::rerun_with_detected_blas_core();
     colloc::solvers::ipopt::set_blas_threads(1);
     let sizes: Vec<usize> = match std::env::args().nth(1) {

@@ -1,7 +1,7 @@
 //! An NLP whose KKT matrix has large dense fronts, as global (spectral) collocation produces:
 //! `m` constraints, each coupling all `2m` variables through a dense linear part plus a
 //! nonlinear element, and a least-squares objective. Used to measure how much the BLAS behind
-//! MUMPS matters (see README, "BLAS").
+//! MUMPS matters (see docs/platform.md, "BLAS").
 //!
 //! `cargo run --release --example dense_kkt -- [m]` (default m = 600)
 

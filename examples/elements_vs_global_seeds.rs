@@ -62,7 +62,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The BLAS kernels (and their rounding) of the `colloc` binary, see README "BLAS".
+    // The BLAS kernels (and their rounding) of the `colloc` binary, see docs/platform.md, "BLAS".
     colloc::solvers::ipopt::rerun_with_detected_blas_core();
     colloc::solvers::ipopt::set_blas_threads(1);
     let seeds: u64 = match std::env::args().nth(1) {

@@ -145,7 +145,7 @@ fn run_case(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The BLAS kernels (and their rounding) of the `colloc` binary, see README "BLAS".
+    // The BLAS kernels (and their rounding) of the `colloc` binary, see docs/platform.md, "BLAS".
     colloc::solvers::ipopt::rerun_with_detected_blas_core();
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 6 && args[1] == "--case" {

@@ -52,7 +52,7 @@ fn write_files(dir: &Path, k: usize) -> Result<PathBuf, Box<dyn std::error::Erro
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The BLAS kernels (and their rounding) of the `colloc` binary, see README "BLAS".
+    // The BLAS kernels (and their rounding) of the `colloc` binary, see docs/platform.md, "BLAS".
     colloc::solvers::ipopt::rerun_with_detected_blas_core();
     // One BLAS thread, as `colloc` runs (the block-arrow solver runs two BLAS calls at once).
     if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {

@@ -239,7 +239,7 @@ fn pivot_ratio(mut a: Vec<Vec<f64>>) -> f64 {
 /// operator. With the first node inside, `J` was `D` itself, whose null space (the constants)
 /// made the block singular there, and each such factorization cost IPOPT a regularized retry
 /// (two unforced Van der Pol trajectories of 200 points: 40 iterations and 80 factorizations
-/// against 34 and 52 with the dense solver; now the same 34 and 52, README "Several
+/// against 34 and 52 with the dense solver; now the same 34 and 52, docs/experiments.md, "Several
 /// experiments").
 #[test]
 fn joint_global_blocks_are_nonsingular_where_the_network_is_flat() {

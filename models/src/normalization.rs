@@ -4,7 +4,7 @@
 //! `dy/dt = (σ/T) ⊙ g_θ((y − μ)/σ[, (t − t₀)/T])`.
 //!
 //! Training a network in standardized coordinates conditions the problem: inputs of order
-//! one, outputs of order one, collocation states of order one (see the README's Lorenz runs).
+//! one, outputs of order one, collocation states of order one (see the Lorenz runs in docs/collocation.md).
 
 use crate::ModelError;
 use serde::{Deserialize, Serialize};

@@ -179,7 +179,7 @@ pub struct Refinement {
 pub enum RefinementStart {
     /// As the first grid did: smoothed data, the problem's θ start and pre-fit (default). A
     /// coarse solution with a large defect is no solution of its learned ODE, and starting from
-    /// it went wrong (measured in the README).
+    /// it went wrong (measured in docs/collocation.md).
     #[default]
     Data,
     /// The coarse solution: its collocation polynomial at the new nodes and its θ.

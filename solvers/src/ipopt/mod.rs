@@ -347,7 +347,7 @@ fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), Ipop
 
 /// Sets the number of threads of the BLAS behind IPOPT/MUMPS when it is OpenBLAS (returns
 /// false otherwise). One thread was as fast as two on this project's 2-core machines and
-/// leaves the second core to concurrent solves and evaluations (README, "BLAS").
+/// leaves the second core to concurrent solves and evaluations (docs/platform.md, "BLAS").
 pub fn set_blas_threads(n: usize) -> bool {
     ffi::set_openblas_threads(n)
 }
@@ -356,7 +356,7 @@ pub fn set_blas_threads(n: usize) -> bool {
 /// large blocks to the kernel, which zeroes them again on the next allocation. IPOPT allocates
 /// its Jacobian and Hessian value arrays anew each iteration; on a 20,000-point problem (tens of
 /// MB each) this cut page faults from 2.3 M to 1.3 M and wall time by ~5 % (paired runs), for
-/// ~5 % more peak memory (README, "Memory").
+/// ~5 % more peak memory (docs/platform.md, "Memory").
 /// Process-wide, so it is the program's choice: the `colloc` binary calls it at startup.
 /// Returns false when the C library offers no such setting.
 pub fn retain_freed_memory() -> bool {

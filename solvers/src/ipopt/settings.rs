@@ -76,7 +76,7 @@ pub struct IpoptSettings {
     /// inertia correction (default: true; colloc answers IPOPT's MUMPS calls, so this holds for
     /// every linear solver). Saves a factorization per iteration on nonconvex fits, where
     /// almost every iteration needs a correction; the steps differ slightly from IPOPT's
-    /// (README, "IPOPT").
+    /// (README, "KKT solvers"; docs/kkt-solvers.md).
     pub skip_unperturbed_trial: bool,
     /// File that receives IPOPT's log at `file_print_level` (default: none).
     pub output_file: Option<PathBuf>,

@@ -55,9 +55,9 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    // Generic "Prescott" kernels on some VMs: run again with the right ones (README, "BLAS").
+    // Generic "Prescott" kernels on some VMs: run again with the right ones (docs/platform.md, "BLAS").
     colloc_solvers::ipopt::rerun_with_detected_blas_core();
-    // Large per-iteration buffers are reused instead of re-faulted (README, "Memory").
+    // Large per-iteration buffers are reused instead of re-faulted (docs/platform.md, "Memory").
     colloc_solvers::ipopt::retain_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
