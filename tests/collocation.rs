@@ -309,7 +309,10 @@ fn defect_continuation_ends_at_an_optimum_of_the_exact_problem() {
     for s in &run.stages {
         let by_solver = s.kkt_solvers;
         let counted = by_solver.dense + by_solver.blocks + by_solver.schur + by_solver.mumps;
-        assert!(s.kkt_factorizations > 0 && counted == s.kkt_factorizations, "{by_solver:?}");
+        assert!(
+            s.kkt_factorizations > 0 && counted == s.kkt_factorizations,
+            "{by_solver:?}"
+        );
     }
     let totals = run.totals();
     let counted = totals.kkt_solvers;
