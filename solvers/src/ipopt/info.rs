@@ -52,6 +52,13 @@ pub struct KktSolverCounts {
     pub mumps: usize,
 }
 
+impl KktSolverCounts {
+    /// Factorizations by all solvers together.
+    pub fn total(&self) -> usize {
+        self.dense + self.blocks + self.schur + self.mumps
+    }
+}
+
 impl std::ops::Add for KktSolverCounts {
     type Output = Self;
     fn add(self, o: Self) -> Self {
