@@ -523,11 +523,12 @@ fn a_small_solve_writes_every_result_file() {
         );
         assert!(summary["simulation_excursion"].is_null(), "{summary}");
         assert_eq!(summary["status"], "solve_succeeded");
-        // Which linear solver factorized: the reduced formulation's dense KKT matrix goes to
-        // the dense LDLᵀ, the full formulation's (one hidden layer) to the Schur solver.
+        // Which linear solver factorized: the reduced formulation's KKT matrix (one global
+        // trajectory) goes to the square-block solver, the full formulation's (one hidden
+        // layer) to the Schur solver.
         let stats = &summary["ipopt_stats"];
         let used = if formulation == "reduced" {
-            "dense"
+            "square"
         } else {
             "schur"
         };
@@ -536,7 +537,7 @@ fn a_small_solve_writes_every_result_file() {
             "{formulation}: {stats}"
         );
         let line = if formulation == "reduced" {
-            "; dense)"
+            "; square block)"
         } else {
             "; Schur)"
         };

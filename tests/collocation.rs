@@ -99,6 +99,44 @@ fn full_formulation_schur_solver_matches_mumps() {
     }
 }
 
+/// One trajectory on a global grid: the reduced formulation's KKT systems go to the
+/// square-block solver (the states after the first node with their collocation rows,
+/// eliminated through the LU of their Jacobian); the dense LDLᵀ of the whole matrix and MUMPS
+/// are the independent references: from the same start all three take the same steps.
+#[test]
+fn square_block_solver_takes_the_dense_factorizations_steps() {
+    let p = load("square");
+    let solve_with = |solver: &str| {
+        let mut q = p.clone();
+        q.ipopt.linear_solver = solver.into();
+        collocation::train(&q, Formulation::Reduced, None, &mut |_| true).unwrap()
+    };
+    let (square, dense, mumps) = (solve_with("auto"), solve_with("dense"), solve_with("mumps"));
+    let stats = |r: &collocation::CollocationRun| r.solution.stats.clone();
+    assert_eq!(
+        stats(&square).kkt_solvers.square,
+        stats(&square).kkt_factorizations
+    );
+    assert_eq!(
+        stats(&dense).kkt_solvers.dense,
+        stats(&dense).kkt_factorizations
+    );
+    for other in [&dense, &mumps] {
+        assert!(square.solution.is_success() && other.solution.is_success());
+        let (a, b) = (square.solution.objective, other.solution.objective);
+        eprintln!(
+            "objective square {a:.12} ({} it.), other {b:.12} ({} it.)",
+            stats(&square).iterations,
+            stats(other).iterations
+        );
+        assert_eq!(stats(&square).iterations, stats(other).iterations);
+        assert!(
+            (a - b).abs() <= 1e-9 * a.abs(),
+            "objectives differ: {a} vs {b}"
+        );
+    }
+}
+
 /// Two hidden layers: the reduced formulation (one structured term over the points) and the
 /// full one (activations as variables) share their optima.
 #[test]

@@ -105,6 +105,11 @@ pub enum BlockCoupling {
     /// many): the blocks are eliminated onto a dense Schur complement of the global unknowns
     /// (the full-space network formulation, a block per point and hidden unit).
     Independent,
+    /// One block with as many constraints as variables, whose Jacobian in its own variables is
+    /// square and nonsingular, coupled densely to the global unknowns: eliminated through an
+    /// LU factorization of that Jacobian (global collocation of one trajectory: the states
+    /// after the first node and their collocation rows).
+    Square,
 }
 
 /// A nonlinear program as a solver sees it.

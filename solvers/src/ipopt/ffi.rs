@@ -12,6 +12,7 @@ use super::dense_kkt::{DenseLdlt, Inertia, KktPolicy, Singular};
 use super::info::{IterationInfo, KktSolverCounts};
 use super::schur_kkt::SchurLdlt;
 use super::settings::IpoptOption;
+use super::square_kkt::SquareBlockLdlt;
 use super::CallbackState;
 use crate::nlp::NlpEvaluator;
 use crate::nlp::{BlockCoupling, KktBlocks};
@@ -758,7 +759,7 @@ thread_local! {
     };
     /// The factorizations of the solve running on this thread, by linear solver.
     static KKT_SOLVERS: std::cell::Cell<KktSolverCounts> = const {
-        std::cell::Cell::new(KktSolverCounts { dense: 0, blocks: 0, schur: 0, mumps: 0 })
+        std::cell::Cell::new(KktSolverCounts { dense: 0, blocks: 0, schur: 0, square: 0, mumps: 0 })
     };
     /// The KKT policy of the solve running on this thread (set around `IpoptSolve`).
     static KKT_POLICY: std::cell::Cell<KktPolicy> = const { std::cell::Cell::new(KktPolicy::Mumps) };
@@ -782,6 +783,8 @@ enum Replacement {
     Block(Box<BlockArrowLdlt>),
     /// Independent blocks onto a dense Schur complement (`schur_kkt`).
     Schur(Box<SchurLdlt>),
+    /// A square constraint block through its LU (`square_kkt`).
+    Square(Box<SquareBlockLdlt>),
 }
 
 impl Replacement {
@@ -790,6 +793,7 @@ impl Replacement {
             Self::Dense(d) => d.order(),
             Self::Block(b) => b.order(),
             Self::Schur(s) => s.order(),
+            Self::Square(s) => s.order(),
         }
     }
 
@@ -809,6 +813,15 @@ impl Replacement {
                 count_factorization(|c| &mut c.schur);
                 s.factorize(vals)
             }
+            Self::Square(s) => {
+                let result = s.factorize(vals);
+                if s.fell_back() {
+                    count_factorization(|c| &mut c.dense);
+                } else {
+                    count_factorization(|c| &mut c.square);
+                }
+                result
+            }
         }
     }
 
@@ -817,6 +830,7 @@ impl Replacement {
             Self::Dense(d) => d.solve(rhs),
             Self::Block(b) => b.solve(rhs),
             Self::Schur(s) => s.solve(rhs),
+            Self::Square(s) => s.solve(rhs),
         }
     }
 }
@@ -935,6 +949,9 @@ pub unsafe extern "C" fn dmumps_c(id: *mut c_void) {
                     BlockCoupling::Independent => Replacement::Schur(Box::new(SchurLdlt::analyse(
                         n as usize, *n_vars, rows, cols, partition,
                     )?)),
+                    BlockCoupling::Square => Replacement::Square(Box::new(
+                        SquareBlockLdlt::analyse(n as usize, *n_vars, rows, cols, partition)?,
+                    )),
                 })
             });
             if let Some(block) = block {
@@ -1095,6 +1112,25 @@ extern "C" {
         work: *mut f64,
         info: *mut c_int,
     );
+    fn dgetrf_(
+        m: *const c_int,
+        n: *const c_int,
+        a: *mut f64,
+        lda: *const c_int,
+        ipiv: *mut c_int,
+        info: *mut c_int,
+    );
+    fn dgetrs_(
+        trans: *const c_char,
+        n: *const c_int,
+        nrhs: *const c_int,
+        a: *const f64,
+        lda: *const c_int,
+        ipiv: *const c_int,
+        b: *mut f64,
+        ldb: *const c_int,
+        info: *mut c_int,
+    );
     fn dsytri_(
         uplo: *const c_char,
         n: *const c_int,
@@ -1130,6 +1166,20 @@ extern "C" {
         alpha: *const f64,
         a: *const f64,
         lda: *const c_int,
+        beta: *const f64,
+        c: *mut f64,
+        ldc: *const c_int,
+    );
+    fn dsyr2k_(
+        uplo: *const c_char,
+        trans: *const c_char,
+        n: *const c_int,
+        k: *const c_int,
+        alpha: *const f64,
+        a: *const f64,
+        lda: *const c_int,
+        b: *const f64,
+        ldb: *const c_int,
         beta: *const f64,
         c: *mut f64,
         ldc: *const c_int,
@@ -1178,6 +1228,41 @@ pub(crate) fn blas_dsyrk_lower_t(
             &alpha,
             a.as_ptr(),
             &lda,
+            &beta,
+            c.as_mut_ptr(),
+            &ni,
+        );
+    }
+}
+
+/// BLAS `dsyr2k('U', 'T')`: the upper triangle of `c` (n×n, column-major) becomes
+/// `alpha·(aᵀ·b + bᵀ·a) + beta·c` for the column-major k×n matrices `a` and `b`.
+pub(crate) fn blas_dsyr2k_upper_t(
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &[f64],
+    b: &[f64],
+    beta: f64,
+    c: &mut [f64],
+) {
+    if n == 0 {
+        return;
+    }
+    assert!(a.len() >= n * k && b.len() >= n * k && c.len() >= n * n);
+    let (ni, ki, lk) = (n as c_int, k as c_int, k.max(1) as c_int);
+    // SAFETY: the slices cover every element BLAS reads and writes (checked above).
+    unsafe {
+        dsyr2k_(
+            c"U".as_ptr(),
+            c"T".as_ptr(),
+            &ni,
+            &ki,
+            &alpha,
+            a.as_ptr(),
+            &lk,
+            b.as_ptr(),
+            &lk,
             &beta,
             c.as_mut_ptr(),
             &ni,
@@ -1359,6 +1444,58 @@ pub(crate) fn lapack_dsytrs_many(
             &mut info,
         );
     }
+    info
+}
+
+/// LAPACK `dgetrf`: LU with partial pivoting of the column-major n×n `a`; returns INFO
+/// (> 0: an exactly zero pivot).
+pub(crate) fn lapack_dgetrf(n: usize, a: &mut [f64], ipiv: &mut [c_int]) -> c_int {
+    if n == 0 {
+        return 0;
+    }
+    assert!(a.len() >= n * n && ipiv.len() >= n);
+    let ni = n as c_int;
+    let mut info: c_int = 0;
+    // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
+    unsafe { dgetrf_(&ni, &ni, a.as_mut_ptr(), &ni, ipiv.as_mut_ptr(), &mut info) };
+    info
+}
+
+/// LAPACK `dgetrs` with the output of [`lapack_dgetrf`]: solves `A·X = B` (or `Aᵀ·X = B` when
+/// `transpose`) for the `nrhs` columns of the column-major n × nrhs `b`; returns INFO.
+pub(crate) fn lapack_dgetrs(
+    transpose: bool,
+    n: usize,
+    nrhs: usize,
+    a: &[f64],
+    ipiv: &[c_int],
+    b: &mut [f64],
+) -> c_int {
+    if n == 0 || nrhs == 0 {
+        return 0;
+    }
+    assert!(a.len() >= n * n && ipiv.len() >= n && b.len() >= n * nrhs);
+    let (ni, nr) = (n as c_int, nrhs as c_int);
+    let flag = if transpose {
+        c"T".as_ptr()
+    } else {
+        c"N".as_ptr()
+    };
+    let mut info: c_int = 0;
+    // SAFETY: the slices have the sizes LAPACK reads and writes (checked above).
+    unsafe {
+        dgetrs_(
+            flag,
+            &ni,
+            &nr,
+            a.as_ptr(),
+            &ni,
+            ipiv.as_ptr(),
+            b.as_mut_ptr(),
+            &ni,
+            &mut info,
+        )
+    };
     info
 }
 

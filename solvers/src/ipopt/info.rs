@@ -48,6 +48,9 @@ pub struct KktSolverCounts {
     pub blocks: usize,
     /// Independent blocks onto a dense Schur complement (full formulation).
     pub schur: usize,
+    /// A square constraint block eliminated through its LU (global collocation).
+    #[serde(default)]
+    pub square: usize,
     /// IPOPT's MUMPS.
     pub mumps: usize,
 }
@@ -55,7 +58,7 @@ pub struct KktSolverCounts {
 impl KktSolverCounts {
     /// Factorizations by all solvers together.
     pub fn total(&self) -> usize {
-        self.dense + self.blocks + self.schur + self.mumps
+        self.dense + self.blocks + self.schur + self.square + self.mumps
     }
 }
 
@@ -66,6 +69,7 @@ impl std::ops::Add for KktSolverCounts {
             dense: self.dense + o.dense,
             blocks: self.blocks + o.blocks,
             schur: self.schur + o.schur,
+            square: self.square + o.square,
             mumps: self.mumps + o.mumps,
         }
     }
@@ -78,6 +82,7 @@ impl std::fmt::Display for KktSolverCounts {
             ("dense", self.dense),
             ("blocks", self.blocks),
             ("Schur", self.schur),
+            ("square block", self.square),
             ("MUMPS", self.mumps),
         ]
         .into_iter()

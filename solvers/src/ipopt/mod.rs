@@ -15,6 +15,7 @@ mod block_kkt;
 mod dense_kkt;
 mod ffi;
 mod schur_kkt;
+mod square_kkt;
 /// Safe BLAS/LAPACK wrappers for [`crate::linalg`].
 pub(crate) mod ffi_linalg {
     pub(crate) use super::ffi::{blas_dsyrk_lower_t, lapack_dpotrf, lapack_dpotrs};

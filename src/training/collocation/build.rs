@@ -616,10 +616,13 @@ pub fn build_joint(
             ..Default::default()
         });
     }
-    // One trajectory on one global grid: a KKT matrix of dense blocks, left to IPOPT's
-    // choice (dense LDLᵀ or MUMPS).
+    // One trajectory on one global grid (without the penalty stages' slacks): the states after
+    // the first node and their collocation rows form a square block whose Jacobian is an
+    // initial-value operator, eliminated through its LU (colloc_solvers' square-block solver;
+    // the dense LDLᵀ of the whole matrix took ~2× as long).
     let chained = problems.len() > 1 || !problem.nodes.elements.is_empty();
-    if formulation == Formulation::Reduced && chained {
+    let square = !chained && equations.iter().all(|(_, defects)| defects.is_none());
+    if formulation == Formulation::Reduced && (chained || square) {
         // Finite elements: each element's own states and collocation equations form a block
         // coupled only to its neighbours; θ couples everything and is eliminated last (see
         // colloc_solvers' block-arrow solver). The first state (and the initial-state rows)
@@ -690,7 +693,11 @@ pub fn build_joint(
                 variables: global_variables,
                 constraints: global_rows,
             },
-            coupling: BlockCoupling::Chain,
+            coupling: if square {
+                BlockCoupling::Square
+            } else {
+                BlockCoupling::Chain
+            },
         });
     }
     let trajectories = state_blocks
