@@ -84,6 +84,9 @@ pub(crate) struct SquareBlockLdlt {
     /// nodes couple the states through the interpolation).
     hessian: Vec<(u32, u32, f64)>,
     hessian_dense: Vec<f64>,
+    /// Whether `H` is applied entry by entry (decided from the pattern: at most one entry in
+    /// 16) rather than as a dense matrix.
+    sparse_hessian: bool,
     /// LU factor of `J` and its pivots.
     jacobian: Vec<f64>,
     pivots: Vec<i32>,
@@ -168,6 +171,15 @@ impl SquareBlockLdlt {
             };
             slots.push(slot);
         }
+        let hessian_entries: usize = slots
+            .iter()
+            .map(|s| match s {
+                Slot::Hessian(i, j) if i != j => 2,
+                Slot::Hessian(..) => 1,
+                _ => 0,
+            })
+            .sum();
+        let sparse_hessian = hessian_entries * 16 <= m * m;
         Some(Self {
             n,
             m,
@@ -177,7 +189,12 @@ impl SquareBlockLdlt {
             global,
             slots,
             hessian: Vec::new(),
-            hessian_dense: vec![0.0; m * m],
+            hessian_dense: if sparse_hessian {
+                Vec::new()
+            } else {
+                vec![0.0; m * m]
+            },
+            sparse_hessian,
             jacobian: vec![0.0; m * m],
             pivots: vec![0; m],
             x: vec![0.0; m * g],
@@ -230,10 +247,9 @@ impl SquareBlockLdlt {
             *t = -k;
         }
         if self.hessian_is_sparse() {
-            for &(i, j, v) in &self.hessian {
-                let (i, j) = (i as usize, j as usize);
-                for p in 0..g {
-                    self.t[i + p * m] += 0.5 * v * self.x[j + p * m];
+            for (tp, xp) in self.t.chunks_exact_mut(m).zip(self.x.chunks_exact(m)) {
+                for &(i, j, v) in &self.hessian {
+                    tp[i as usize] += 0.5 * v * xp[j as usize];
                 }
             }
         } else {
@@ -290,7 +306,7 @@ impl SquareBlockLdlt {
 
     /// Whether `H` is applied entry by entry (few entries) rather than as a dense matrix.
     fn hessian_is_sparse(&self) -> bool {
-        self.hessian.len() * 16 <= self.m * self.m
+        self.sparse_hessian
     }
 
     /// Writes the values into `H`, `J`, the couplings and the global block; false when a
@@ -307,13 +323,15 @@ impl SquareBlockLdlt {
         }
         for (slot, &v) in self.slots.iter().zip(values) {
             match *slot {
-                Slot::Hessian(i, j) => {
+                Slot::Hessian(i, j) if !self.sparse_hessian => {
                     let m = self.m;
                     let (a, b) = (i as usize, j as usize);
                     self.hessian_dense[a + b * m] += v;
                     if a != b {
                         self.hessian_dense[b + a * m] += v;
                     }
+                }
+                Slot::Hessian(i, j) => {
                     if v != 0.0 {
                         self.hessian.push((i, j, v));
                         if i != j {
