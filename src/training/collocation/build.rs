@@ -619,9 +619,16 @@ pub fn build_joint(
     // One trajectory on one global grid (without the penalty stages' slacks): the states after
     // the first node and their collocation rows form a square block whose Jacobian is an
     // initial-value operator, eliminated through its LU (colloc_solvers' square-block solver;
-    // the dense LDLᵀ of the whole matrix took ~2× as long).
+    // the dense LDLᵀ of the whole matrix took ~2× as long on `vanderpol.toml`). Only when
+    // the remaining unknowns (θ, the first node's states and rows) are fewer than the block's
+    // states: for Lorenz's [3, 50, 50, 3] on 120 points (2903 parameters against 357 states)
+    // the Schur complement is nearly the whole matrix, and its elimination lost digits (the
+    // learned chaotic dynamics' sensitivities) so that the dense LDLᵀ answered anyway.
     let chained = problems.len() > 1 || !problem.nodes.elements.is_empty();
-    let square = !chained && equations.iter().all(|(_, defects)| defects.is_none());
+    let block_states = problem.nodes.len().saturating_sub(1) * d;
+    let square = !chained
+        && equations.iter().all(|(_, defects)| defects.is_none())
+        && theta.len() + 2 * d <= block_states;
     if formulation == Formulation::Reduced && (chained || square) {
         // Finite elements: each element's own states and collocation equations form a block
         // coupled only to its neighbours; θ couples everything and is eliminated last (see
