@@ -16,6 +16,8 @@ mod dense_kkt;
 mod ffi;
 mod schur_kkt;
 mod square_kkt;
+#[cfg(test)]
+mod test_matrices;
 /// Safe BLAS/LAPACK wrappers for [`crate::linalg`].
 pub(crate) mod ffi_linalg {
     pub(crate) use super::ffi::{blas_dsyrk_lower_t, lapack_dpotrf, lapack_dpotrs};

@@ -469,6 +469,7 @@ impl SchurLdlt {
 mod tests {
     use super::*;
     use crate::ipopt::dense_kkt::DenseLdlt;
+    use crate::ipopt::test_matrices::{add_symmetric, lower_entries, uniform};
     use crate::nlp::{BlockCoupling, KktBlock};
 
     /// A KKT matrix (lower-triangle entries, 1-based) of a network-like structure: `k` blocks of
@@ -481,24 +482,13 @@ mod tests {
         (gv, gc): (usize, usize),
         seed: u64,
     ) -> (Vec<i32>, Vec<i32>, Vec<f64>, usize, usize, KktBlocks) {
-        let mut state = seed;
-        let mut rand = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        };
+        let mut rand = uniform(seed);
         // Variables: globals 0..gv, then per block (z, h); constraints: globals 0..gc, then per
         // block (pre, act).
         let n_vars = gv + 2 * k;
         let n = n_vars + gc + 2 * k;
         let mut a = vec![vec![0.0; n]; n];
-        let set = |a: &mut Vec<Vec<f64>>, i: usize, j: usize, v: f64| {
-            a[i][j] += v;
-            if i != j {
-                a[j][i] += v;
-            }
-        };
+        let set = add_symmetric;
         for i in 0..gv {
             set(&mut a, i, i, 3.0 + rand());
             for j in 0..i {
@@ -534,16 +524,7 @@ mod tests {
                 constraints: vec![pre, act],
             });
         }
-        let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-        for (i, row) in a.iter().enumerate() {
-            for (j, &x) in row.iter().enumerate().take(i + 1) {
-                if x != 0.0 || i == j {
-                    r.push(i as i32 + 1);
-                    c.push(j as i32 + 1);
-                    v.push(x);
-                }
-            }
-        }
+        let (r, c, v) = lower_entries(&a);
         let partition = KktBlocks {
             chain,
             coupling: BlockCoupling::Independent,

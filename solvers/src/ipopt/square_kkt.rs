@@ -449,6 +449,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipopt::test_matrices::{add_symmetric, lower_entries, uniform};
     use crate::nlp::{BlockCoupling, KktBlock};
 
     /// A collocation-like KKT matrix (lower-triangle entries, 1-based): `m` block states with a
@@ -465,24 +466,13 @@ mod tests {
         (dense_hessian, cc, diagonal): (bool, f64, f64),
         seed: u64,
     ) -> (Vec<i32>, Vec<i32>, Vec<f64>, usize, usize, KktBlocks) {
-        let mut state = seed;
-        let mut rand = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        };
+        let mut rand = uniform(seed);
         // Variables: globals 0..gv, then the block's m states; constraints: globals 0..gc,
         // then the block's m rows.
         let n_vars = gv + m;
         let n = n_vars + gc + m;
         let mut a = vec![vec![0.0; n]; n];
-        let set = |a: &mut Vec<Vec<f64>>, i: usize, j: usize, v: f64| {
-            a[i][j] += v;
-            if i != j {
-                a[j][i] += v;
-            }
-        };
+        let set = add_symmetric;
         for i in 0..gv {
             set(&mut a, i, i, 2.0 + rand());
             for j in 0..i {
@@ -527,18 +517,7 @@ mod tests {
             }
             set(&mut a, row, row, 0.0);
         }
-        let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-        for (i, row) in a.iter().enumerate() {
-            for (j, &x) in row.iter().enumerate().take(i + 1) {
-                // The block rows' diagonal is always in the pattern, as IPOPT gives it.
-                let block_row_diagonal = i == j && i >= n_vars + gc;
-                if x != 0.0 || i == j || block_row_diagonal {
-                    r.push(i as i32 + 1);
-                    c.push(j as i32 + 1);
-                    v.push(x);
-                }
-            }
-        }
+        let (r, c, v) = lower_entries(&a);
         let partition = KktBlocks {
             chain: vec![KktBlock {
                 variables: (gv..gv + m).collect(),
