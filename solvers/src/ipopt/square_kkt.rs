@@ -218,8 +218,8 @@ impl SquareBlockLdlt {
         self.n
     }
 
-    /// Whether the last factorization was the dense one (`C × C` block not zero, or `J`
-    /// singular).
+    /// Whether the last factorization was the dense one (`C × C` block not zero, `J`
+    /// singular, or the elimination grew the entries more than [`MAX_GROWTH`]).
     pub fn fell_back(&self) -> bool {
         self.fell_back
     }
