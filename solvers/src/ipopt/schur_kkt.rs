@@ -469,7 +469,7 @@ impl SchurLdlt {
 mod tests {
     use super::*;
     use crate::ipopt::dense_kkt::DenseLdlt;
-    use crate::ipopt::test_matrices::{add_symmetric, lower_entries, uniform};
+    use crate::ipopt::test_matrices::{add_dense_block, add_symmetric, lower_entries, uniform};
     use crate::nlp::{BlockCoupling, KktBlock};
 
     /// A KKT matrix (lower-triangle entries, 1-based) of a network-like structure: `k` blocks of
@@ -489,12 +489,7 @@ mod tests {
         let n = n_vars + gc + 2 * k;
         let mut a = vec![vec![0.0; n]; n];
         let set = add_symmetric;
-        for i in 0..gv {
-            set(&mut a, i, i, 3.0 + rand());
-            for j in 0..i {
-                set(&mut a, i, j, 0.3 * rand());
-            }
-        }
+        add_dense_block(&mut a, 0..gv, 3.0, &mut rand);
         for c in 0..gc {
             for v in 0..gv {
                 if (c + v) % 3 == 0 {

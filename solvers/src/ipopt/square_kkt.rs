@@ -442,6 +442,9 @@ impl SquareBlockLdlt {
     }
 }
 
+/// `Σ aᵢ bᵢ` in order (one running sum: the block-arrow solver's four-sum `dot` rounds
+/// differently, and the single model of `vanderpol-admm.toml` then took another path, 77
+/// instead of 64 iterations).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -449,7 +452,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipopt::test_matrices::{add_symmetric, lower_entries, uniform};
+    use crate::ipopt::test_matrices::{add_dense_block, add_symmetric, lower_entries, uniform};
     use crate::nlp::{BlockCoupling, KktBlock};
 
     /// A collocation-like KKT matrix (lower-triangle entries, 1-based): `m` block states with a
@@ -473,12 +476,7 @@ mod tests {
         let n = n_vars + gc + m;
         let mut a = vec![vec![0.0; n]; n];
         let set = add_symmetric;
-        for i in 0..gv {
-            set(&mut a, i, i, 2.0 + rand());
-            for j in 0..i {
-                set(&mut a, i, j, 0.3 * rand());
-            }
-        }
+        add_dense_block(&mut a, 0..gv, 2.0, &mut rand);
         for i in 0..m {
             let s = gv + i;
             set(&mut a, s, s, rand()); // indefinite: constraint curvature

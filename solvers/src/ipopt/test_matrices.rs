@@ -19,6 +19,22 @@ pub(crate) fn add_symmetric(a: &mut [Vec<f64>], i: usize, j: usize, v: f64) {
     }
 }
 
+/// Fills the rows and columns `range` of `a` with a dense symmetric block: diagonal
+/// `diagonal + u`, off-diagonal `0.3·u` (u uniform in [−1, 1), drawn row by row).
+pub(crate) fn add_dense_block(
+    a: &mut [Vec<f64>],
+    range: std::ops::Range<usize>,
+    diagonal: f64,
+    rand: &mut impl FnMut() -> f64,
+) {
+    for i in range.clone() {
+        add_symmetric(a, i, i, diagonal + rand());
+        for j in range.start..i {
+            add_symmetric(a, i, j, 0.3 * rand());
+        }
+    }
+}
+
 /// The lower triangle's entries as IPOPT gives them (1-based rows and columns, values): the
 /// nonzeros and the whole diagonal.
 pub(crate) fn lower_entries(a: &[Vec<f64>]) -> (Vec<i32>, Vec<i32>, Vec<f64>) {
