@@ -22,6 +22,9 @@ pub const MAX_STATIC_INPUTS: usize = 16;
 /// Minimum number of elements per parallel task.
 const MIN_CHUNK: usize = 128;
 
+/// Fewest elements whose shared quantities are computed in parallel.
+const SHARE_PARALLEL_MIN: usize = 16_384;
+
 /// Type-erased view of an [`ElementGroup`], so groups of different element kinds can sit in
 /// one model.
 pub(crate) trait GroupKernels: Send + Sync {
@@ -33,6 +36,11 @@ pub(crate) trait GroupKernels: Send + Sync {
     fn targets(&self) -> &[Target];
     /// True when the elements give their derivatives in closed form.
     fn has_closed_form(&self) -> bool;
+    /// True when the closed forms share quantities computed by [`GroupKernels::share`].
+    fn shares(&self) -> bool;
+    /// Computes the elements' shared quantities at `x` ([`Element::share`]); every kernel
+    /// below reads those of the last call, so call it whenever `x` changes.
+    fn share(&mut self, x: &[f64]);
     /// Element outputs at `x`: `len × n_out` numbers.
     fn values(&self, x: &[f64], out: &mut [f64]);
     /// Element Jacobians at `x`: `len × n_out × n_in` numbers.
@@ -110,7 +118,48 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
         self.elements.first().is_some_and(Element::has_closed_form)
     }
 
+    fn shares(&self) -> bool {
+        self.shared_len() > 0
+    }
+
+    fn share(&mut self, x: &[f64]) {
+        let sl = self.shared_len();
+        if sl == 0 {
+            return;
+        }
+        let ni = self.n_inputs;
+        self.shared.resize(self.elements.len() * sl, 0.0);
+        let (elements, inputs) = (&self.elements, &self.inputs);
+        let share = |xs: &mut Vec<f64>, ((s, e), idx): ((&mut [f64], &E), &[usize])| {
+            for (xa, &i) in xs.iter_mut().zip(idx) {
+                *xa = x[i];
+            }
+            e.share(xs, s);
+        };
+        if self.elements.len() < SHARE_PARALLEL_MIN {
+            let mut xs = vec![0.0; ni];
+            self.shared
+                .chunks_exact_mut(sl)
+                .zip(elements)
+                .zip(inputs.chunks_exact(ni))
+                .for_each(|item| share(&mut xs, item));
+        } else {
+            self.shared
+                .par_chunks_mut(sl)
+                .with_min_len(MIN_CHUNK)
+                .zip(elements.par_iter())
+                .zip(inputs.par_chunks(ni))
+                .for_each_init(|| vec![0.0; ni], share);
+        }
+    }
+
     fn values(&self, x: &[f64], out: &mut [f64]) {
+        if GroupKernels::has_closed_form(self) {
+            closed_form(self, x, out, self.n_outputs, |e, xs, shared, _, o| {
+                e.closed_values(xs, shared, o)
+            });
+            return;
+        }
         let (ni, no) = (self.n_inputs, self.n_outputs);
         out.par_chunks_mut(no)
             .with_min_len(MIN_CHUNK)
@@ -135,7 +184,7 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
                 x,
                 out,
                 self.n_inputs * self.n_outputs,
-                |e, xs, _, o| e.jacobian(xs, o),
+                |e, xs, shared, _, o| e.jacobian(xs, shared, o),
             );
         } else if self.n_inputs <= MAX_STATIC_INPUTS {
             dispatch_static!(self.n_inputs, jacobians_static, self, x, out)
@@ -147,12 +196,18 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
     fn hessians(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
         if GroupKernels::has_closed_form(self) {
             let no = self.n_outputs;
-            closed_form(self, x, out, packed_len(self.n_inputs), |e, xs, k, o| {
-                let w = &weights[k * no..(k + 1) * no];
-                if w.iter().any(|&wk| wk != 0.0) {
-                    e.weighted_hessian(xs, w, o);
-                }
-            });
+            closed_form(
+                self,
+                x,
+                out,
+                packed_len(self.n_inputs),
+                |e, xs, shared, k, o| {
+                    let w = &weights[k * no..(k + 1) * no];
+                    if w.iter().any(|&wk| wk != 0.0) {
+                        e.weighted_hessian(xs, shared, w, o);
+                    }
+                },
+            );
         } else if self.n_inputs <= MAX_STATIC_INPUTS {
             dispatch_static!(self.n_inputs, hessians_static, self, x, weights, out)
         } else {
@@ -162,8 +217,8 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
 
     fn scatter_values(&self, x: &[f64], slots: &[u32], values: &mut [f64]) {
         let no = self.n_outputs;
-        closed_form_scatter(self, x, slots, values, no, |e, xs, _, o| {
-            e.eval(xs, o);
+        closed_form_scatter(self, x, slots, values, no, |e, xs, shared, _, o| {
+            e.closed_values(xs, shared, o);
             true
         });
     }
@@ -173,8 +228,8 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
             return false;
         }
         let block = self.n_inputs * self.n_outputs;
-        closed_form_scatter(self, x, slots, values, block, |e, xs, _, o| {
-            e.jacobian(xs, o);
+        closed_form_scatter(self, x, slots, values, block, |e, xs, shared, _, o| {
+            e.jacobian(xs, shared, o);
             true
         });
         true
@@ -192,15 +247,25 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
         }
         let no = self.n_outputs;
         let block = packed_len(self.n_inputs);
-        closed_form_scatter(self, x, slots, values, block, |e, xs, k, o| {
+        closed_form_scatter(self, x, slots, values, block, |e, xs, shared, k, o| {
             let w = &weights[k * no..(k + 1) * no];
             let any = w.iter().any(|&wk| wk != 0.0);
             if any {
-                e.weighted_hessian(xs, w, o);
+                e.weighted_hessian(xs, shared, w, o);
             }
             any
         });
         true
+    }
+}
+
+impl<E: Element> ElementGroup<E> {
+    /// Shared numbers per element: [`Element::shared_len`] of closed-form elements, else 0.
+    fn shared_len(&self) -> usize {
+        self.elements
+            .first()
+            .filter(|e| e.has_closed_form())
+            .map_or(0, Element::shared_len)
     }
 }
 
@@ -214,9 +279,10 @@ fn closed_form_scatter<E: Element>(
     slots: &[u32],
     values: &mut [f64],
     block: usize,
-    kernel: impl Fn(&E, &[f64], usize, &mut [f64]) -> bool,
+    kernel: impl Fn(&E, &[f64], &[f64], usize, &mut [f64]) -> bool,
 ) {
-    let ni = g.n_inputs;
+    let (ni, sl) = (g.n_inputs, g.shared_len());
+    debug_assert_eq!(g.shared.len(), g.elements.len() * sl, "share() before the kernels");
     let (mut xs, mut o) = (vec![0.0; ni], vec![0.0; block]);
     for (k, ((e, idx), slots)) in g
         .elements
@@ -229,7 +295,7 @@ fn closed_form_scatter<E: Element>(
             *xa = x[i];
         }
         o.fill(0.0);
-        if !kernel(e, &xs, k, &mut o) {
+        if !kernel(e, &xs, &g.shared[k * sl..(k + 1) * sl], k, &mut o) {
             continue;
         }
         for (&v, &slot) in o.iter().zip(slots) {
@@ -240,16 +306,17 @@ fn closed_form_scatter<E: Element>(
     }
 }
 
-/// Runs a closed-form kernel over every element in parallel: `kernel(element, inputs,
-/// element index, its zeroed output block of `block` numbers)`.
+/// Runs a closed-form kernel over every element in parallel: `kernel(element, inputs, its
+/// shared quantities, element index, its zeroed output block of `block` numbers)`.
 fn closed_form<E: Element>(
     g: &ElementGroup<E>,
     x: &[f64],
     out: &mut [f64],
     block: usize,
-    kernel: impl Fn(&E, &[f64], usize, &mut [f64]) + Send + Sync,
+    kernel: impl Fn(&E, &[f64], &[f64], usize, &mut [f64]) + Send + Sync,
 ) {
-    let ni = g.n_inputs;
+    let (ni, sl) = (g.n_inputs, g.shared_len());
+    debug_assert_eq!(g.shared.len(), g.elements.len() * sl, "share() before the kernels");
     out.par_chunks_mut(block)
         .with_min_len(MIN_CHUNK)
         .zip(g.elements.par_iter())
@@ -262,7 +329,7 @@ fn closed_form<E: Element>(
                     *xa = x[i];
                 }
                 o.fill(0.0);
-                kernel(e, xs, k, o);
+                kernel(e, xs, &g.shared[k * sl..(k + 1) * sl], k, o);
             },
         );
 }

@@ -37,17 +37,42 @@ pub trait Element: Send + Sync {
         false
     }
 
-    /// Closed-form Jacobian at `x`, row-major `n_out × n_in` (`out` is zeroed). Only called
-    /// when [`Element::has_closed_form`] is true.
-    fn jacobian(&self, x: &[f64], out: &mut [f64]) {
-        let _ = (x, out);
+    /// Numbers per element that its closed forms share at one point (see
+    /// [`Element::share`]). Default: 0.
+    fn shared_len(&self) -> usize {
+        0
+    }
+
+    /// Writes what the closed forms ([`Element::closed_values`], [`Element::jacobian`],
+    /// [`Element::weighted_hessian`]) all need at `x` — say an activation and its first two
+    /// derivatives — into `shared` ([`Element::shared_len`] numbers). The layer calls it once
+    /// per new point `x`, before any of them, so IPOPT's constraint, Jacobian and Hessian
+    /// callbacks at one iterate compute it once. Only called when
+    /// [`Element::has_closed_form`] is true.
+    fn share(&self, x: &[f64], shared: &mut [f64]) {
+        let _ = (x, shared);
+    }
+
+    /// Closed-form outputs at `x` with the quantities [`Element::share`] wrote (`out` is
+    /// zeroed). Default: [`Element::eval`].
+    fn closed_values(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
+        let _ = shared;
+        self.eval(x, out);
+    }
+
+    /// Closed-form Jacobian at `x`, row-major `n_out × n_in` (`out` is zeroed), with the
+    /// quantities [`Element::share`] wrote. Only called when [`Element::has_closed_form`] is
+    /// true.
+    fn jacobian(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
+        let _ = (x, shared, out);
         unreachable!("jacobian is only called for elements with closed forms")
     }
 
     /// Closed-form packed lower triangle (`[a(a+1)/2 + b]`, `b ≤ a`) of `Σ_k w_k ∇²out_k` at
-    /// `x` (`out` is zeroed). Only called when [`Element::has_closed_form`] is true.
-    fn weighted_hessian(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
-        let _ = (x, weights, out);
+    /// `x` (`out` is zeroed), with the quantities [`Element::share`] wrote. Only called when
+    /// [`Element::has_closed_form`] is true.
+    fn weighted_hessian(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
+        let _ = (x, shared, weights, out);
         unreachable!("weighted_hessian is only called for elements with closed forms")
     }
 }
@@ -70,6 +95,9 @@ pub struct ElementGroup<E: Element> {
     pub(crate) elements: Vec<E>,
     pub(crate) inputs: Vec<usize>,
     pub(crate) targets: Vec<Target>,
+    /// The elements' shared quantities at the last point [`super::derivatives::GroupKernels::share`]
+    /// saw, [`Element::shared_len`] numbers per element.
+    pub(crate) shared: Vec<f64>,
 }
 
 impl<E: Element> ElementGroup<E> {
@@ -82,6 +110,7 @@ impl<E: Element> ElementGroup<E> {
             elements: Vec::new(),
             inputs: Vec::new(),
             targets: Vec::new(),
+            shared: Vec::new(),
         }
     }
 

@@ -119,6 +119,9 @@ pub struct Nlp {
     pub(crate) hess_len: usize,
     pub(crate) weight_arena: Vec<f64>,
     pub(crate) groups: Vec<CompiledGroup>,
+    /// The point the groups' shared quantities were computed at (see [`Nlp::share`]); empty
+    /// while none are.
+    pub(crate) shared_at: Vec<f64>,
     pub(crate) structured: Vec<CompiledStructured>,
     pub(crate) kkt_blocks: Option<Arc<KktBlocks>>,
 }
@@ -206,7 +209,22 @@ impl Nlp {
         self.kkt_blocks = Some(Arc::new(blocks));
     }
 
+    /// Brings the element groups' shared quantities ([`crate::nlp::Element::share`]) to
+    /// `x` unless they are there already: IPOPT evaluates constraints, Jacobian and Hessian
+    /// at one iterate, and a network unit's activation is computed once for all three.
+    fn share(&mut self, x: &[f64]) {
+        if self.shared_at.as_slice() == x || !self.groups.iter().any(|g| g.kernels.shares()) {
+            return;
+        }
+        for g in &mut self.groups {
+            g.kernels.share(x);
+        }
+        self.shared_at.clear();
+        self.shared_at.extend_from_slice(x);
+    }
+
     fn eval_values(&mut self, x: &[f64], objective: bool, constraints: bool) {
+        self.share(x);
         for g in &self.groups {
             if (objective && g.has_objective) || (constraints && g.has_constraints) {
                 g.kernels.values(x, &mut self.val_arena[g.val_range()]);
@@ -304,6 +322,7 @@ impl NlpEvaluator for Nlp {
             }
         }
         if self.grad_gather.reads_arena() {
+            self.share(x);
             for g in &self.groups {
                 if g.has_objective {
                     g.kernels.jacobians(x, &mut self.jac_arena[g.jac_range()]);
@@ -315,6 +334,7 @@ impl NlpEvaluator for Nlp {
     }
 
     fn constraints(&mut self, x: &[f64], g: &mut [f64]) -> Result<(), EvalError> {
+        self.share(x);
         if let Some(slots) = &self.g_scatter {
             g.fill(0.0);
             for group in self.groups.iter().filter(|group| group.has_constraints) {
@@ -339,6 +359,7 @@ impl NlpEvaluator for Nlp {
     }
 
     fn jacobian_values(&mut self, x: &[f64], values: &mut [f64]) -> Result<(), EvalError> {
+        self.share(x);
         let Some(slots) = &self.jac_scatter else {
             for g in &self.groups {
                 if g.has_constraints {
@@ -382,6 +403,7 @@ impl NlpEvaluator for Nlp {
         lambda: &[f64],
         values: &mut [f64],
     ) -> Result<(), EvalError> {
+        self.share(x);
         for (w, t) in self.weight_arena.iter_mut().zip(&self.weight_targets) {
             *w = match *t {
                 Target::Objective => obj_factor,

@@ -508,6 +508,7 @@ impl Model {
             hess_len,
             weight_arena: vec![0.0; val_len],
             groups,
+            shared_at: Vec::new(),
             structured,
             kkt_blocks: None,
         })

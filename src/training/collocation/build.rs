@@ -49,10 +49,28 @@ impl Element for ReducedUnit {
         2 * self.states + 2 <= 16
     }
 
+    // σ(z), σ'(z), σ''(z): computed once per iterate for values, Jacobian and Hessian.
+    fn shared_len(&self) -> usize {
+        3
+    }
+
+    fn share(&self, x: &[f64], shared: &mut [f64]) {
+        let z = self.pre_activation(x);
+        let (s, s1, s2) = self.activation.value_and_derivatives(z);
+        shared.copy_from_slice(&[s, s1, s2]);
+    }
+
+    fn closed_values(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
+        let v0 = x.len() - out.len();
+        for (o, v) in out.iter_mut().zip(&x[v0..]) {
+            *o = -(v * shared[0]);
+        }
+    }
+
     // Inputs x = [y (d), w (d), w_t?, b, v (d_out)]; z = w·y (+ w_t t) + b; out_o = −v_o σ(z).
-    fn jacobian(&self, x: &[f64], out: &mut [f64]) {
-        let (z, g, v0) = self.pre_activation(x);
-        let (s, s1) = self.activation.value_and_derivative(z);
+    fn jacobian(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
+        let (g, v0) = self.gradient_of_pre_activation(x);
+        let (s, s1) = (shared[0], shared[1]);
         let ni = x.len();
         for (o, row) in out.chunks_exact_mut(ni).enumerate() {
             let v = x[v0 + o];
@@ -65,10 +83,10 @@ impl Element for ReducedUnit {
 
     // Σ_o λ_o ∇²out_o = −W (σ'' ∇z∇zᵀ + σ' ∇²z) − σ' Σ_o λ_o (e_{v_o}∇zᵀ + ∇z e_{v_o}ᵀ),
     // W = Σ_o λ_o v_o, and ∇²z has 1 at (y_i, w_i).
-    fn weighted_hessian(&self, x: &[f64], weights: &[f64], out: &mut [f64]) {
+    fn weighted_hessian(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
         let d = self.states;
-        let (z, g, v0) = self.pre_activation(x);
-        let (_, s1, s2) = self.activation.value_and_derivatives(z);
+        let (g, v0) = self.gradient_of_pre_activation(x);
+        let (s1, s2) = (shared[1], shared[2]);
         let w_sum: f64 = weights.iter().zip(&x[v0..]).map(|(l, v)| l * v).sum();
         let at = |a: usize, b: usize| a * (a + 1) / 2 + b;
         for a in 0..v0 {
@@ -89,26 +107,36 @@ impl Element for ReducedUnit {
 }
 
 impl ReducedUnit {
-    /// `z`, `∇z` over the inputs before the outgoing weights (zero-padded to 16), and the
-    /// index of the first outgoing weight.
-    fn pre_activation(&self, x: &[f64]) -> (f64, [f64; 16], usize) {
+    /// `z = w·y (+ w_t t) + b`.
+    fn pre_activation(&self, x: &[f64]) -> f64 {
         let d = self.states;
-        let mut g = [0.0; 16];
         let mut z = 0.0;
         for i in 0..d {
             z += x[i] * x[d + i];
+        }
+        if let Some(t) = self.time {
+            z += x[2 * d] * t;
+        }
+        z + x[2 * d + usize::from(self.time.is_some())]
+    }
+
+    /// `∇z` over the inputs before the outgoing weights (zero-padded to 16) and the index of
+    /// the first outgoing weight.
+    #[inline(always)]
+    fn gradient_of_pre_activation(&self, x: &[f64]) -> ([f64; 16], usize) {
+        let d = self.states;
+        let mut g = [0.0; 16];
+        for i in 0..d {
             g[i] = x[d + i];
             g[d + i] = x[i];
         }
         let mut next = 2 * d;
         if let Some(t) = self.time {
-            z += x[next] * t;
             g[next] = t;
             next += 1;
         }
-        z += x[next];
         g[next] = 1.0;
-        (z, g, next + 1)
+        (g, next + 1)
     }
 }
 
@@ -1055,8 +1083,15 @@ mod tests {
                 .collect();
             let mut ys = vec![DualSVec64::<16>::from_re(0.0); d];
             unit.eval(&xs, &mut ys);
+            let mut shared = vec![0.0; unit.shared_len()];
+            unit.share(&x, &mut shared);
+            let mut values = vec![0.0; d];
+            unit.closed_values(&x, &shared, &mut values);
+            for (o, y) in ys.iter().enumerate() {
+                assert!((values[o] - y.re).abs() < 1e-15, "value {o}");
+            }
             let mut jac = vec![0.0; d * ni];
-            unit.jacobian(&x, &mut jac);
+            unit.jacobian(&x, &shared, &mut jac);
             for o in 0..d {
                 let g = ys[o].eps.0.as_ref().unwrap();
                 for a in 0..ni {
@@ -1074,7 +1109,7 @@ mod tests {
             let mut ys2 = vec![Dual2SVec64::<16>::from_re(0.0); d];
             unit.eval(&xs2, &mut ys2);
             let mut hess = vec![0.0; ni * (ni + 1) / 2];
-            unit.weighted_hessian(&x, &weights, &mut hess);
+            unit.weighted_hessian(&x, &shared, &weights, &mut hess);
             let mut p = 0;
             for a in 0..ni {
                 for b in 0..=a {
