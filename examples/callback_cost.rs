@@ -52,14 +52,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             x[rep % dims.n_vars] += 1e-9;
             let mut timed = |k: usize, f: &mut dyn FnMut()| {
                 if cold {
-                    evict.iter_mut().for_each(|b| *b = b.wrapping_add(rep as u8 | 1));
+                    evict
+                        .iter_mut()
+                        .for_each(|b| *b = b.wrapping_add(rep as u8 | 1));
                 }
                 let t = Instant::now();
                 f();
                 times[k].push(t.elapsed().as_secs_f64() * 1e3);
             };
             timed(0, &mut || nlp.constraints(&x, &mut g).expect("finite"));
-            timed(1, &mut || nlp.jacobian_values(&x, &mut jac).expect("finite"));
+            timed(1, &mut || {
+                nlp.jacobian_values(&x, &mut jac).expect("finite")
+            });
             timed(2, &mut || {
                 nlp.hessian_values(&x, 1.0, &lambda, &mut hess)
                     .expect("finite")

@@ -304,11 +304,8 @@ fn assert_assemblies_agree(nlp: &mut Nlp, x: &[f64], sigma: f64, lambda: &[f64])
     assert_eq!(results[0].2, results[1].2, "hessian");
 }
 
-/// The one-hidden-layer reduced network (closed-form unit elements) and the full formulation
-/// of `vanderpol.toml`'s model on a short window: both assemblies agree. The builder
-/// scatters the reduced NLP (closed-form elements only), not the full one.
-#[test]
-fn scatter_and_gather_assemblies_agree_on_collocation_nlps() {
+/// `vanderpol.toml`'s model on a short window.
+fn short_vanderpol() -> colloc::problem::Problem {
     let text = r#"
 seed = 5
 [data]
@@ -324,7 +321,15 @@ points = 12
 layers = [2, 32, 2]
 activation = "tanh"
 "#;
-    let problem = common::load_problem_text("assemblies", text).1;
+    common::load_problem_text("assemblies", text).1
+}
+
+/// The one-hidden-layer reduced network (closed-form unit elements) and the full formulation
+/// of `vanderpol.toml`'s model on a short window: both assemblies agree. The builder
+/// scatters the reduced NLP (closed-form elements only), not the full one.
+#[test]
+fn scatter_and_gather_assemblies_agree_on_collocation_nlps() {
+    let problem = short_vanderpol();
     for f in [
         colloc::problem::Formulation::Reduced,
         colloc::problem::Formulation::Full,
@@ -343,6 +348,62 @@ activation = "tanh"
             random_vec(&mut rng, d.n_cons),
         );
         assert_assemblies_agree(&mut nlp, &x, 0.8, &lambda);
+    }
+}
+
+/// The reduced network's units compute their activation once per point for values,
+/// Jacobian and Hessian (`Element::share`): callbacks at changing points, in any order, give
+/// exactly what a fresh NLP gives at each point.
+#[test]
+fn shared_activations_follow_the_point() {
+    let problem = short_vanderpol();
+    let reduced = colloc::problem::Formulation::Reduced;
+    let build = || {
+        colloc::training::collocation::build(&problem, reduced, None)
+            .unwrap()
+            .nlp
+    };
+    let mut nlp = build();
+    let d = nlp.dims();
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let points: Vec<Vec<f64>> = (0..3).map(|_| random_vec(&mut rng, d.n_vars)).collect();
+    let lambda = random_vec(&mut rng, d.n_cons);
+    let eval = |nlp: &mut Nlp, what: usize, x: &[f64]| -> Vec<f64> {
+        match what {
+            0 => {
+                let mut g = vec![f64::NAN; d.n_cons];
+                nlp.constraints(x, &mut g).unwrap();
+                g
+            }
+            1 => {
+                let mut jac = vec![f64::NAN; d.nnz_jac];
+                nlp.jacobian_values(x, &mut jac).unwrap();
+                jac
+            }
+            _ => {
+                let mut hess = vec![f64::NAN; d.nnz_hess];
+                nlp.hessian_values(x, 0.7, &lambda, &mut hess).unwrap();
+                hess
+            }
+        }
+    };
+    for (what, point) in [
+        (1, 0),
+        (0, 0),
+        (2, 1),
+        (1, 1),
+        (0, 2),
+        (2, 0),
+        (1, 2),
+        (2, 2),
+    ] {
+        let x = &points[point];
+        let fresh = eval(&mut build(), what, x);
+        assert_eq!(
+            eval(&mut nlp, what, x),
+            fresh,
+            "callback {what} at point {point}"
+        );
     }
 }
 

@@ -282,7 +282,11 @@ fn closed_form_scatter<E: Element>(
     kernel: impl Fn(&E, &[f64], &[f64], usize, &mut [f64]) -> bool,
 ) {
     let (ni, sl) = (g.n_inputs, g.shared_len());
-    debug_assert_eq!(g.shared.len(), g.elements.len() * sl, "share() before the kernels");
+    debug_assert_eq!(
+        g.shared.len(),
+        g.elements.len() * sl,
+        "share() before the kernels"
+    );
     let (mut xs, mut o) = (vec![0.0; ni], vec![0.0; block]);
     for (k, ((e, idx), slots)) in g
         .elements
@@ -316,7 +320,11 @@ fn closed_form<E: Element>(
     kernel: impl Fn(&E, &[f64], &[f64], usize, &mut [f64]) + Send + Sync,
 ) {
     let (ni, sl) = (g.n_inputs, g.shared_len());
-    debug_assert_eq!(g.shared.len(), g.elements.len() * sl, "share() before the kernels");
+    debug_assert_eq!(
+        g.shared.len(),
+        g.elements.len() * sl,
+        "share() before the kernels"
+    );
     out.par_chunks_mut(block)
         .with_min_len(MIN_CHUNK)
         .zip(g.elements.par_iter())
