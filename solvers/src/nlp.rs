@@ -176,14 +176,14 @@ pub trait NlpEvaluator {
 
 /// Returns `Err(EvalError::NonFinite)` naming the first non-finite entry of `values`.
 pub fn check_finite(what: &'static str, values: &[f64]) -> Result<(), EvalError> {
-    // A branch-free pass first (it vectorizes: `v − v` is 0 for finite `v`, NaN otherwise,
+    // A branch-free pass first (it vectorizes: `0·v` is 0 for finite `v`, NaN otherwise,
     // and NaN propagates through the lanes' sums), the search only when it fails.
     let mut lanes = [0.0f64; 8];
     let chunks = values.chunks_exact(8);
     let tail = chunks.remainder();
     for c in chunks {
         for (l, v) in lanes.iter_mut().zip(c) {
-            *l += v - v;
+            *l += v * 0.0;
         }
     }
     if lanes.iter().chain(tail).all(|v| v.is_finite()) {
