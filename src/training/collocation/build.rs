@@ -126,10 +126,8 @@ impl ReducedUnit {
     fn gradient_of_pre_activation(&self, x: &[f64]) -> ([f64; 16], usize) {
         let d = self.states;
         let mut g = [0.0; 16];
-        for i in 0..d {
-            g[i] = x[d + i];
-            g[d + i] = x[i];
-        }
+        g[..d].copy_from_slice(&x[d..2 * d]);
+        g[d..2 * d].copy_from_slice(&x[..d]);
         let mut next = 2 * d;
         if let Some(t) = self.time {
             g[next] = t;
