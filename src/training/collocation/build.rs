@@ -69,6 +69,80 @@ impl Element for ReducedUnit {
 
     // Inputs x = [y (d), w (d), w_t?, b, v (d_out)]; z = w·y (+ w_t t) + b; out_o = −v_o σ(z).
     fn jacobian(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
+        // The loops with their bounds known at compile time for the common input sizes.
+        match (self.states, self.time.is_some()) {
+            (2, false) => self.jacobian_for::<2, 5>(x, shared, out),
+            (2, true) => self.jacobian_for::<2, 6>(x, shared, out),
+            (3, false) => self.jacobian_for::<3, 7>(x, shared, out),
+            _ => self.jacobian_any(x, shared, out),
+        }
+    }
+
+    // Σ_o λ_o ∇²out_o = −W (σ'' ∇z∇zᵀ + σ' ∇²z) − σ' Σ_o λ_o (e_{v_o}∇zᵀ + ∇z e_{v_o}ᵀ),
+    // W = Σ_o λ_o v_o, and ∇²z has 1 at (y_i, w_i).
+    fn weighted_hessian(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
+        // The loops with their bounds known at compile time for the common input sizes.
+        match (self.states, self.time.is_some()) {
+            (2, false) => self.weighted_hessian_for::<2, 5>(x, shared, weights, out),
+            (2, true) => self.weighted_hessian_for::<2, 6>(x, shared, weights, out),
+            (3, false) => self.weighted_hessian_for::<3, 7>(x, shared, weights, out),
+            _ => self.weighted_hessian_any(x, shared, weights, out),
+        }
+    }
+}
+
+impl ReducedUnit {
+    /// [`Element::weighted_hessian`] for `D` states and `V0` inputs before the outgoing weights.
+    #[inline(always)]
+    fn weighted_hessian_for<const D: usize, const V0: usize>(
+        &self,
+        x: &[f64],
+        shared: &[f64],
+        weights: &[f64],
+        out: &mut [f64],
+    ) {
+        let (g, _) = self.gradient_of_pre_activation(x);
+        let (s1, s2) = (shared[1], shared[2]);
+        let w_sum: f64 = weights.iter().zip(&x[V0..]).map(|(l, v)| l * v).sum();
+        let at = |a: usize, b: usize| a * (a + 1) / 2 + b;
+        let out = &mut out[..at(V0 + D - 1, V0 - 1) + 1];
+        for a in 0..V0 {
+            for b in 0..=a {
+                out[at(a, b)] = -w_sum * s2 * g[a] * g[b];
+            }
+        }
+        for i in 0..D {
+            out[at(D + i, i)] -= w_sum * s1;
+        }
+        for (o, l) in weights[..D].iter().enumerate() {
+            for b in 0..V0 {
+                out[at(V0 + o, b)] = -s1 * l * g[b];
+            }
+        }
+    }
+
+    /// [`Element::jacobian`] for `D` states and `V0` inputs before the outgoing weights.
+    #[inline(always)]
+    fn jacobian_for<const D: usize, const V0: usize>(
+        &self,
+        x: &[f64],
+        shared: &[f64],
+        out: &mut [f64],
+    ) {
+        let (g, _) = self.gradient_of_pre_activation(x);
+        let (s, s1) = (shared[0], shared[1]);
+        let ni = V0 + D;
+        for (o, row) in out[..D * ni].chunks_exact_mut(ni).enumerate() {
+            let v = x[V0 + o];
+            for (r, ga) in row[..V0].iter_mut().zip(&g[..V0]) {
+                *r = -v * s1 * ga;
+            }
+            row[V0 + o] = -s;
+        }
+    }
+
+    /// [`Element::jacobian`] for any input size.
+    fn jacobian_any(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
         let (g, v0) = self.gradient_of_pre_activation(x);
         let (s, s1) = (shared[0], shared[1]);
         let ni = x.len();
@@ -81,9 +155,8 @@ impl Element for ReducedUnit {
         }
     }
 
-    // Σ_o λ_o ∇²out_o = −W (σ'' ∇z∇zᵀ + σ' ∇²z) − σ' Σ_o λ_o (e_{v_o}∇zᵀ + ∇z e_{v_o}ᵀ),
-    // W = Σ_o λ_o v_o, and ∇²z has 1 at (y_i, w_i).
-    fn weighted_hessian(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
+    /// [`Element::weighted_hessian`] for any input size.
+    fn weighted_hessian_any(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
         let d = self.states;
         let (g, v0) = self.gradient_of_pre_activation(x);
         let (s1, s2) = (shared[1], shared[2]);
@@ -104,11 +177,32 @@ impl Element for ReducedUnit {
             }
         }
     }
-}
 
-impl ReducedUnit {
     /// `z = w·y (+ w_t t) + b`.
+    #[inline(always)]
     fn pre_activation(&self, x: &[f64]) -> f64 {
+        match self.states {
+            2 => self.pre_activation_for::<2>(x),
+            3 => self.pre_activation_for::<3>(x),
+            _ => self.pre_activation_any(x),
+        }
+    }
+
+    /// [`ReducedUnit::pre_activation`] for `D` states.
+    #[inline(always)]
+    fn pre_activation_for<const D: usize>(&self, x: &[f64]) -> f64 {
+        let mut z = 0.0;
+        for i in 0..D {
+            z += x[i] * x[D + i];
+        }
+        if let Some(t) = self.time {
+            z += x[2 * D] * t;
+        }
+        z + x[2 * D + usize::from(self.time.is_some())]
+    }
+
+    /// [`ReducedUnit::pre_activation`] for any number of states.
+    fn pre_activation_any(&self, x: &[f64]) -> f64 {
         let d = self.states;
         let mut z = 0.0;
         for i in 0..d {
@@ -1090,6 +1184,11 @@ mod tests {
             }
             let mut jac = vec![0.0; d * ni];
             unit.jacobian(&x, &shared, &mut jac);
+            // The loops specialized for common sizes give the general loops' bits.
+            let mut jac_any = vec![0.0; d * ni];
+            unit.jacobian_any(&x, &shared, &mut jac_any);
+            assert_eq!(jac, jac_any);
+            assert_eq!(unit.pre_activation(&x), unit.pre_activation_any(&x));
             for o in 0..d {
                 let g = ys[o].eps.0.as_ref().unwrap();
                 for a in 0..ni {
@@ -1108,6 +1207,9 @@ mod tests {
             unit.eval(&xs2, &mut ys2);
             let mut hess = vec![0.0; ni * (ni + 1) / 2];
             unit.weighted_hessian(&x, &shared, &weights, &mut hess);
+            let mut hess_any = vec![0.0; ni * (ni + 1) / 2];
+            unit.weighted_hessian_any(&x, &shared, &weights, &mut hess_any);
+            assert_eq!(hess, hess_any);
             let mut p = 0;
             for a in 0..ni {
                 for b in 0..=a {
