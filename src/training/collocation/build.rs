@@ -70,10 +70,11 @@ impl Element for ReducedUnit {
     // Inputs x = [y (d), w (d), w_t?, b, v (d_out)]; z = w·y (+ w_t t) + b; out_o = −v_o σ(z).
     fn jacobian(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
         // The loops with their bounds known at compile time for the common input sizes.
-        match (self.states, self.time.is_some()) {
-            (2, false) => self.jacobian_for::<2, 5>(x, shared, out),
-            (2, true) => self.jacobian_for::<2, 6>(x, shared, out),
-            (3, false) => self.jacobian_for::<3, 7>(x, shared, out),
+        // Black boxes: as many outputs as states.
+        match (self.states, self.time.is_some(), x.len()) {
+            (2, false, 7) => self.jacobian_for::<2, 5>(x, shared, out),
+            (2, true, 8) => self.jacobian_for::<2, 6>(x, shared, out),
+            (3, false, 10) => self.jacobian_for::<3, 7>(x, shared, out),
             _ => self.jacobian_any(x, shared, out),
         }
     }
@@ -82,17 +83,19 @@ impl Element for ReducedUnit {
     // W = Σ_o λ_o v_o, and ∇²z has 1 at (y_i, w_i).
     fn weighted_hessian(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
         // The loops with their bounds known at compile time for the common input sizes.
-        match (self.states, self.time.is_some()) {
-            (2, false) => self.weighted_hessian_for::<2, 5>(x, shared, weights, out),
-            (2, true) => self.weighted_hessian_for::<2, 6>(x, shared, weights, out),
-            (3, false) => self.weighted_hessian_for::<3, 7>(x, shared, weights, out),
+        // Black boxes: as many outputs as states.
+        match (self.states, self.time.is_some(), x.len()) {
+            (2, false, 7) => self.weighted_hessian_for::<2, 5>(x, shared, weights, out),
+            (2, true, 8) => self.weighted_hessian_for::<2, 6>(x, shared, weights, out),
+            (3, false, 10) => self.weighted_hessian_for::<3, 7>(x, shared, weights, out),
             _ => self.weighted_hessian_any(x, shared, weights, out),
         }
     }
 }
 
 impl ReducedUnit {
-    /// [`Element::weighted_hessian`] for `D` states and `V0` inputs before the outgoing weights.
+    /// [`Element::weighted_hessian`] for `D` states, `V0` inputs before the outgoing weights
+    /// and `D` outputs.
     #[inline(always)]
     fn weighted_hessian_for<const D: usize, const V0: usize>(
         &self,
@@ -105,6 +108,7 @@ impl ReducedUnit {
         let (s1, s2) = (shared[1], shared[2]);
         let w_sum: f64 = weights.iter().zip(&x[V0..]).map(|(l, v)| l * v).sum();
         let at = |a: usize, b: usize| a * (a + 1) / 2 + b;
+        // The last entry written, checked once: the loops below index without checks.
         let out = &mut out[..at(V0 + D - 1, V0 - 1) + 1];
         for a in 0..V0 {
             for b in 0..=a {
@@ -121,7 +125,8 @@ impl ReducedUnit {
         }
     }
 
-    /// [`Element::jacobian`] for `D` states and `V0` inputs before the outgoing weights.
+    /// [`Element::jacobian`] for `D` states, `V0` inputs before the outgoing weights and `D`
+    /// outputs.
     #[inline(always)]
     fn jacobian_for<const D: usize, const V0: usize>(
         &self,
@@ -1151,45 +1156,50 @@ mod tests {
 
     #[test]
     fn reduced_unit_closed_forms_match_dual_numbers() {
-        for (d, time, activation) in [
-            (2, None, Activation::Tanh),
-            (2, Some(0.7), Activation::Gelu),
-            (3, Some(-1.3), Activation::Softplus),
-            (3, None, Activation::Sigmoid),
+        // (states, time, activation, outputs): black boxes have as many outputs as states,
+        // second-order and gray-box models fewer.
+        for (d, time, activation, n_out) in [
+            (2, None, Activation::Tanh, 2),
+            (2, Some(0.7), Activation::Gelu, 2),
+            (3, Some(-1.3), Activation::Softplus, 3),
+            (3, None, Activation::Sigmoid, 3),
+            (2, Some(0.4), Activation::Tanh, 1),
+            (2, None, Activation::Gelu, 1),
+            (3, None, Activation::Tanh, 1),
         ] {
             let unit = ReducedUnit {
                 states: d,
                 time,
                 activation,
             };
-            let ni = 2 * d + usize::from(time.is_some()) + 1 + d;
+            let ni = 2 * d + usize::from(time.is_some()) + 1 + n_out;
             let x: Vec<f64> = (0..ni)
                 .map(|i| 0.3 * ((i * 37 % 11) as f64) - 1.2)
                 .collect();
-            let weights: Vec<f64> = (0..d).map(|o| 0.5 - 0.8 * o as f64).collect();
+            let weights: Vec<f64> = (0..n_out).map(|o| 0.5 - 0.8 * o as f64).collect();
             // Dual numbers: the whole Jacobian and Hessian (16 inputs at most here).
             let xs: Vec<DualSVec64<16>> = x
                 .iter()
                 .enumerate()
                 .map(|(a, &v)| DualSVec64::<16>::from_re(v).derivative(a))
                 .collect();
-            let mut ys = vec![DualSVec64::<16>::from_re(0.0); d];
+            let mut ys = vec![DualSVec64::<16>::from_re(0.0); n_out];
             unit.eval(&xs, &mut ys);
             let mut shared = vec![0.0; unit.shared_len()];
             unit.share(&x, &mut shared);
-            let mut values = vec![0.0; d];
+            let mut values = vec![0.0; n_out];
             unit.closed_values(&x, &shared, &mut values);
             for (o, y) in ys.iter().enumerate() {
                 assert!((values[o] - y.re).abs() < 1e-15, "value {o}");
             }
-            let mut jac = vec![0.0; d * ni];
+            let mut jac = vec![0.0; n_out * ni];
             unit.jacobian(&x, &shared, &mut jac);
             // The loops specialized for common sizes give the general loops' bits.
-            let mut jac_any = vec![0.0; d * ni];
+            let mut jac_any = vec![0.0; n_out * ni];
             unit.jacobian_any(&x, &shared, &mut jac_any);
             assert_eq!(jac, jac_any);
             assert_eq!(unit.pre_activation(&x), unit.pre_activation_any(&x));
-            for o in 0..d {
+            for o in 0..n_out {
                 let g = ys[o].eps.0.as_ref().unwrap();
                 for a in 0..ni {
                     assert!(
@@ -1203,7 +1213,7 @@ mod tests {
                 .enumerate()
                 .map(|(a, &v)| Dual2SVec64::<16>::from_re(v).derivative(a))
                 .collect();
-            let mut ys2 = vec![Dual2SVec64::<16>::from_re(0.0); d];
+            let mut ys2 = vec![Dual2SVec64::<16>::from_re(0.0); n_out];
             unit.eval(&xs2, &mut ys2);
             let mut hess = vec![0.0; ni * (ni + 1) / 2];
             unit.weighted_hessian(&x, &shared, &weights, &mut hess);
