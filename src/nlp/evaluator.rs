@@ -213,7 +213,14 @@ impl Nlp {
     /// `x` unless they are there already: IPOPT evaluates constraints, Jacobian and Hessian
     /// at one iterate, and a network unit's activation is computed once for all three.
     fn share(&mut self, x: &[f64]) {
-        if self.shared_at.as_slice() == x || !self.groups.iter().any(|g| g.kernels.shares()) {
+        // Bitwise: `0.0 == -0.0` would keep quantities of the other zero's sign.
+        let same_point = self.shared_at.len() == x.len()
+            && self
+                .shared_at
+                .iter()
+                .zip(x)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        if same_point || !self.groups.iter().any(|g| g.kernels.shares()) {
             return;
         }
         for g in &mut self.groups {
