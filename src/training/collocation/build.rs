@@ -69,12 +69,12 @@ impl Element for ReducedUnit {
 
     // Inputs x = [y (d), w (d), w_t?, b, v (d_out)]; z = w·y (+ w_t t) + b; out_o = −v_o σ(z).
     fn jacobian(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
-        // The loops with their bounds known at compile time for the common input sizes.
-        // Black boxes: as many outputs as states.
+        // Black boxes of 2 or 3 states (as many outputs as states) with literal sizes: the
+        // inlined loops get bounds known at compile time.
         match (self.states, self.time.is_some(), x.len()) {
-            (2, false, 7) => self.jacobian_for::<2, 5>(x, shared, out),
-            (2, true, 8) => self.jacobian_for::<2, 6>(x, shared, out),
-            (3, false, 10) => self.jacobian_for::<3, 7>(x, shared, out),
+            (2, false, 7) => self.jacobian_sized((2, 5, 2), x, shared, out),
+            (2, true, 8) => self.jacobian_sized((2, 6, 2), x, shared, out),
+            (3, false, 10) => self.jacobian_sized((3, 7, 3), x, shared, out),
             _ => self.jacobian_any(x, shared, out),
         }
     }
@@ -82,76 +82,37 @@ impl Element for ReducedUnit {
     // Σ_o λ_o ∇²out_o = −W (σ'' ∇z∇zᵀ + σ' ∇²z) − σ' Σ_o λ_o (e_{v_o}∇zᵀ + ∇z e_{v_o}ᵀ),
     // W = Σ_o λ_o v_o, and ∇²z has 1 at (y_i, w_i).
     fn weighted_hessian(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
-        // The loops with their bounds known at compile time for the common input sizes.
-        // Black boxes: as many outputs as states.
+        // As in `jacobian`: literal sizes for the common black boxes.
         match (self.states, self.time.is_some(), x.len()) {
-            (2, false, 7) => self.weighted_hessian_for::<2, 5>(x, shared, weights, out),
-            (2, true, 8) => self.weighted_hessian_for::<2, 6>(x, shared, weights, out),
-            (3, false, 10) => self.weighted_hessian_for::<3, 7>(x, shared, weights, out),
+            (2, false, 7) => self.weighted_hessian_sized((2, 5, 2), x, shared, weights, out),
+            (2, true, 8) => self.weighted_hessian_sized((2, 6, 2), x, shared, weights, out),
+            (3, false, 10) => self.weighted_hessian_sized((3, 7, 3), x, shared, weights, out),
             _ => self.weighted_hessian_any(x, shared, weights, out),
         }
     }
 }
 
 impl ReducedUnit {
-    /// [`Element::weighted_hessian`] for `D` states, `V0` inputs before the outgoing weights
-    /// and `D` outputs.
-    #[inline(always)]
-    fn weighted_hessian_for<const D: usize, const V0: usize>(
-        &self,
-        x: &[f64],
-        shared: &[f64],
-        weights: &[f64],
-        out: &mut [f64],
-    ) {
-        let (g, _) = self.gradient_of_pre_activation(x);
-        let (s1, s2) = (shared[1], shared[2]);
-        let w_sum: f64 = weights.iter().zip(&x[V0..]).map(|(l, v)| l * v).sum();
-        let at = |a: usize, b: usize| a * (a + 1) / 2 + b;
-        // The last entry written, checked once: the loops below index without checks.
-        let out = &mut out[..at(V0 + D - 1, V0 - 1) + 1];
-        for a in 0..V0 {
-            for b in 0..=a {
-                out[at(a, b)] = -w_sum * s2 * g[a] * g[b];
-            }
-        }
-        for i in 0..D {
-            out[at(D + i, i)] -= w_sum * s1;
-        }
-        for (o, l) in weights[..D].iter().enumerate() {
-            for b in 0..V0 {
-                out[at(V0 + o, b)] = -s1 * l * g[b];
-            }
-        }
+    /// `(states, inputs before the outgoing weights, outputs)` of this unit's inputs `x`.
+    fn sizes(&self, x: &[f64]) -> (usize, usize, usize) {
+        let v0 = 2 * self.states + usize::from(self.time.is_some()) + 1;
+        (self.states, v0, x.len() - v0)
     }
 
-    /// [`Element::jacobian`] for `D` states, `V0` inputs before the outgoing weights and `D`
-    /// outputs.
+    /// [`Element::jacobian`] with the sizes `(d, v0, n_out)` given (see [`ReducedUnit::sizes`]).
     #[inline(always)]
-    fn jacobian_for<const D: usize, const V0: usize>(
+    fn jacobian_sized(
         &self,
+        (d, v0, n_out): (usize, usize, usize),
         x: &[f64],
         shared: &[f64],
         out: &mut [f64],
     ) {
         let (g, _) = self.gradient_of_pre_activation(x);
         let (s, s1) = (shared[0], shared[1]);
-        let ni = V0 + D;
-        for (o, row) in out[..D * ni].chunks_exact_mut(ni).enumerate() {
-            let v = x[V0 + o];
-            for (r, ga) in row[..V0].iter_mut().zip(&g[..V0]) {
-                *r = -v * s1 * ga;
-            }
-            row[V0 + o] = -s;
-        }
-    }
-
-    /// [`Element::jacobian`] for any input size.
-    fn jacobian_any(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
-        let (g, v0) = self.gradient_of_pre_activation(x);
-        let (s, s1) = (shared[0], shared[1]);
-        let ni = x.len();
-        for (o, row) in out.chunks_exact_mut(ni).enumerate() {
+        let ni = v0 + n_out;
+        debug_assert_eq!((ni, d), (x.len(), self.states));
+        for (o, row) in out[..n_out * ni].chunks_exact_mut(ni).enumerate() {
             let v = x[v0 + o];
             for (r, ga) in row[..v0].iter_mut().zip(&g[..v0]) {
                 *r = -v * s1 * ga;
@@ -160,13 +121,28 @@ impl ReducedUnit {
         }
     }
 
-    /// [`Element::weighted_hessian`] for any input size.
-    fn weighted_hessian_any(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
-        let d = self.states;
-        let (g, v0) = self.gradient_of_pre_activation(x);
+    /// [`Element::jacobian`] with the sizes read at run time.
+    fn jacobian_any(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
+        self.jacobian_sized(self.sizes(x), x, shared, out);
+    }
+
+    /// [`Element::weighted_hessian`] with the sizes `(d, v0, n_out)` given.
+    #[inline(always)]
+    fn weighted_hessian_sized(
+        &self,
+        (d, v0, n_out): (usize, usize, usize),
+        x: &[f64],
+        shared: &[f64],
+        weights: &[f64],
+        out: &mut [f64],
+    ) {
+        let (g, _) = self.gradient_of_pre_activation(x);
         let (s1, s2) = (shared[1], shared[2]);
+        let weights = &weights[..n_out];
         let w_sum: f64 = weights.iter().zip(&x[v0..]).map(|(l, v)| l * v).sum();
         let at = |a: usize, b: usize| a * (a + 1) / 2 + b;
+        // The last entry written, checked once: the loops below index without checks.
+        let out = &mut out[..at(v0 + n_out - 1, v0 - 1) + 1];
         for a in 0..v0 {
             for b in 0..=a {
                 out[at(a, b)] = -w_sum * s2 * g[a] * g[b];
@@ -183,32 +159,24 @@ impl ReducedUnit {
         }
     }
 
+    /// [`Element::weighted_hessian`] with the sizes read at run time.
+    fn weighted_hessian_any(&self, x: &[f64], shared: &[f64], weights: &[f64], out: &mut [f64]) {
+        self.weighted_hessian_sized(self.sizes(x), x, shared, weights, out);
+    }
+
     /// `z = w·y (+ w_t t) + b`.
     #[inline(always)]
     fn pre_activation(&self, x: &[f64]) -> f64 {
         match self.states {
-            2 => self.pre_activation_for::<2>(x),
-            3 => self.pre_activation_for::<3>(x),
+            2 => self.pre_activation_sized(2, x),
+            3 => self.pre_activation_sized(3, x),
             _ => self.pre_activation_any(x),
         }
     }
 
-    /// [`ReducedUnit::pre_activation`] for `D` states.
+    /// [`ReducedUnit::pre_activation`] for `d` states (a literal where inlined).
     #[inline(always)]
-    fn pre_activation_for<const D: usize>(&self, x: &[f64]) -> f64 {
-        let mut z = 0.0;
-        for i in 0..D {
-            z += x[i] * x[D + i];
-        }
-        if let Some(t) = self.time {
-            z += x[2 * D] * t;
-        }
-        z + x[2 * D + usize::from(self.time.is_some())]
-    }
-
-    /// [`ReducedUnit::pre_activation`] for any number of states.
-    fn pre_activation_any(&self, x: &[f64]) -> f64 {
-        let d = self.states;
+    fn pre_activation_sized(&self, d: usize, x: &[f64]) -> f64 {
         let mut z = 0.0;
         for i in 0..d {
             z += x[i] * x[d + i];
@@ -217,6 +185,11 @@ impl ReducedUnit {
             z += x[2 * d] * t;
         }
         z + x[2 * d + usize::from(self.time.is_some())]
+    }
+
+    /// [`ReducedUnit::pre_activation`] with the number of states read at run time.
+    fn pre_activation_any(&self, x: &[f64]) -> f64 {
+        self.pre_activation_sized(self.states, x)
     }
 
     /// `∇z` over the inputs before the outgoing weights (zero-padded to 16) and the index of
