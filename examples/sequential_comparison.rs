@@ -50,9 +50,6 @@ fn parse_list(args: &[String], flag: &str) -> Option<Vec<String>> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
     colloc::solvers::ipopt::rerun_with_detected_blas_core();
-    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
-        colloc::solvers::ipopt::set_blas_threads(1); // as the `colloc` binary
-    }
     let args: Vec<String> = std::env::args().collect();
     let problems = parse_list(&args, "--problems").unwrap_or_else(|| {
         vec![

@@ -10,6 +10,7 @@ use crate::ipopt::ffi_linalg as ffi;
 pub fn gram(a: &[f64], rows: usize, cols: usize, alpha: f64) -> Vec<f64> {
     assert_eq!(a.len(), rows * cols, "gram: a must be rows × cols");
     let mut c = vec![0.0; cols * cols];
+    ffi::default_blas_threads();
     ffi::blas_dsyrk_lower_t(cols, rows, alpha, a, 0.0, &mut c);
     for j in 0..cols {
         for i in j + 1..cols {
@@ -31,6 +32,7 @@ impl Cholesky {
     /// when it is not (numerically) positive definite.
     pub fn new(mut a: Vec<f64>, n: usize) -> Option<Self> {
         assert_eq!(a.len(), n * n, "Cholesky: a must be n × n");
+        ffi::default_blas_threads();
         (ffi::lapack_dpotrf(n, &mut a) == 0).then_some(Self { n, factor: a })
     }
 

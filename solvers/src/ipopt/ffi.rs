@@ -1543,8 +1543,35 @@ pub(crate) fn lapack_dsytrs2(
 /// glibc's `RTLD_DEFAULT`: search the global scope.
 const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
 
-/// Sets the number of OpenBLAS threads; returns false when the BLAS is not OpenBLAS.
+/// Whether the program (or its environment, `OPENBLAS_NUM_THREADS`) chose the number of BLAS
+/// threads; otherwise [`default_blas_threads`] sets one before the first factorization.
+static BLAS_THREADS_CHOSEN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+static BLAS_THREADS_DEFAULTED: std::sync::Once = std::sync::Once::new();
+
+/// Before the first BLAS/LAPACK call of colloc's own: one OpenBLAS thread unless the program
+/// called [`set_openblas_threads`] or the environment set `OPENBLAS_NUM_THREADS`. OpenBLAS
+/// 0.3.21 (Debian 12) crashed in `dgetrf_parallel` (SIGSEGV, ~1 run in 10) when a threaded
+/// factorization ran while other threads called the library — concurrent IPOPT solves, ADMM
+/// batches, parallel tests; with one thread each call is serial and re-entrant.
+pub(crate) fn default_blas_threads() {
+    BLAS_THREADS_DEFAULTED.call_once(|| {
+        if !BLAS_THREADS_CHOSEN.load(std::sync::atomic::Ordering::SeqCst)
+            && std::env::var_os("OPENBLAS_NUM_THREADS").is_none()
+        {
+            set_openblas_threads_raw(1);
+        }
+    });
+}
+
+/// Sets the number of OpenBLAS threads (the program's choice, kept from then on); returns false
+/// when the BLAS is not OpenBLAS.
 pub(crate) fn set_openblas_threads(n: usize) -> bool {
+    BLAS_THREADS_CHOSEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    set_openblas_threads_raw(n)
+}
+
+fn set_openblas_threads_raw(n: usize) -> bool {
     // SAFETY: a valid NUL-terminated symbol name.
     let f = unsafe { dlsym(RTLD_DEFAULT, c"openblas_set_num_threads".as_ptr()) };
     if f.is_null() {

@@ -20,7 +20,9 @@ mod square_kkt;
 mod test_matrices;
 /// Safe BLAS/LAPACK wrappers for [`crate::linalg`].
 pub(crate) mod ffi_linalg {
-    pub(crate) use super::ffi::{blas_dsyrk_lower_t, lapack_dpotrf, lapack_dpotrs};
+    pub(crate) use super::ffi::{
+        blas_dsyrk_lower_t, default_blas_threads, lapack_dpotrf, lapack_dpotrs,
+    };
 }
 mod info;
 mod settings;
@@ -155,6 +157,7 @@ impl IpoptSolver {
         observer: Option<&mut dyn FnMut(&IterationInfo) -> bool>,
     ) -> Result<IpoptSolution, IpoptError> {
         let started = Instant::now();
+        ffi::default_blas_threads();
         let d = nlp.dims();
         let (n, m) = (d.n_vars, d.n_cons);
         to_index("n_vars", n)?;
@@ -351,6 +354,9 @@ fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), Ipop
 /// Sets the number of threads of the BLAS behind IPOPT/MUMPS when it is OpenBLAS (returns
 /// false otherwise). One thread was as fast as two on this project's 2-core machines and
 /// leaves the second core to concurrent solves and evaluations (docs/platform.md, "BLAS").
+/// Without this call (or `OPENBLAS_NUM_THREADS`) colloc sets one thread before its first
+/// solve or factorization: threaded OpenBLAS 0.3.21 crashed when called from several threads
+/// at once, so more than one thread is only safe for one solve at a time.
 pub fn set_blas_threads(n: usize) -> bool {
     ffi::set_openblas_threads(n)
 }

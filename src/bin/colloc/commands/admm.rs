@@ -38,7 +38,6 @@ pub struct AdmmArgs {
 /// Runs the command.
 pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    super::single_blas_thread();
     let stop = super::Stop::new(started, args.time_limit)?;
     let problem = super::load_problem(&args.file, &args.overrides)?;
     let settings = problem.admm.clone().ok_or_else(|| {

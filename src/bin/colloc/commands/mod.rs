@@ -9,14 +9,6 @@ use colloc::training::collocation::{Evaluation, DEFECT_WARNING_RELATIVE, EXCURSI
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// One BLAS thread per process unless the user set `OPENBLAS_NUM_THREADS` (IPOPT's dense
-/// factorizations are not faster with two on these machines, and not bitwise repeatable).
-pub fn single_blas_thread() {
-    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
-        colloc_solvers::ipopt::set_blas_threads(1);
-    }
-}
-
 /// Creates the output folder before any work, so that a folder that cannot be written fails
 /// the command at once instead of after the solve (which would lose its results).
 pub fn create_output_folder(out: &std::path::Path) -> Result<(), crate::Failure> {

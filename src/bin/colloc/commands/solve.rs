@@ -37,7 +37,6 @@ pub struct SolveArgs {
 /// Runs the command.
 pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    super::single_blas_thread();
     let stop = super::Stop::new(started, args.time_limit)?;
     let problem = super::load_problem(&args.file, &args.overrides)?;
     let formulation = args.formulation.unwrap_or(problem.formulation);

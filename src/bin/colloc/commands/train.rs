@@ -62,7 +62,6 @@ pub struct TrainArgs {
 
 /// Runs the command.
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
-    super::single_blas_thread();
     let started = Instant::now();
     let mut problem = super::load_problem(&args.file, &args.overrides)?;
     let mut settings = problem.sequential.clone();
