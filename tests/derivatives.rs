@@ -594,3 +594,67 @@ fn l2_weights_change_without_a_rebuild() {
     assert!(close(&ha, &hb));
     assert!(ha.iter().zip(&hb).any(|(a, _)| *a != 0.0));
 }
+
+/// The scattered Jacobian and Hessian skip their pass over the result when every term is
+/// small enough to sum; they still refuse what is not finite — an infinite term, finite terms
+/// whose sum overflows, NaN — and accept huge finite terms, exactly as the gather assembly
+/// (which checks every result) does.
+#[test]
+fn non_finite_derivatives_are_refused_and_huge_finite_ones_accepted() {
+    use colloc::solvers::EvalError;
+    let problem = short_vanderpol();
+    let build = || {
+        colloc::training::collocation::build(&problem, colloc::problem::Formulation::Reduced, None)
+            .unwrap()
+    };
+    let built = build();
+    let (theta, init) = (built.theta.clone(), built.init.clone());
+    let mut scattered = built.nlp;
+    let mut gathered = build().nlp;
+    gathered.set_scatter_assembly(false);
+    assert!(scattered.scatter_assembly());
+    let d = scattered.dims();
+    let hidden = init.layers[1];
+    let start = scattered.start().to_vec();
+    // θ with every output weight `v_ju = v·sign(w_u0)` (so that the Jacobian entries of the
+    // first state sum `hidden` terms −v_ju·σ′·w_u0 of one sign), and λ for the Hessian.
+    let case = |v: f64, first: f64, lambda: f64| {
+        let mut x = start.clone();
+        for j in 0..init.layers[2] {
+            for u in 0..hidden {
+                let w = x[theta.index(init.weight_index(0, u, 0))];
+                x[theta.index(init.weight_index(1, j, u))] = v.copysign(w);
+            }
+        }
+        x[theta.index(init.weight_index(0, 0, 0))] = first;
+        (x, vec![lambda; d.n_cons])
+    };
+    let run = |nlp: &mut Nlp, x: &[f64], lambda: &[f64]| {
+        let mut jac = vec![0.0; d.nnz_jac];
+        let mut hess = vec![0.0; d.nnz_hess];
+        let j = nlp.jacobian_values(x, &mut jac).map(|()| jac);
+        let h = nlp.hessian_values(x, 1.0, lambda, &mut hess).map(|()| hess);
+        (j, h)
+    };
+    let refused = |r: &Result<Vec<f64>, EvalError>, what: &str| matches!(r, Err(EvalError::NonFinite { what: w, .. }) if *w == what);
+    // Terms of 1e300 (not summable, so the scattered result is checked) with finite sums.
+    let (x, lambda) = case(1e300, 0.3, 1.0);
+    let (j, h) = run(&mut scattered, &x, &lambda);
+    assert_eq!(
+        j.as_ref().unwrap(),
+        run(&mut gathered, &x, &lambda).0.as_ref().unwrap()
+    );
+    assert!(j.unwrap().iter().any(|v| v.abs() > 1e299));
+    assert!(h.is_ok());
+    // Terms near f64::MAX / 4 whose sums over the hidden units overflow; Hessian terms λ·v.
+    let (x, lambda) = case(f64::MAX / 4.0, 0.3, 1e300);
+    let (j, h) = run(&mut scattered, &x, &lambda);
+    let (gj, gh) = run(&mut gathered, &x, &lambda);
+    assert!(refused(&gj, "jacobian") && refused(&j, "jacobian"));
+    assert!(refused(&gh, "hessian") && refused(&h, "hessian"));
+    assert_eq!(format!("{j:?}"), format!("{gj:?}"));
+    // NaN in θ.
+    let (x, lambda) = case(1.0, f64::NAN, 1.0);
+    let (j, h) = run(&mut scattered, &x, &lambda);
+    assert!(refused(&j, "jacobian") && refused(&h, "hessian"));
+}

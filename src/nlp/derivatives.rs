@@ -13,6 +13,7 @@
 //! evaluations for the Hessian. Either way the cost depends on the element's own size only.
 
 use super::element::{Element, ElementGroup, Target};
+use super::sparsity::summable;
 use num_dual::{Dual2SVec64, Dual64, DualSVec64, HyperDual64};
 use rayon::prelude::*;
 
@@ -51,19 +52,21 @@ pub(crate) trait GroupKernels: Send + Sync {
     /// Adds each element's output `p` to `values[slots[p]]` directly, one element after
     /// another, skipping outputs whose slot is [`NO_SLOT`].
     fn scatter_values(&self, x: &[f64], slots: &[u32], values: &mut [f64]);
-    /// Closed-form groups only (`false` otherwise, nothing done): adds each element's
+    /// Closed-form groups only (`None` otherwise, nothing done): adds each element's
     /// Jacobian entry `p` to `values[slots[p]]` directly, one element after another, skipping
-    /// entries whose slot is [`NO_SLOT`].
-    fn scatter_jacobians(&self, x: &[f64], slots: &[u32], values: &mut [f64]) -> bool;
-    /// Closed-form groups only (`false` otherwise, nothing done): adds each element's packed
-    /// Hessian entry `p` to `values[slots[p]]` directly, one element after another.
+    /// entries whose slot is [`NO_SLOT`]; `Some(all entries were summable)` (see
+    /// [`super::sparsity::summable`]).
+    fn scatter_jacobians(&self, x: &[f64], slots: &[u32], values: &mut [f64]) -> Option<bool>;
+    /// Closed-form groups only (`None` otherwise, nothing done): adds each element's packed
+    /// Hessian entry `p` to `values[slots[p]]` directly, one element after another;
+    /// `Some(all entries were summable)`.
     fn scatter_hessians(
         &self,
         x: &[f64],
         weights: &[f64],
         slots: &[u32],
         values: &mut [f64],
-    ) -> bool;
+    ) -> Option<bool>;
 }
 
 /// Slot of an element-buffer entry that feeds no global nonzero of that kind (the Jacobian
@@ -223,16 +226,22 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
         });
     }
 
-    fn scatter_jacobians(&self, x: &[f64], slots: &[u32], values: &mut [f64]) -> bool {
+    fn scatter_jacobians(&self, x: &[f64], slots: &[u32], values: &mut [f64]) -> Option<bool> {
         if !GroupKernels::has_closed_form(self) {
-            return false;
+            return None;
         }
         let block = self.n_inputs * self.n_outputs;
-        closed_form_scatter(self, x, slots, values, block, |e, xs, shared, _, o| {
-            e.jacobian(xs, shared, o);
-            true
-        });
-        true
+        Some(closed_form_scatter(
+            self,
+            x,
+            slots,
+            values,
+            block,
+            |e, xs, shared, _, o| {
+                e.jacobian(xs, shared, o);
+                true
+            },
+        ))
     }
 
     fn scatter_hessians(
@@ -241,21 +250,27 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
         weights: &[f64],
         slots: &[u32],
         values: &mut [f64],
-    ) -> bool {
+    ) -> Option<bool> {
         if !GroupKernels::has_closed_form(self) {
-            return false;
+            return None;
         }
         let no = self.n_outputs;
         let block = packed_len(self.n_inputs);
-        closed_form_scatter(self, x, slots, values, block, |e, xs, shared, k, o| {
-            let w = &weights[k * no..(k + 1) * no];
-            let any = w.iter().any(|&wk| wk != 0.0);
-            if any {
-                e.weighted_hessian(xs, shared, w, o);
-            }
-            any
-        });
-        true
+        Some(closed_form_scatter(
+            self,
+            x,
+            slots,
+            values,
+            block,
+            |e, xs, shared, k, o| {
+                let w = &weights[k * no..(k + 1) * no];
+                let any = w.iter().any(|&wk| wk != 0.0);
+                if any {
+                    e.weighted_hessian(xs, shared, w, o);
+                }
+                any
+            },
+        ))
     }
 }
 
@@ -272,7 +287,8 @@ impl<E: Element> ElementGroup<E> {
 /// Runs a kernel over every element in turn, adding entry `p` of element `k`'s
 /// block (of `block` numbers) to `values[slots[k·block + p]]`: the order in which
 /// [`super::sparsity::Gather::assemble`] sums the same contributions (the same sums, term by
-/// term), without the element buffer and the gather's scattered reads of it.
+/// term), without the element buffer and the gather's scattered reads of it. Returns whether
+/// every entry of the blocks it scattered was [`summable`].
 fn closed_form_scatter<E: Element>(
     g: &ElementGroup<E>,
     x: &[f64],
@@ -280,8 +296,9 @@ fn closed_form_scatter<E: Element>(
     values: &mut [f64],
     block: usize,
     kernel: impl Fn(&E, &[f64], &[f64], usize, &mut [f64]) -> bool,
-) {
+) -> bool {
     let (ni, sl) = (g.n_inputs, g.shared_len());
+    let mut ok = true;
     debug_assert_eq!(
         g.shared.len(),
         g.elements.len() * sl,
@@ -303,11 +320,13 @@ fn closed_form_scatter<E: Element>(
             continue;
         }
         for (&v, &slot) in o.iter().zip(slots) {
+            ok &= summable(v);
             if slot != NO_SLOT {
                 values[slot as usize] += v;
             }
         }
     }
+    ok
 }
 
 /// Runs a closed-form kernel over every element in parallel: `kernel(element, inputs, its

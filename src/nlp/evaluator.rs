@@ -381,24 +381,31 @@ impl NlpEvaluator for Nlp {
             self.jac_gather.assemble(&self.jac_arena, 1.0, values);
             return check_finite("jacobian", values);
         };
-        // The arena order: groups, then structured terms.
-        self.jac_gather.fill_constants(1.0, values);
+        // The arena order: groups, then structured terms. When every term was summable the
+        // sums are finite and the result needs no second pass (see `summable`).
+        let mut summable = self.jac_gather.fill_constants(1.0, values);
         for g in self.groups.iter().filter(|g| g.has_constraints) {
             let range = g.jac_range();
-            if !g
+            summable &= match g
                 .kernels
                 .scatter_jacobians(x, &slots[range.clone()], values)
             {
-                g.kernels.jacobians(x, &mut self.jac_arena[range.clone()]);
-                Gather::scatter(slots, &self.jac_arena, range, values);
-            }
+                Some(ok) => ok,
+                None => {
+                    g.kernels.jacobians(x, &mut self.jac_arena[range.clone()]);
+                    Gather::scatter(slots, &self.jac_arena, range, values)
+                }
+            };
         }
         for t in &self.structured {
             let range = t.jac_range();
             let out = &mut self.jac_arena[range.clone()];
             out.fill(0.0);
             t.term.jacobian(x, out);
-            Gather::scatter(slots, &self.jac_arena, range, values);
+            summable &= Gather::scatter(slots, &self.jac_arena, range, values);
+        }
+        if summable {
+            return Ok(());
         }
         check_finite("jacobian", values)
     }
@@ -433,24 +440,31 @@ impl NlpEvaluator for Nlp {
                 .assemble(&self.hess_arena, obj_factor, values);
             return check_finite("hessian", values);
         };
-        self.hess_gather.fill_constants(obj_factor, values);
+        // As in `jacobian_values`: no second pass when every term was summable.
+        let mut summable = self.hess_gather.fill_constants(obj_factor, values);
         for g in &self.groups {
             let (range, weights) = (g.hess_range(), &self.weight_arena[g.val_range()]);
-            if !g
+            summable &= match g
                 .kernels
                 .scatter_hessians(x, weights, &slots[range.clone()], values)
             {
-                g.kernels
-                    .hessians(x, weights, &mut self.hess_arena[range.clone()]);
-                Gather::scatter(slots, &self.hess_arena, range, values);
-            }
+                Some(ok) => ok,
+                None => {
+                    g.kernels
+                        .hessians(x, weights, &mut self.hess_arena[range.clone()]);
+                    Gather::scatter(slots, &self.hess_arena, range, values)
+                }
+            };
         }
         for t in &self.structured {
             let (range, weights) = (t.hess_range(), &self.weight_arena[t.val_range()]);
             let out = &mut self.hess_arena[range.clone()];
             out.fill(0.0);
             t.term.hessian(x, weights, out);
-            Gather::scatter(slots, &self.hess_arena, range, values);
+            summable &= Gather::scatter(slots, &self.hess_arena, range, values);
+        }
+        if summable {
+            return Ok(());
         }
         check_finite("hessian", values)
     }

@@ -25,6 +25,21 @@ pub(crate) struct Gather {
     src: Vec<u32>,
 }
 
+/// The largest magnitude [`summable`] accepts. A slot sums one constant and at most one
+/// contribution per arena entry, and the model builder refuses arenas beyond `u32::MAX` entries:
+/// at most 2³² + 1 terms of at most 1e298 each stay below 4.3e307 < `f64::MAX`.
+const SUMMABLE_MAGNITUDE: f64 = 1e298;
+
+/// True when `v` is finite and small enough that any sum of a slot's terms is finite too (NaN
+/// fails the comparison). An assembly whose terms are all summable needs no pass over its
+/// result to check it for IPOPT: on the 200-point Van der Pol problem that pass over the
+/// Jacobian (145,000 values IPOPT has just allocated, out of cache) cost 6 ms of 31 per
+/// solve.
+#[inline(always)]
+pub(crate) fn summable(v: f64) -> bool {
+    v.abs() <= SUMMABLE_MAGNITUDE
+}
+
 /// Minimum number of slots per parallel task.
 const MIN_SLOTS: usize = 2048;
 
@@ -49,11 +64,14 @@ impl Gather {
     }
 
     /// `out[k] = scale · constant[k]`: the start of an assembly by scattering (see
-    /// [`Gather::slots`]).
-    pub fn fill_constants(&self, scale: f64, out: &mut [f64]) {
+    /// [`Gather::slots`]). Returns whether every value written is [`summable`].
+    pub fn fill_constants(&self, scale: f64, out: &mut [f64]) -> bool {
+        let mut ok = true;
         for (v, c) in out.iter_mut().zip(&self.constant) {
             *v = scale * c;
+            ok &= summable(*v);
         }
+        ok
     }
 
     /// The inverse map: for each of the `arena_len` arena entries, the slot it feeds
@@ -69,13 +87,22 @@ impl Gather {
         slots
     }
 
-    /// `out[slots[p]] += arena[p]` for the arena entries `range`, in order.
-    pub fn scatter(slots: &[u32], arena: &[f64], range: std::ops::Range<usize>, out: &mut [f64]) {
+    /// `out[slots[p]] += arena[p]` for the arena entries `range`, in order. Returns whether
+    /// every entry is [`summable`].
+    pub fn scatter(
+        slots: &[u32],
+        arena: &[f64],
+        range: std::ops::Range<usize>,
+        out: &mut [f64],
+    ) -> bool {
+        let mut ok = true;
         for (&slot, &v) in slots[range.clone()].iter().zip(&arena[range]) {
+            ok &= summable(v);
             if slot != NO_SLOT {
                 out[slot as usize] += v;
             }
         }
+        ok
     }
 
     /// `out[k] += Σ arena[...]` (constants ignored).
