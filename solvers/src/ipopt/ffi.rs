@@ -1550,10 +1550,10 @@ static BLAS_THREADS_CHOSEN: std::sync::atomic::AtomicBool =
 static BLAS_THREADS_DEFAULTED: std::sync::Once = std::sync::Once::new();
 
 /// Before the first BLAS/LAPACK call of colloc's own: one OpenBLAS thread unless the program
-/// called [`set_openblas_threads`] or the environment set `OPENBLAS_NUM_THREADS`. OpenBLAS
-/// 0.3.21 (Debian 12) crashed in `dgetrf_parallel` (SIGSEGV, ~1 run in 10) when a threaded
-/// factorization ran while other threads called the library — concurrent IPOPT solves, ADMM
-/// batches, parallel tests; with one thread each call is serial and re-entrant.
+/// called [`set_openblas_threads`] or the environment set `OPENBLAS_NUM_THREADS`. Threaded
+/// OpenBLAS 0.3.21 (Debian 12) factorizes with `dgetrf_parallel`, whose recursion needs more
+/// stack than the 2 MB Rust gives spawned threads (test threads, rayon workers): SIGSEGV in
+/// 41 of 100 runs of `tests/problems.rs`, none with 64 MB stacks or with one BLAS thread.
 pub(crate) fn default_blas_threads() {
     BLAS_THREADS_DEFAULTED.call_once(|| {
         if !BLAS_THREADS_CHOSEN.load(std::sync::atomic::Ordering::SeqCst)

@@ -355,8 +355,9 @@ fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), Ipop
 /// false otherwise). One thread was as fast as two on this project's 2-core machines and
 /// leaves the second core to concurrent solves and evaluations (docs/platform.md, "BLAS").
 /// Without this call (or `OPENBLAS_NUM_THREADS`) colloc sets one thread before its first
-/// solve or factorization: threaded OpenBLAS 0.3.21 crashed when called from several threads
-/// at once, so more than one thread is only safe for one solve at a time.
+/// solve or factorization: threaded OpenBLAS 0.3.21 overflows the 2 MB stack of spawned
+/// threads in its LU factorization, so with more threads solve on the main thread or on
+/// threads with large stacks (docs/platform.md, "BLAS").
 pub fn set_blas_threads(n: usize) -> bool {
     ffi::set_openblas_threads(n)
 }
