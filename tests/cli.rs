@@ -497,3 +497,29 @@ fn the_normalize_flag_replaces_the_file_setting_with_its_checks() {
         );
     }
 }
+
+/// With a threaded BLAS chosen by the user, ADMM's sub-problems (solved on worker threads)
+/// still run: threaded OpenBLAS 0.3.21's LU overflowed the workers' default 2 MB stacks
+/// (SIGSEGV in 5 of 5 runs of this command before they were given 64 MB).
+#[test]
+fn admm_survives_a_threaded_blas() {
+    let out_dir = std::env::temp_dir().join(format!("colloc-admm-blas-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .args([
+            "admm",
+            "problems/vanderpol-admm.toml",
+            "-q",
+            "--time-limit",
+            "0.5",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("OPENBLAS_NUM_THREADS", "2")
+        .output()
+        .expect("the binary runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
+    assert!(err.contains("time limit (0.5 s) reached"), "{err}");
+    assert!(out_dir.join("model.json").exists());
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

@@ -39,6 +39,12 @@ use colloc_solvers::ipopt::{IpoptSolution, IpoptSolver, WarmStart};
 use rayon::prelude::*;
 use std::time::Instant;
 
+/// Stack of the threads that solve the sub-problems. IPOPT, MUMPS and the BLAS run on them, and
+/// threaded OpenBLAS 0.3.21's LU overflows Rust's default 2 MB (`OPENBLAS_NUM_THREADS=2 colloc
+/// admm problems/vanderpol-admm.toml` crashed with SIGSEGV in 3 of 3 runs; docs/platform.md,
+/// "BLAS"). Only the pages a thread touches take memory.
+const SOLVER_THREAD_STACK: usize = 64 << 20;
+
 /// Why ADMM stopped, and the consensus model.
 #[derive(Clone, Debug)]
 pub struct AdmmRun {
@@ -134,6 +140,13 @@ pub fn run(
         problem.formulation,
     ))
     .map_err(TrainError::from)?;
+    // The sub-problems' threads: as many as rayon's, with room for native code (see
+    // `SOLVER_THREAD_STACK`); the global pool if they cannot be made.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .stack_size(SOLVER_THREAD_STACK)
+        .build()
+        .ok();
     let mut converged = false;
     let mut stop_reason = format!("iteration limit ({}) reached", settings.max_iter);
     while state.iteration < settings.max_iter {
@@ -141,15 +154,21 @@ pub fn run(
         let iteration = state.iteration + 1;
         let rho = state.rho;
         // Sub-problems, concurrently.
-        let results: Vec<_> = batches
-            .par_iter()
-            .enumerate()
-            .map(|(i, batch)| {
-                solve_batch(
-                    problem, settings, &solver, &state, batch, i, iteration, fault,
-                )
-            })
-            .collect();
+        let solve_all = || -> Vec<_> {
+            batches
+                .par_iter()
+                .enumerate()
+                .map(|(i, batch)| {
+                    solve_batch(
+                        problem, settings, &solver, &state, batch, i, iteration, fault,
+                    )
+                })
+                .collect()
+        };
+        let results = match &pool {
+            Some(pool) => pool.install(solve_all),
+            None => solve_all(),
+        };
         let mut records = Vec::with_capacity(n);
         let mut sequential_seconds = 0.0;
         for (i, (outcome, seconds, warm)) in results.into_iter().enumerate() {
