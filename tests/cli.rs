@@ -11,6 +11,24 @@ fn colloc(args: &[&str]) -> std::process::Output {
         .expect("the binary runs")
 }
 
+/// `colloc admm problems/vanderpol-admm.toml -q --time-limit 0.5 --out OUT` with extra
+/// environment variables.
+fn admm_for_half_a_second(out: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_colloc"))
+        .args([
+            "admm",
+            "problems/vanderpol-admm.toml",
+            "-q",
+            "--time-limit",
+            "0.5",
+            "--out",
+        ])
+        .arg(out)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
 /// Writes `text` as `dir/NAME.toml`, runs `colloc solve` on it into `dir/out-NAME` and returns
 /// the exit code, stdout, stderr and the output folder.
 fn solve_text(
@@ -424,15 +442,7 @@ fn a_time_limit_stops_solve_and_admm_with_their_results_written() {
     assert!(solve_out.join("model.json").exists());
 
     let admm_out = dir.join("admm");
-    let out = colloc(&[
-        "admm",
-        "problems/vanderpol-admm.toml",
-        "-q",
-        "--time-limit",
-        "0.5",
-        "--out",
-        admm_out.to_str().unwrap(),
-    ]);
+    let out = admm_for_half_a_second(&admm_out, &[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -504,19 +514,7 @@ fn the_normalize_flag_replaces_the_file_setting_with_its_checks() {
 #[test]
 fn admm_survives_a_threaded_blas() {
     let out_dir = std::env::temp_dir().join(format!("colloc-admm-blas-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_colloc"))
-        .args([
-            "admm",
-            "problems/vanderpol-admm.toml",
-            "-q",
-            "--time-limit",
-            "0.5",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ])
-        .env("OPENBLAS_NUM_THREADS", "2")
-        .output()
-        .expect("the binary runs");
+    let out = admm_for_half_a_second(&out_dir, &[("OPENBLAS_NUM_THREADS", "2")]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
     assert!(err.contains("time limit (0.5 s) reached"), "{err}");
