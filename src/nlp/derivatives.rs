@@ -26,6 +26,10 @@ const MIN_CHUNK: usize = 128;
 /// Fewest elements whose shared quantities are computed in parallel.
 const SHARE_PARALLEL_MIN: usize = 16_384;
 
+/// Elements per run of the shared pass (see [`Element::finish_shared`]): 256 units of three
+/// numbers take 6 kB.
+const SHARE_RUN: usize = 256;
+
 /// Type-erased view of an [`ElementGroup`], so groups of different element kinds can sit in
 /// one model.
 pub(crate) trait GroupKernels: Send + Sync {
@@ -133,26 +137,30 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
         let ni = self.n_inputs;
         self.shared.resize(self.elements.len() * sl, 0.0);
         let (elements, inputs) = (&self.elements, &self.inputs);
-        let share = |xs: &mut Vec<f64>, ((s, e), idx): ((&mut [f64], &E), &[usize])| {
-            for (xa, &i) in xs.iter_mut().zip(idx) {
-                *xa = x[i];
+        // One run of elements: each one's part, then the run's completion (see
+        // `Element::finish_shared`) while its numbers are still in the L1 cache.
+        let share_run = |xs: &mut Vec<f64>, ((s, es), idx): ((&mut [f64], &[E]), &[usize])| {
+            for ((s, e), idx) in s.chunks_exact_mut(sl).zip(es).zip(idx.chunks_exact(ni)) {
+                for (xa, &i) in xs.iter_mut().zip(idx) {
+                    *xa = x[i];
+                }
+                e.share(xs, s);
             }
-            e.share(xs, s);
+            es[0].finish_shared(s);
         };
         if self.elements.len() < SHARE_PARALLEL_MIN {
             let mut xs = vec![0.0; ni];
             self.shared
-                .chunks_exact_mut(sl)
-                .zip(elements)
-                .zip(inputs.chunks_exact(ni))
-                .for_each(|item| share(&mut xs, item));
+                .chunks_mut(sl * SHARE_RUN)
+                .zip(elements.chunks(SHARE_RUN))
+                .zip(inputs.chunks(ni * SHARE_RUN))
+                .for_each(|item| share_run(&mut xs, item));
         } else {
             self.shared
-                .par_chunks_mut(sl)
-                .with_min_len(MIN_CHUNK)
-                .zip(elements.par_iter())
-                .zip(inputs.par_chunks(ni))
-                .for_each_init(|| vec![0.0; ni], share);
+                .par_chunks_mut(sl * SHARE_RUN)
+                .zip(elements.par_chunks(SHARE_RUN))
+                .zip(inputs.par_chunks(ni * SHARE_RUN))
+                .for_each_init(|| vec![0.0; ni], share_run);
         }
     }
 

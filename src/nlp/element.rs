@@ -53,6 +53,16 @@ pub trait Element: Send + Sync {
         let _ = (x, shared);
     }
 
+    /// Completes, in one pass, the shared quantities of a run of consecutive elements of the
+    /// group that begins with this one, after [`Element::share`] wrote each one's part: for
+    /// work that vectorizes across elements, such as an activation over many units. `shared`
+    /// holds the run's numbers, [`Element::shared_len`] per element. The layer calls it on
+    /// the first element of each run, so the elements of one group must agree on it.
+    /// Default: nothing.
+    fn finish_shared(&self, shared: &mut [f64]) {
+        let _ = shared;
+    }
+
     /// Closed-form outputs at `x` with the quantities [`Element::share`] wrote (`out` is
     /// zeroed). Default: [`Element::eval`].
     fn closed_values(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {

@@ -54,10 +54,14 @@ impl Element for ReducedUnit {
         3
     }
 
+    // z here; the activation over a whole run of units in `finish_shared`, where it
+    // vectorizes (every unit of a network has its activation).
     fn share(&self, x: &[f64], shared: &mut [f64]) {
-        let z = self.pre_activation(x);
-        let (s, s1, s2) = self.activation.value_and_derivatives(z);
-        shared.copy_from_slice(&[s, s1, s2]);
+        shared[0] = self.pre_activation(x);
+    }
+
+    fn finish_shared(&self, shared: &mut [f64]) {
+        self.activation.values_and_derivatives_in_place(shared);
     }
 
     fn closed_values(&self, x: &[f64], shared: &[f64], out: &mut [f64]) {
@@ -1160,6 +1164,7 @@ mod tests {
             unit.eval(&xs, &mut ys);
             let mut shared = vec![0.0; unit.shared_len()];
             unit.share(&x, &mut shared);
+            unit.finish_shared(&mut shared);
             let mut values = vec![0.0; n_out];
             unit.closed_values(&x, &shared, &mut values);
             for (o, y) in ys.iter().enumerate() {
