@@ -246,13 +246,16 @@ impl Activation {
             || {
                 let mut quads = triples.chunks_exact_mut(12);
                 for q in &mut quads {
-                    let z = [q[0], q[3], q[6], q[9]];
-                    let s = z.map(tanh_branch_free);
-                    let d1 = s.map(|s| 1.0 - s * s);
+                    // Plain loops over arrays (`map` is not inlined into the AVX2 copy).
+                    let mut s = [0.0; 4];
                     for k in 0..4 {
+                        s[k] = tanh_branch_free(q[3 * k]);
+                    }
+                    for k in 0..4 {
+                        let d1 = 1.0 - s[k] * s[k];
                         q[3 * k] = s[k];
-                        q[3 * k + 1] = d1[k];
-                        q[3 * k + 2] = -2.0 * s[k] * d1[k];
+                        q[3 * k + 1] = d1;
+                        q[3 * k + 2] = -2.0 * s[k] * d1;
                     }
                 }
                 for t in quads.into_remainder().chunks_exact_mut(3) {
