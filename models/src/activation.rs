@@ -181,7 +181,7 @@ impl Activation {
     /// Value, first and second derivative at `x`, in closed form (the hot path of the
     /// collocation Hessian; checked against the second-order dual derivative of
     /// [`Activation::apply`] in the tests).
-    /// `tanh` is [`tanh_branch_free`] (within 3 ulp of the library's), so that
+    /// `tanh` is computed without branches (within 3 ulp of the library's), so that
     /// [`Activation::values_and_derivatives_in_place`] vectorizes and gives the same bits.
     #[inline(always)]
     pub fn value_and_derivatives(self, x: f64) -> (f64, f64, f64) {
@@ -272,7 +272,7 @@ impl Activation {
 /// the sign of `x`. Within 3 ulp of the library's `tanh` (a test checks it over the range
 /// that matters); `tanh(±0) = ±0`, `tanh(±∞) = ±1`, NaN stays NaN.
 #[inline(always)]
-pub fn tanh_branch_free(x: f64) -> f64 {
+pub(crate) fn tanh_branch_free(x: f64) -> f64 {
     let u = expm1_nonpositive(-2.0 * x.abs());
     (-u / (u + 2.0)).copysign(x)
 }
