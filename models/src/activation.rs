@@ -277,45 +277,15 @@ pub(crate) fn tanh_branch_free(x: f64) -> f64 {
     (-u / (u + 2.0)).copysign(x)
 }
 
-/// `e^x − 1` for `x ≤ 0`, branch-free: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, `e^r − 1 =
-/// r·q(r)` by its Taylor polynomial (terms up to `r¹³/13!`: truncation below 1e-17
-/// relative), then `2^n (e^r − 1) + (2^n − 1)`, exact for `n = 0` (no cancellation near
-/// 0). Arguments below −40, where `e^x − 1` rounds to −1, are taken as −40.
+/// `e^x − 1` for `x ≤ 0`, branch-free: `x = n·ln 2 + r` (see [`reduce_by_ln2`]), then
+/// `2^n (e^r − 1) + (2^n − 1)`, exact for `n = 0` (no cancellation near 0). Arguments below
+/// −40, where `e^x − 1` rounds to −1, are taken as −40.
 #[inline(always)]
 fn expm1_nonpositive(x: f64) -> f64 {
-    const LOG2_E: f64 = std::f64::consts::LOG2_E;
-    // As in `exp_nonpositive`: n·LN2_HI is exact, SHIFTER rounds to an integer.
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    const SHIFTER: f64 = 6_755_399_441_055_744.0;
     // Not `max`: a NaN must stay NaN.
     let x = if x < -40.0 { -40.0 } else { x };
-    let shifted = x * LOG2_E + SHIFTER;
-    let n = shifted - SHIFTER;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    // 1/(k+1)! for k = 12, 11, …, 0.
-    const TAYLOR: [f64; 13] = [
-        1.0 / 6_227_020_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-    ];
-    let mut q = TAYLOR[0];
-    for c in &TAYLOR[1..] {
-        q = q * r + c;
-    }
-    let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
-    let scale = f64::from_bits(n_bits.wrapping_add(1023) << 52);
-    scale * (r * q) + (scale - 1.0)
+    let (r, scale) = reduce_by_ln2(x);
+    scale * (r * expm1_quotient(r)) + (scale - 1.0)
 }
 
 /// Which exponential the sigmoids (sigmoid, GELU) of [`Activation::values_and_slopes`] use.
@@ -341,27 +311,43 @@ fn sigmoid_f64(x: f64, exp: impl Fn(f64) -> f64) -> f64 {
     }
 }
 
-/// `e^x` for `x ≤ 0`, branch-free so that loops over it vectorize: `x = n·ln 2 + r` with
-/// `|r| ≤ ln 2 / 2`, `e^r` by its Taylor polynomial of degree 13 (truncation below 4e-18
+/// `e^x` for `x ≤ 0`, branch-free so that loops over it vectorize: `x = n·ln 2 + r` (see
+/// [`reduce_by_ln2`]), `e^r = 1 + r·q(r)` (see [`expm1_quotient`]; truncation below 4e-18
 /// relative), scaled by `2^n` through the exponent bits. Arguments below −708 give 0 (the
 /// library gives subnormals down to −745, then 0): subnormal numbers are slow, and a
 /// saturated unit's slope must not leave tiny nonzero products in the backward pass.
 #[inline(always)]
 fn exp_nonpositive(x: f64) -> f64 {
+    let underflow = x < -708.0;
+    // Not `max`: a NaN must stay NaN.
+    let x = if underflow { -708.0 } else { x };
+    let (r, scale) = reduce_by_ln2(x);
+    let p = expm1_quotient(r) * r + 1.0;
+    p * if underflow { 0.0 } else { scale }
+}
+
+/// `(r, 2^n)` with `x = n·ln 2 + r`, `|r| ≤ ln 2 / 2`, for `−708 ≤ x ≤ 0`.
+#[inline(always)]
+fn reduce_by_ln2(x: f64) -> (f64, f64) {
     const LOG2_E: f64 = std::f64::consts::LOG2_E;
     // ln 2 = LN2_HI + LN2_LO, with the low bits of LN2_HI zero so that n·LN2_HI is exact.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits.
     const SHIFTER: f64 = 6_755_399_441_055_744.0;
-    let underflow = x < -708.0;
-    // Not `max`: a NaN must stay NaN.
-    let x = if underflow { -708.0 } else { x };
     let shifted = x * LOG2_E + SHIFTER;
     let n = shifted - SHIFTER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
-    // 1/k! for k = 13, 12, …, 0.
-    const TAYLOR: [f64; 14] = [
+    let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
+    (r, f64::from_bits(n_bits.wrapping_add(1023) << 52))
+}
+
+/// `(e^r − 1)/r` for `|r| ≤ ln 2 / 2`: its Taylor polynomial `Σ_{k≤12} r^k/(k+1)!` in Horner
+/// form (truncation below 1e-17 relative).
+#[inline(always)]
+fn expm1_quotient(r: f64) -> f64 {
+    // 1/(k+1)! for k = 12, 11, …, 0.
+    const TAYLOR: [f64; 13] = [
         1.0 / 6_227_020_800.0,
         1.0 / 479_001_600.0,
         1.0 / 39_916_800.0,
@@ -375,15 +361,12 @@ fn exp_nonpositive(x: f64) -> f64 {
         1.0 / 6.0,
         0.5,
         1.0,
-        1.0,
     ];
-    let mut p = TAYLOR[0];
+    let mut q = TAYLOR[0];
     for c in &TAYLOR[1..] {
-        p = p * r + c;
+        q = q * r + c;
     }
-    let n_bits = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
-    let scale = f64::from_bits(n_bits.wrapping_add(1023) << 52);
-    p * if underflow { 0.0 } else { scale }
+    q
 }
 
 /// `1 / (1 + e^(−x))` without overflow.
