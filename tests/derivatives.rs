@@ -49,6 +49,22 @@ impl Element for Wide {
     }
 }
 
+/// Two outputs that read different inputs, with the entries that are zero at every point
+/// declared (left out of the patterns; the finite differences check that they are zero).
+struct Split;
+impl Element for Split {
+    fn eval<S: Scalar>(&self, x: &[S], out: &mut [S]) {
+        out[0] = x[0] * x[1].sin();
+        out[1] = x[2].exp() * x[1];
+    }
+    fn jacobian_is_zero(&self, output: usize, input: usize) -> bool {
+        (output, input) == (0, 2) || (output, input) == (1, 0)
+    }
+    fn hessian_is_zero(&self, a: usize, b: usize) -> bool {
+        matches!((a, b), (0, 0) | (2, 0))
+    }
+}
+
 fn random_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
 }
@@ -96,6 +112,17 @@ fn build_with_l2(rng: &mut ChaCha8Rng, l2_weight: f64) -> Nlp {
         chain.push(Chain, &i, &[t]).unwrap();
     }
     m.add_elements(chain).unwrap();
+
+    let mut split = ElementGroup::new("split", 3, 2);
+    for e in 0..4 {
+        let i = [x.index(2 * e), x.index(2 * e + 9), x.index(e + 20)];
+        let t = [
+            Target::Constraint(c.row(8 + e)),
+            Target::Constraint(c.row(11 - e)),
+        ];
+        split.push(Split, &i, &t).unwrap();
+    }
+    m.add_elements(split).unwrap();
 
     let mut wide = ElementGroup::new("wide", 20, 2);
     let i: Vec<usize> = (0..20).map(|k| x.index(29 - k)).collect();

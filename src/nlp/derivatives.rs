@@ -41,6 +41,10 @@ pub(crate) trait GroupKernels: Send + Sync {
     fn targets(&self) -> &[Target];
     /// True when the elements give their derivatives in closed form.
     fn has_closed_form(&self) -> bool;
+    /// [`Element::jacobian_is_zero`] of element `e`.
+    fn jacobian_is_zero(&self, e: usize, output: usize, input: usize) -> bool;
+    /// [`Element::hessian_is_zero`] of element `e`.
+    fn hessian_is_zero(&self, e: usize, a: usize, b: usize) -> bool;
     /// True when the closed forms share quantities computed by [`GroupKernels::share`].
     fn shares(&self) -> bool;
     /// Computes the elements' shared quantities at `x` ([`Element::share`]); every kernel
@@ -123,6 +127,14 @@ impl<E: Element> GroupKernels for ElementGroup<E> {
 
     fn has_closed_form(&self) -> bool {
         self.elements.first().is_some_and(Element::has_closed_form)
+    }
+
+    fn jacobian_is_zero(&self, e: usize, output: usize, input: usize) -> bool {
+        self.elements[e].jacobian_is_zero(output, input)
+    }
+
+    fn hessian_is_zero(&self, e: usize, a: usize, b: usize) -> bool {
+        self.elements[e].hessian_is_zero(a, b)
     }
 
     fn shares(&self) -> bool {

@@ -37,6 +37,23 @@ pub trait Element: Send + Sync {
         false
     }
 
+    /// True when `∂out_k/∂x_a` is zero at every point (an output that does not read that
+    /// input): the layer leaves the entry out of the Jacobian's sparsity pattern, so neither
+    /// it nor IPOPT stores or sums it, and ignores what the element computes there — which
+    /// must be zero. Default: false.
+    fn jacobian_is_zero(&self, output: usize, input: usize) -> bool {
+        let _ = (output, input);
+        false
+    }
+
+    /// True when the second derivative of every output in `(x_a, x_b)`, `b ≤ a`, is zero at
+    /// every point: the layer leaves the pair out of the Hessian's sparsity pattern (as
+    /// [`Element::jacobian_is_zero`]). Default: false.
+    fn hessian_is_zero(&self, a: usize, b: usize) -> bool {
+        let _ = (a, b);
+        false
+    }
+
     /// Numbers per element that its closed forms share at one point (see
     /// [`Element::share`]). Default: 0.
     fn shared_len(&self) -> usize {

@@ -343,7 +343,9 @@ impl Model {
                         Target::Constraint(r) => {
                             g_sources.push((r, vpos));
                             for (a, &ga) in inputs.iter().enumerate() {
-                                jac.push(r, ga, Source::Arena(jpos + a));
+                                if !kernels.jacobian_is_zero(e, k, a) {
+                                    jac.push(r, ga, Source::Arena(jpos + a));
+                                }
                             }
                         }
                     }
@@ -352,8 +354,10 @@ impl Model {
                 let mut p = 0;
                 for a in 0..ni {
                     for b in 0..=a {
-                        let (ga, gb) = (inputs[a], inputs[b]);
-                        hess.push(ga.max(gb), ga.min(gb), Source::Arena(hpos + p));
+                        if !kernels.hessian_is_zero(e, a, b) {
+                            let (ga, gb) = (inputs[a], inputs[b]);
+                            hess.push(ga.max(gb), ga.min(gb), Source::Arena(hpos + p));
+                        }
                         p += 1;
                     }
                 }

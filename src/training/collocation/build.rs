@@ -49,6 +49,18 @@ impl Element for ReducedUnit {
         2 * self.states + 2 <= 16
     }
 
+    // Inputs x = [y (d), w (d), w_t?, b, v (n_out)]: output o reads v_o only, and the
+    // outputs are linear in v.
+    fn jacobian_is_zero(&self, output: usize, input: usize) -> bool {
+        let v0 = 2 * self.states + usize::from(self.time.is_some()) + 1;
+        input >= v0 && input != v0 + output
+    }
+
+    fn hessian_is_zero(&self, a: usize, b: usize) -> bool {
+        let v0 = 2 * self.states + usize::from(self.time.is_some()) + 1;
+        a >= v0 && b >= v0
+    }
+
     // σ(z), σ'(z), σ''(z): computed once per iterate for values, Jacobian and Hessian.
     fn shared_len(&self) -> usize {
         3
@@ -1184,8 +1196,17 @@ mod tests {
                         (jac[o * ni + a] - g[a]).abs() < 1e-13,
                         "jacobian ({o}, {a})"
                     );
+                    // The entries left out of the pattern are zero.
+                    if unit.jacobian_is_zero(o, a) {
+                        assert_eq!(g[a], 0.0, "declared zero: jacobian ({o}, {a})");
+                    }
                 }
             }
+            let zeros = (0..n_out)
+                .flat_map(|o| (0..ni).map(move |a| (o, a)))
+                .filter(|&(o, a)| unit.jacobian_is_zero(o, a))
+                .count();
+            assert_eq!(zeros, n_out * (n_out - 1), "v_o' does not enter output o");
             let xs2: Vec<Dual2SVec64<16>> = x
                 .iter()
                 .enumerate()
@@ -1211,6 +1232,12 @@ mod tests {
                         "{activation}: hessian ({a}, {b}): {} vs {exact}",
                         hess[p]
                     );
+                    if unit.hessian_is_zero(a, b) {
+                        for y in &ys2 {
+                            let h = y.v2.0.as_ref().map_or(0.0, |h| h[(a, b)]);
+                            assert_eq!(h, 0.0, "declared zero: hessian ({a}, {b})");
+                        }
+                    }
                     p += 1;
                 }
             }
