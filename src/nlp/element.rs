@@ -48,7 +48,9 @@ pub trait Element: Send + Sync {
 
     /// True when the second derivative of every output in `(x_a, x_b)`, `b ≤ a`, is zero at
     /// every point: the layer leaves the pair out of the Hessian's sparsity pattern (as
-    /// [`Element::jacobian_is_zero`]). Default: false.
+    /// [`Element::jacobian_is_zero`]). Each left-out entry costs the scattered assembly a
+    /// test, so declare pairs that take nonzeros out of IPOPT's pattern, not a few per
+    /// element that other terms keep there anyway. Default: false.
     fn hessian_is_zero(&self, a: usize, b: usize) -> bool {
         let _ = (a, b);
         false

@@ -49,16 +49,13 @@ impl Element for ReducedUnit {
         2 * self.states + 2 <= 16
     }
 
-    // Inputs x = [y (d), w (d), w_t?, b, v (n_out)]: output o reads v_o only, and the
-    // outputs are linear in v.
+    // Inputs x = [y (d), w (d), w_t?, b, v (n_out)]: output o reads v_o only. (The outputs
+    // are also linear in v, but the v–v Hessian pairs stay: the L2 term keeps the diagonal
+    // ones in the pattern anyway, and skipping the others made the Hessian scatter slower —
+    // 35.4 against 40.4 ms per vanderpol solve, medians of 10 alternating pairs.)
     fn jacobian_is_zero(&self, output: usize, input: usize) -> bool {
         let v0 = 2 * self.states + usize::from(self.time.is_some()) + 1;
         input >= v0 && input != v0 + output
-    }
-
-    fn hessian_is_zero(&self, a: usize, b: usize) -> bool {
-        let v0 = 2 * self.states + usize::from(self.time.is_some()) + 1;
-        a >= v0 && b >= v0
     }
 
     // σ(z), σ'(z), σ''(z): computed once per iterate for values, Jacobian and Hessian.
@@ -1232,12 +1229,6 @@ mod tests {
                         "{activation}: hessian ({a}, {b}): {} vs {exact}",
                         hess[p]
                     );
-                    if unit.hessian_is_zero(a, b) {
-                        for y in &ys2 {
-                            let h = y.v2.0.as_ref().map_or(0.0, |h| h[(a, b)]);
-                            assert_eq!(h, 0.0, "declared zero: hessian ({a}, {b})");
-                        }
-                    }
                     p += 1;
                 }
             }
