@@ -224,9 +224,7 @@ impl Activation {
             Self::Identity => (x, 1.0, 0.0),
         }
     }
-}
 
-impl Activation {
     /// [`Activation::value_and_derivatives`] over many points at once: `triples` holds
     /// `(z, ·, ·)` triples, each replaced by `(σ(z), σ'(z), σ''(z))` — the same bits as one
     /// call per point. For tanh the loop runs four points side by side, compiled for AVX2

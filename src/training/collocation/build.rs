@@ -54,7 +54,7 @@ impl Element for ReducedUnit {
     // ones in the pattern anyway, and skipping the others made the Hessian scatter slower —
     // 35.4 against 40.4 ms per vanderpol solve, medians of 10 alternating pairs.)
     fn jacobian_is_zero(&self, output: usize, input: usize) -> bool {
-        let v0 = 2 * self.states + usize::from(self.time.is_some()) + 1;
+        let v0 = self.first_outgoing_weight();
         input >= v0 && input != v0 + output
     }
 
@@ -108,8 +108,13 @@ impl Element for ReducedUnit {
 impl ReducedUnit {
     /// `(states, inputs before the outgoing weights, outputs)` of this unit's inputs `x`.
     fn sizes(&self, x: &[f64]) -> (usize, usize, usize) {
-        let v0 = 2 * self.states + usize::from(self.time.is_some()) + 1;
+        let v0 = self.first_outgoing_weight();
         (self.states, v0, x.len() - v0)
+    }
+
+    /// Index of the first outgoing weight `v_0` among the unit's inputs.
+    fn first_outgoing_weight(&self) -> usize {
+        2 * self.states + usize::from(self.time.is_some()) + 1
     }
 
     /// [`Element::jacobian`] with the sizes `(d, v0, n_out)` given (see [`ReducedUnit::sizes`]).
