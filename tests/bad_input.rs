@@ -183,6 +183,11 @@ fn invalid_values_name_the_field() {
         &["train.t1"],
     );
     expect_input_error(
+        "start-time",
+        &GOOD.replace("[train]", "[train]\nt0 = nan"),
+        &["train.t0", "finite"],
+    );
+    expect_input_error(
         "no-test-points",
         &GOOD.replace("t1 = 6.0\npoints = 10", "t1 = 6.0\npoints = 0"),
         &["test.points", "need 1 to"],
@@ -434,6 +439,8 @@ fn model_json_that_does_not_fit_is_refused() {
     ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("model.json: line 1"), "{err}");
+    // The location is named once, not again at the end of serde_json's message.
+    assert!(!err.contains(" at line "), "{err}");
     // A normalization that does not fit the model's states, or with a zero scale.
     let good =
         colloc_models::Mlp::xavier(&[2, 4, 2], colloc_models::Activation::Tanh, false, 0).unwrap();

@@ -376,11 +376,19 @@ impl Mlp {
 
     /// Parses and validates a model from JSON; `path` names the source in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Self, ModelError> {
-        let m: Mlp = serde_json::from_str(text).map_err(|e| ModelError::Parse {
-            path: path.to_string(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
+        let m: Mlp = serde_json::from_str(text).map_err(|e| {
+            // serde_json ends its message with the location, which the error names already.
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            ModelError::Parse {
+                path: path.to_string(),
+                line: e.line(),
+                column: e.column(),
+                message: message
+                    .strip_suffix(&suffix)
+                    .unwrap_or(&message)
+                    .to_string(),
+            }
         })?;
         if m.format_version != MODEL_FORMAT_VERSION {
             return Err(ModelError::Parse { path: path.to_string(), line: 1, column: 1, message: format!("format_version {} is not supported (this colloc writes {MODEL_FORMAT_VERSION})", m.format_version) });

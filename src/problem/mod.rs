@@ -677,6 +677,12 @@ fn generate(
             format!("need 3 to {MAX_OBSERVATIONS}, got {train_points}"),
         ));
     }
+    if !t0.is_finite() {
+        return Err(field(
+            "train.t0",
+            format!("must be a finite number, got {t0}"),
+        ));
+    }
     let t1 = raw.train.t1;
     if !(t1.is_finite() && t1 > t0) {
         return Err(field(

@@ -75,13 +75,8 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     let state = if args.resume {
         let text = std::fs::read_to_string(&checkpoint_path)
             .map_err(|e| Failure::input(format!("--resume: {}: {e}", checkpoint_path.display())))?;
-        serde_json::from_str::<AdmmState>(&text).map_err(|e| {
-            Failure::input(format!(
-                "--resume: {}: line {}: {e}",
-                checkpoint_path.display(),
-                e.line()
-            ))
-        })?
+        serde_json::from_str::<AdmmState>(&text)
+            .map_err(|e| Failure::input(format!("--resume: {}: {e}", checkpoint_path.display())))?
     } else {
         admm::initial_state(&problem, &settings, &batches).map_err(input_or_run)?
     };

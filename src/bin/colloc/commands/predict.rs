@@ -161,9 +161,8 @@ fn run_start(dir: &std::path::Path) -> Result<(f64, Vec<f64>), Failure> {
     let path = dir.join("summary.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Failure::input(format!("--run: {}: {e}", path.display())))?;
-    let summary: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Failure::input(format!("--run: {}: line {}: {e}", path.display(), e.line()))
-    })?;
+    let summary: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::input(format!("--run: {}: {e}", path.display())))?;
     let missing = || {
         Failure::input(format!(
             "--run: {} has no start_time/start_state (written by an older colloc?); give MODEL \
