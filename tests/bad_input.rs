@@ -382,6 +382,16 @@ fn bad_csv_rows_name_the_line() {
             vec!["line 3", "`one` is not a number"],
         ),
         (
+            "header-only",
+            "t,u,v\n".to_string(),
+            vec!["data.csv: line 1", "no data rows"],
+        ),
+        (
+            "semicolons",
+            "t;u;v\n0.0;1;2\n".to_string(),
+            vec!["line 2", "separated by commas"],
+        ),
+        (
             "few",
             "t,u,v\n0.0,1,2\n0.5,1,2\n".to_string(),
             vec!["training window holds 2 observation(s)"],

@@ -131,7 +131,12 @@ pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> 
                     .find(|f| f.parse::<f64>().is_err())
                     .copied()
                     .unwrap_or("");
-                return Err(err(line, format!("`{bad}` is not a number")));
+                let hint = if bad.contains([';', '\t']) {
+                    " (fields are separated by commas)"
+                } else {
+                    ""
+                };
+                return Err(err(line, format!("`{bad}` is not a number{hint}")));
             }
         };
         if values.len() < 2 {
@@ -165,6 +170,12 @@ pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> 
         }
         push_time(&mut t, values[0]).map_err(|m| err(line, m))?;
         y.push(values[1..].to_vec());
+    }
+    if t.is_empty() {
+        return Err(err(
+            text.lines().count().max(1),
+            "no data rows (expected `t, y1, …, yd` rows of numbers)".into(),
+        ));
     }
     Ok((t, y))
 }

@@ -541,7 +541,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
     if layers[0] != expect_in || layers[layers.len() - 1] != outputs {
         return Err(field(
             "model.layers",
-            format!("the data have {dim} states{}, so a {} network's layers must start with {expect_in} and end with {outputs}; got {layers:?}", if raw.model.time_input { " plus time" } else { "" }, structure.name()),
+            format!("the data have {dim} state{}{}, so a {} network's layers must start with {expect_in} and end with {outputs}; got {layers:?}", if dim == 1 { "" } else { "s" }, if raw.model.time_input { " plus time" } else { "" }, structure.name()),
         ));
     }
     if let Some(b) = &raw.model.time_basis {
