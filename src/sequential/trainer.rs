@@ -487,7 +487,7 @@ impl<'a> Objective<'a> {
                 let m = settings.shooting.segments;
                 if n_obs < m + 1 {
                     return Err(SequentialError::Data(format!(
-                        "{m} shooting segments need at least {} training observations, got {n_obs}",
+                        "{m} shooting segments (`sequential.shooting.segments`) need at least {} training observations, got {n_obs}",
                         m + 1
                     )));
                 }
@@ -977,7 +977,7 @@ mod tests {
         let e = train(&init, None, &short, &s, &mut |_| true).unwrap_err();
         assert!(
             e.to_string()
-                .contains("5 shooting segments need at least 6"),
+                .contains("5 shooting segments (`sequential.shooting.segments`) need at least 6"),
             "{e}"
         );
     }
