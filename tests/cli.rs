@@ -326,7 +326,7 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     }
     // Measurements without rows, or with another number of states.
     for (name, csv, message) in [
-        ("empty.csv", "t,y1,y2\n", "no measurement rows"),
+        ("empty.csv", "t,y1,y2\n", "no data rows"),
         ("one.csv", "t,y1\n0,1\n1,2\n", "1 state columns"),
     ] {
         let path = dir.join(name);

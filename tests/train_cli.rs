@@ -247,7 +247,7 @@ fn bad_flags_and_settings_are_refused() {
     let (code, _, err) = colloc(&["train", f.to_str().unwrap(), "--method", "shooting"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("40 shooting segments need at least 41"),
+        err.contains("40 shooting segments (`sequential.shooting.segments`) need at least 41"),
         "{err}"
     );
 }
