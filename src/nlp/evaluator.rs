@@ -97,11 +97,11 @@ pub struct Nlp {
     pub(crate) objective_values: Vec<usize>,
     pub(crate) g_gather: Gather,
     pub(crate) grad_gather: Gather,
-    pub(crate) jac_rows: Vec<usize>,
-    pub(crate) jac_cols: Vec<usize>,
+    pub(crate) jac_rows: Vec<u32>,
+    pub(crate) jac_cols: Vec<u32>,
     pub(crate) jac_gather: Gather,
-    pub(crate) hess_rows: Vec<usize>,
-    pub(crate) hess_cols: Vec<usize>,
+    pub(crate) hess_rows: Vec<u32>,
+    pub(crate) hess_cols: Vec<u32>,
     pub(crate) hess_gather: Gather,
     /// Slots of the value, Jacobian and Hessian arena entries when the model assembles by
     /// scattering (small models, see [`SCATTER_MAX_ENTRIES`]); `None`: parallel element
@@ -278,13 +278,13 @@ impl NlpEvaluator for Nlp {
     }
 
     fn jacobian_structure(&self, rows: &mut [usize], cols: &mut [usize]) {
-        rows.copy_from_slice(&self.jac_rows);
-        cols.copy_from_slice(&self.jac_cols);
+        widen(&self.jac_rows, rows);
+        widen(&self.jac_cols, cols);
     }
 
     fn hessian_structure(&self, rows: &mut [usize], cols: &mut [usize]) {
-        rows.copy_from_slice(&self.hess_rows);
-        cols.copy_from_slice(&self.hess_cols);
+        widen(&self.hess_rows, rows);
+        widen(&self.hess_cols, cols);
     }
 
     fn objective(&mut self, x: &[f64]) -> Result<f64, EvalError> {
@@ -491,5 +491,17 @@ impl std::fmt::Debug for Nlp {
                     .collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+/// Copies 32-bit pattern indices into the evaluator interface's `usize` ones.
+fn widen(from: &[u32], to: &mut [usize]) {
+    assert_eq!(
+        from.len(),
+        to.len(),
+        "structure buffer of the pattern's length"
+    );
+    for (t, &f) in to.iter_mut().zip(from) {
+        *t = f as usize;
     }
 }

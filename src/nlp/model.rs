@@ -188,6 +188,12 @@ impl Model {
     /// Validates every term, fixes the sparsity patterns and precomputes the scatter/gather maps.
     pub fn build(self) -> Result<Nlp, ModelError> {
         let (n, m) = (self.n_vars, self.n_cons);
+        // The patterns key entries by 32-bit rows and columns (IPOPT's indices are 32-bit too).
+        if n > i32::MAX as usize || m > i32::MAX as usize {
+            return Err(ModelError::TooLarge(format!(
+                "{n} variables and {m} constraints exceed the 32-bit index range"
+            )));
+        }
         let check_var = |term: &str, index: usize| {
             if index < n {
                 Ok(())

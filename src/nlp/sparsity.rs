@@ -141,10 +141,11 @@ pub(crate) struct PatternBuilder {
     order: SlotOrder,
 }
 
-/// A merged pattern: slot `k` is `(rows[k], cols[k])`, in the builder's [`SlotOrder`].
+/// A merged pattern: slot `k` is `(rows[k], cols[k])`, in the builder's [`SlotOrder`]
+/// (32-bit indices, as IPOPT's).
 pub(crate) struct Pattern {
-    pub rows: Vec<usize>,
-    pub cols: Vec<usize>,
+    pub rows: Vec<u32>,
+    pub cols: Vec<u32>,
     pub gather: Gather,
     order: SlotOrder,
 }
@@ -152,6 +153,9 @@ pub(crate) struct Pattern {
 impl Pattern {
     /// The slot of entry `(row, col)`, if the pattern has it.
     pub fn slot(&self, row: usize, col: usize) -> Option<usize> {
+        let (Ok(row), Ok(col)) = (u32::try_from(row), u32::try_from(col)) else {
+            return None;
+        };
         let (major, minor, key) = match self.order {
             SlotOrder::RowMajor => (&self.rows, &self.cols, (row, col)),
             SlotOrder::ColumnMajor => (&self.cols, &self.rows, (col, row)),
@@ -188,10 +192,18 @@ impl PatternBuilder {
     /// Sorts (stably, so each slot sums its sources in insertion order) and merges.
     pub fn finish(mut self) -> Pattern {
         self.entries.par_sort_by_key(|e| e.0);
-        let mut rows = Vec::new();
-        let mut cols = Vec::new();
-        let mut constant = Vec::new();
-        let mut ptr = vec![0];
+        // Exact capacities: on long series the pattern is the largest structure kept.
+        let slots = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(k, e)| *k == 0 || self.entries[k - 1].0 != e.0)
+            .count();
+        let mut rows = Vec::with_capacity(slots);
+        let mut cols = Vec::with_capacity(slots);
+        let mut constant = Vec::with_capacity(slots);
+        let mut ptr = Vec::with_capacity(slots + 1);
+        ptr.push(0);
         let mut src = Vec::with_capacity(self.entries.len());
         let mut last = None;
         for (key, source) in self.entries {
@@ -199,7 +211,7 @@ impl PatternBuilder {
                 if last.is_some() {
                     ptr.push(src.len() as u32);
                 }
-                let (major, minor) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
+                let (major, minor) = ((key >> 32) as u32, (key & 0xffff_ffff) as u32);
                 let (row, col) = match self.order {
                     SlotOrder::RowMajor => (major, minor),
                     SlotOrder::ColumnMajor => (minor, major),
@@ -273,7 +285,12 @@ mod tests {
                 b.push(r, c, s);
             }
             let p = b.finish();
-            let keys: Vec<(usize, usize)> = p.rows.iter().copied().zip(p.cols.clone()).collect();
+            let keys: Vec<(usize, usize)> = p
+                .rows
+                .iter()
+                .zip(&p.cols)
+                .map(|(&r, &c)| (r as usize, c as usize))
+                .collect();
             let mut sorted = keys.clone();
             match order {
                 SlotOrder::RowMajor => sorted.sort(),

@@ -127,7 +127,12 @@ fn to_index(what: &str, v: usize) -> Result<i32, IpoptError> {
 }
 
 fn to_indices(what: &str, v: &[usize]) -> Result<Vec<i32>, IpoptError> {
-    v.iter().map(|&i| to_index(what, i)).collect()
+    // Sized up front (collecting `Result`s would grow the vector by doubling).
+    let mut out = Vec::with_capacity(v.len());
+    for &i in v {
+        out.push(to_index(what, i)?);
+    }
+    Ok(out)
 }
 
 impl IpoptSolver {
@@ -265,19 +270,31 @@ impl IpoptSolver {
             None => nlp.initial_point(&mut iterate.x),
         }
 
-        let (mut jr, mut jc) = (vec![0; d.nnz_jac], vec![0; d.nnz_jac]);
-        nlp.jacobian_structure(&mut jr, &mut jc);
-        let (mut hr, mut hc) = (Vec::new(), Vec::new());
-        if hessian {
-            hr = vec![0; d.nnz_hess];
-            hc = vec![0; d.nnz_hess];
-            nlp.hessian_structure(&mut hr, &mut hc);
-        }
+        // IPOPT's 32-bit structure; the evaluator's `usize` copies are dropped before the
+        // solve (on long series they are hundreds of megabytes).
+        let (jac_rows, jac_cols) = {
+            let (mut rows, mut cols) = (vec![0; d.nnz_jac], vec![0; d.nnz_jac]);
+            nlp.jacobian_structure(&mut rows, &mut cols);
+            (
+                to_indices("jacobian row", &rows)?,
+                to_indices("jacobian column", &cols)?,
+            )
+        };
+        let (hess_rows, hess_cols) = if hessian {
+            let (mut rows, mut cols) = (vec![0; d.nnz_hess], vec![0; d.nnz_hess]);
+            nlp.hessian_structure(&mut rows, &mut cols);
+            (
+                to_indices("hessian row", &rows)?,
+                to_indices("hessian column", &cols)?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let mut state = CallbackState {
-            jac_rows: to_indices("jacobian row", &jr)?,
-            jac_cols: to_indices("jacobian column", &jc)?,
-            hess_rows: to_indices("hessian row", &hr)?,
-            hess_cols: to_indices("hessian column", &hc)?,
+            jac_rows,
+            jac_cols,
+            hess_rows,
+            hess_cols,
             nlp,
             stats: SolveStats::default(),
             observer,
