@@ -192,6 +192,16 @@ impl Nlp {
         let (val_len, jac_len, hess_len) =
             (self.val_arena.len(), self.jac_arena.len(), self.hess_len);
         self.hess_arena.resize(hess_len, 0.0);
+        // The builder dropped the source lists of scattered assemblies.
+        for (gather, slots) in [
+            (&mut self.g_gather, &self.g_scatter),
+            (&mut self.jac_gather, &self.jac_scatter),
+            (&mut self.hess_gather, &self.hess_scatter),
+        ] {
+            if let Some(slots) = slots {
+                gather.restore_sources(slots);
+            }
+        }
         self.g_scatter = scatter.then(|| self.g_gather.slots(val_len));
         self.jac_scatter = scatter.then(|| self.jac_gather.slots(jac_len));
         self.hess_scatter = scatter.then(|| self.hess_gather.slots(hess_len));

@@ -474,11 +474,22 @@ impl Model {
             && [val_len, jac_len]
                 .iter()
                 .all(|&len| len <= SCATTER_MAX_ENTRIES);
-        let g_gather = dense_gather(m, &g_sources);
+        let mut g_gather = dense_gather(m, &g_sources);
+        let (mut jac_gather, mut hess_gather) = (jac.gather, hess.gather);
         let g_scatter = scatter.then(|| g_gather.slots(val_len));
-        let jac_scatter = scatter.then(|| jac.gather.slots(jac_len));
-        let hess_scatter = closed_form.then(|| hess.gather.slots(hess_len));
+        let jac_scatter = scatter.then(|| jac_gather.slots(jac_len));
+        let hess_scatter = closed_form.then(|| hess_gather.slots(hess_len));
         let hess_scatter_set = hess_scatter.is_some();
+        // A scattered assembly reads the slots only.
+        for (gather, scattered) in [
+            (&mut g_gather, g_scatter.is_some()),
+            (&mut jac_gather, jac_scatter.is_some()),
+            (&mut hess_gather, hess_scatter_set),
+        ] {
+            if scattered {
+                gather.drop_sources();
+            }
+        }
         Ok(Nlp {
             dims,
             x_lower,
@@ -499,13 +510,13 @@ impl Model {
             grad_gather: dense_gather(n, &grad_sources),
             jac_rows: jac.rows,
             jac_cols: jac.cols,
-            jac_gather: jac.gather,
+            jac_gather,
             hess_rows: hess.rows,
             hess_cols: hess.cols,
             g_scatter,
             jac_scatter,
             hess_scatter,
-            hess_gather: hess.gather,
+            hess_gather,
             weight_targets,
             val_arena: vec![0.0; val_len],
             jac_arena: vec![0.0; jac_len],

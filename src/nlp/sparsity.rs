@@ -78,6 +78,10 @@ impl Gather {
     /// ([`NO_SLOT`] for none). Scattering the arena in order through it sums each slot's
     /// sources in the order [`Gather::assemble`] does.
     pub fn slots(&self, arena_len: usize) -> Vec<u32> {
+        debug_assert!(
+            !self.ptr.is_empty(),
+            "restore the dropped sources before asking for slots"
+        );
         let mut slots = vec![NO_SLOT; arena_len];
         for k in 0..self.constant.len() {
             for &p in &self.src[self.ptr[k] as usize..self.ptr[k + 1] as usize] {
@@ -85,6 +89,39 @@ impl Gather {
             }
         }
         slots
+    }
+
+    /// Drops the source lists, keeping the constants, once the inverse map of
+    /// [`Gather::slots`] assembles instead (on long series the Hessian's lists take hundreds of
+    /// megabytes); [`Gather::restore_sources`] rebuilds them.
+    pub fn drop_sources(&mut self) {
+        self.ptr = Vec::new();
+        self.src = Vec::new();
+    }
+
+    /// Rebuilds dropped source lists from this gather's `slots`: each slot's arena positions
+    /// in ascending order, as the builder made them. Does nothing when they are present.
+    pub fn restore_sources(&mut self, slots: &[u32]) {
+        if !self.ptr.is_empty() {
+            return;
+        }
+        let n = self.constant.len();
+        let mut ptr = vec![0u32; n + 1];
+        for &s in slots.iter().filter(|&&s| s != NO_SLOT) {
+            ptr[s as usize + 1] += 1;
+        }
+        for k in 0..n {
+            ptr[k + 1] += ptr[k];
+        }
+        let mut next = ptr.clone();
+        let mut src = vec![0u32; ptr[n] as usize];
+        for (p, &s) in slots.iter().enumerate().filter(|(_, &s)| s != NO_SLOT) {
+            let at = &mut next[s as usize];
+            src[*at as usize] = p as u32;
+            *at += 1;
+        }
+        self.ptr = ptr;
+        self.src = src;
     }
 
     /// `out[slots[p]] += arena[p]` for the arena entries `range`, in order. Returns whether
@@ -306,6 +343,15 @@ mod tests {
             let arena = [1.0, 10.0, 100.0, 1000.0, 10000.0];
             let mut out = vec![0.0; keys.len()];
             p.gather.assemble(&arena, 1.0, &mut out);
+            // Sources dropped for a scattered assembly come back the same.
+            let slots = p.gather.slots(arena.len());
+            let mut restored = p.gather.clone();
+            restored.drop_sources();
+            restored.restore_sources(&slots);
+            assert_eq!(
+                (&restored.ptr, &restored.src),
+                (&p.gather.ptr, &p.gather.src)
+            );
             let mut by_entry: Vec<((usize, usize), f64)> = keys.into_iter().zip(out).collect();
             by_entry.sort_by_key(|e| e.0);
             merged.push(by_entry);
