@@ -2,6 +2,7 @@
 //! and exit codes: 0 success, 1 a run that did not converge or failed, 2 bad input or usage.
 
 mod commands;
+mod memory_guard;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

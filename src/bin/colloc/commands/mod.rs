@@ -66,7 +66,8 @@ pub struct Stop {
 }
 
 impl Stop {
-    /// Installs the Ctrl-C handler; `limit` must be a positive number of seconds.
+    /// Installs the Ctrl-C handler and the memory guard; `limit` must be a positive number of
+    /// seconds.
     pub fn new(started: std::time::Instant, limit: Option<f64>) -> Result<Self, crate::Failure> {
         if let Some(t) = limit {
             if !(t.is_finite() && t > 0.0) {
@@ -75,8 +76,11 @@ impl Stop {
                 )));
             }
         }
+        let interrupted = interrupt_flag();
+        // Memory running out stops the run as Ctrl-C does (or ends it with a message).
+        crate::memory_guard::watch(interrupted.clone());
         Ok(Self {
-            interrupted: interrupt_flag(),
+            interrupted,
             timed_out: Arc::new(AtomicBool::new(false)),
             started,
             limit,
