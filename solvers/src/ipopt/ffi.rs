@@ -430,9 +430,12 @@ unsafe extern "C" fn eval_jac_g<E: NlpEvaluator>(
         if values.is_null() {
             let state = &*(ud as *const CallbackState<'_, '_, E>);
             let len = nele.max(0) as usize;
-            std::slice::from_raw_parts_mut(i_row, len).copy_from_slice(&state.jac_rows);
-            std::slice::from_raw_parts_mut(j_col, len).copy_from_slice(&state.jac_cols);
-            return TRUE;
+            let written = super::write_structure(
+                |rows, cols| state.nlp.jacobian_structure(rows, cols),
+                std::slice::from_raw_parts_mut(i_row, len),
+                std::slice::from_raw_parts_mut(j_col, len),
+            );
+            return if written { TRUE } else { FALSE };
         }
         let x = slice(x, n);
         let values = slice_mut(values, nele);
@@ -463,9 +466,12 @@ unsafe extern "C" fn eval_h<E: NlpEvaluator>(
         if values.is_null() {
             let state = &*(ud as *const CallbackState<'_, '_, E>);
             let len = nele.max(0) as usize;
-            std::slice::from_raw_parts_mut(i_row, len).copy_from_slice(&state.hess_rows);
-            std::slice::from_raw_parts_mut(j_col, len).copy_from_slice(&state.hess_cols);
-            return TRUE;
+            let written = super::write_structure(
+                |rows, cols| state.nlp.hessian_structure(rows, cols),
+                std::slice::from_raw_parts_mut(i_row, len),
+                std::slice::from_raw_parts_mut(j_col, len),
+            );
+            return if written { TRUE } else { FALSE };
         }
         let x = slice(x, n);
         let lambda = slice(lambda, m);

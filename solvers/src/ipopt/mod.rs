@@ -95,10 +95,6 @@ pub enum IpoptError {
 /// State shared with the FFI trampolines during one solve.
 pub(crate) struct CallbackState<'a, 'o, E> {
     pub nlp: &'a mut E,
-    pub jac_rows: Vec<i32>,
-    pub jac_cols: Vec<i32>,
-    pub hess_rows: Vec<i32>,
-    pub hess_cols: Vec<i32>,
     pub stats: SolveStats,
     pub observer: Option<&'a mut (dyn FnMut(&IterationInfo) -> bool + 'o)>,
     pub panic: Option<String>,
@@ -126,13 +122,25 @@ fn to_index(what: &str, v: usize) -> Result<i32, IpoptError> {
     i32::try_from(v).map_err(|_| IpoptError::TooLarge(format!("{what} = {v}")))
 }
 
-fn to_indices(what: &str, v: &[usize]) -> Result<Vec<i32>, IpoptError> {
-    // Sized up front (collecting `Result`s would grow the vector by doubling).
-    let mut out = Vec::with_capacity(v.len());
-    for &i in v {
-        out.push(to_index(what, i)?);
-    }
-    Ok(out)
+fn check_indices(what: &str, v: &[usize]) -> Result<(), IpoptError> {
+    v.iter().try_for_each(|&i| to_index(what, i).map(drop))
+}
+
+/// Writes a structure the evaluator gives as `usize` indices (`fill`) into IPOPT's 32-bit
+/// arrays; false when an index does not fit (checked before the solve). The structure is
+/// made anew for each of IPOPT's requests (one per solve) instead of being kept through the
+/// solve: on long series a 32-bit copy takes a hundred megabytes.
+pub(crate) fn write_structure(
+    fill: impl FnOnce(&mut [usize], &mut [usize]),
+    rows: &mut [i32],
+    cols: &mut [i32],
+) -> bool {
+    let (mut r, mut c) = (vec![0; rows.len()], vec![0; cols.len()]);
+    fill(&mut r, &mut c);
+    rows.iter_mut()
+        .zip(&r)
+        .chain(cols.iter_mut().zip(&c))
+        .all(|(to, &from)| i32::try_from(from).map(|v| *to = v).is_ok())
 }
 
 impl IpoptSolver {
@@ -270,31 +278,21 @@ impl IpoptSolver {
             None => nlp.initial_point(&mut iterate.x),
         }
 
-        // IPOPT's 32-bit structure; the evaluator's `usize` copies are dropped before the
-        // solve (on long series they are hundreds of megabytes).
-        let (jac_rows, jac_cols) = {
+        // The structure must fit IPOPT's 32-bit indices; the trampolines write it into IPOPT's
+        // arrays when asked (`write_structure`).
+        {
             let (mut rows, mut cols) = (vec![0; d.nnz_jac], vec![0; d.nnz_jac]);
             nlp.jacobian_structure(&mut rows, &mut cols);
-            (
-                to_indices("jacobian row", &rows)?,
-                to_indices("jacobian column", &cols)?,
-            )
-        };
-        let (hess_rows, hess_cols) = if hessian {
+            check_indices("jacobian row", &rows)?;
+            check_indices("jacobian column", &cols)?;
+        }
+        if hessian {
             let (mut rows, mut cols) = (vec![0; d.nnz_hess], vec![0; d.nnz_hess]);
             nlp.hessian_structure(&mut rows, &mut cols);
-            (
-                to_indices("hessian row", &rows)?,
-                to_indices("hessian column", &cols)?,
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
+            check_indices("hessian row", &rows)?;
+            check_indices("hessian column", &cols)?;
+        }
         let mut state = CallbackState {
-            jac_rows,
-            jac_cols,
-            hess_rows,
-            hess_cols,
             nlp,
             stats: SolveStats::default(),
             observer,
