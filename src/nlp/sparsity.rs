@@ -227,29 +227,23 @@ impl PatternBuilder {
     }
 
     /// Sorts (stably, so each slot sums its sources in insertion order) and merges.
-    ///
-    /// The sort permutes 32-bit entry numbers, not the entries: a counting sort by the major
-    /// index, then each major's entries by their minor index (in parallel). On long series the
-    /// entry list is the build's largest structure, and a comparison sort of it needed a buffer
-    /// as large again.
-    pub fn finish(self) -> Pattern {
-        let entries = self.entries;
-        let order = sorted_order(&entries);
+    pub fn finish(mut self) -> Pattern {
+        self.entries.par_sort_by_key(|e| e.0);
         // Exact capacities: on long series the pattern is the largest structure kept.
-        let slots = order
+        let slots = self
+            .entries
             .iter()
             .enumerate()
-            .filter(|&(k, &i)| k == 0 || entries[order[k - 1] as usize].0 != entries[i as usize].0)
+            .filter(|(k, e)| *k == 0 || self.entries[k - 1].0 != e.0)
             .count();
         let mut rows = Vec::with_capacity(slots);
         let mut cols = Vec::with_capacity(slots);
         let mut constant = Vec::with_capacity(slots);
         let mut ptr = Vec::with_capacity(slots + 1);
         ptr.push(0);
-        let mut src = Vec::with_capacity(entries.len());
+        let mut src = Vec::with_capacity(self.entries.len());
         let mut last = None;
-        for &i in &order {
-            let (key, source) = entries[i as usize];
+        for (key, source) in self.entries {
             if last != Some(key) {
                 if last.is_some() {
                     ptr.push(src.len() as u32);
@@ -279,46 +273,6 @@ impl PatternBuilder {
             order: self.order,
         }
     }
-}
-
-/// The entry numbers of `entries` in stable order of their keys (`major << 32 | minor`).
-fn sorted_order(entries: &[(u64, Source)]) -> Vec<u32> {
-    assert!(
-        u32::try_from(entries.len()).is_ok(),
-        "the model builder keeps entry lists below 2^32"
-    );
-    let major = |e: &(u64, Source)| (e.0 >> 32) as usize;
-    let majors = entries.iter().map(major).max().map_or(0, |m| m + 1);
-    let mut start = vec![0u32; majors + 1];
-    for e in entries {
-        start[major(e) + 1] += 1;
-    }
-    for k in 0..majors {
-        start[k + 1] += start[k];
-    }
-    let mut next = start.clone();
-    let mut order = vec![0u32; entries.len()];
-    for (i, e) in entries.iter().enumerate() {
-        let at = &mut next[major(e)];
-        order[*at as usize] = i as u32;
-        *at += 1;
-    }
-    // Each major's entries are in insertion order; a stable sort by the key keeps that order
-    // among equal keys.
-    let mut groups = Vec::with_capacity(majors);
-    let mut rest = order.as_mut_slice();
-    for k in 0..majors {
-        let (group, tail) = rest.split_at_mut((start[k + 1] - start[k]) as usize);
-        if group.len() > 1 {
-            groups.push(group);
-        }
-        rest = tail;
-    }
-    groups
-        .par_iter_mut()
-        .with_min_len(256)
-        .for_each(|group| group.sort_by_key(|&i| entries[i as usize].0));
-    order
 }
 
 /// A gather over a dense range of slots `0..n` (gradient entries, constraint rows).
