@@ -316,6 +316,28 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
         (vec!["--t1", "2"], "give --y0"),
         (vec!["--y0", "0,1", "--t1", "-1"], "need t1 > t0"),
         (vec!["--y0", "0,x", "--t1", "2"], "invalid value 'x'"),
+        (
+            vec![
+                "--y0",
+                "0,1",
+                "--t1",
+                "2",
+                "--out",
+                "/nonexistent-colloc/p.csv",
+            ],
+            "--out /nonexistent-colloc/p.csv: the folder /nonexistent-colloc does not exist",
+        ),
+        (
+            vec![
+                "--y0",
+                "0,1",
+                "--t1",
+                "2",
+                "--svg",
+                "/nonexistent-colloc/p.svg",
+            ],
+            "the folder /nonexistent-colloc does not exist",
+        ),
     ] {
         let mut full = vec!["predict", model];
         full.extend(args.iter().copied());

@@ -44,6 +44,22 @@ pub struct PredictArgs {
 
 /// Runs the command.
 pub fn run(mut args: PredictArgs) -> Result<(), Failure> {
+    // Output files into a folder that is not there are bad flags, refused before any work.
+    for (flag, path) in [("--out", &args.out), ("--svg", &args.svg)] {
+        if let Some(path) = path {
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !folder.is_dir() {
+                return Err(Failure::input(format!(
+                    "{flag} {}: the folder {} does not exist",
+                    path.display(),
+                    folder.display()
+                )));
+            }
+        }
+    }
     if let Some(dir) = args.run.clone() {
         let (t0, y0) = run_start(&dir)?;
         args.model = Some(dir.join("model.json"));
