@@ -453,8 +453,9 @@ impl Model {
             nnz_jac: jac.rows.len(),
             nnz_hess: hess.rows.len(),
         };
+        // Variables and constraints were checked on entry.
         let limit = i32::MAX as usize;
-        if n > limit || m > limit || dims.nnz_jac > limit || dims.nnz_hess > limit {
+        if dims.nnz_jac > limit || dims.nnz_hess > limit {
             return Err(ModelError::TooLarge(format!(
                 "{dims:?} exceeds the 32-bit index range"
             )));
