@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Forced Van der Pol on [0, 12], a small network, four batches.
@@ -51,10 +51,8 @@ on_failure = "{on_failure}"
     )
 }
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("colloc-admm-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir(name: &str) -> common::TempDir {
+    common::TempDir::new(&format!("admm-{name}"))
 }
 
 fn admm(file: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String) {
@@ -268,7 +266,7 @@ fn momentum_resumes_exactly() {
 /// A warm-started sub-problem that fails is solved again from a cold start and accepted.
 #[test]
 fn a_failed_warm_start_is_retried_cold() {
-    let (_, p) = common::load_problem_text("admm-retry", &problem(3, "stop"));
+    let p = common::load_problem_text("admm-retry", &problem(3, "stop"));
     let settings = p.admm.clone().unwrap();
     let batches = colloc::training::admm::make_batches(&p, &settings).unwrap();
     let state = colloc::training::admm::initial_state(&p, &settings, &batches).unwrap();
@@ -420,7 +418,7 @@ fn with_an_acceleration_the_model_is_the_last_iterate() {
                     "on_failure = \"keep\"\n{acceleration}\nadaptive_rho = false\neps_abs = {tolerance}\neps_rel = {tolerance}"
                 ),
             );
-            let (_, p) = common::load_problem_text(&format!("admm-accel-{iterations}"), &text);
+            let p = common::load_problem_text(&format!("admm-accel-{iterations}"), &text);
             let settings = p.admm.clone().unwrap();
             let batches = colloc::training::admm::make_batches(&p, &settings).unwrap();
             let state = colloc::training::admm::initial_state(&p, &settings, &batches).unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const GOOD: &str = r#"
@@ -38,10 +38,8 @@ parameters = 100.0
 tol = 1e-6
 "#;
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("colloc-bad-input-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir(name: &str) -> common::TempDir {
+    common::TempDir::new(&format!("bad-input-{name}"))
 }
 
 fn solve(args: &[&str]) -> (Option<i32>, String, String) {

@@ -108,8 +108,7 @@ fn the_hs071_example_prints_only_its_own_lines() {
 #[test]
 fn a_grid_too_coarse_for_the_learned_dynamics_is_reported() {
     let text = std::fs::read_to_string("problems/vanderpol-small.toml").unwrap();
-    let dir = std::env::temp_dir().join(format!("colloc-defect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("defect");
     for (points, warns) in [(15, true), (200, false)] {
         let coarse = text.replace(
             "[collocation]\npoints = 200",
@@ -142,8 +141,7 @@ fn a_coarse_grid_is_refined_until_the_defect_is_small() {
         "[collocation]\npoints = 15\nnodes = \"chebyshev\"\n[collocation.refinement]\nmax_points = 240",
     );
     assert!(coarse.contains("max_points = 240"));
-    let dir = std::env::temp_dir().join(format!("colloc-refine-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("refine");
     let (code, stdout, stderr, out_dir) = solve_text(&dir, "refine", &coarse);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(!stderr.contains("grid is too coarse"), "{stderr}");
@@ -188,8 +186,7 @@ fn a_coarse_grid_is_refined_until_the_defect_is_small() {
 #[test]
 fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     let text = std::fs::read_to_string("problems/vanderpol-small.toml").unwrap();
-    let dir = std::env::temp_dir().join(format!("colloc-predict-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("predict");
     let (code, stdout, stderr, out_dir) = solve_text(&dir, "small", &text);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let summary: serde_json::Value =
@@ -368,7 +365,6 @@ fn predict_reproduces_the_scores_of_a_solve_and_refuses_bad_requests() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("problems/vanderpol.toml"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `--seed` is the file's `seed`: `solve --seed 3` and `train --seed 3` on a file with
@@ -381,8 +377,7 @@ fn the_seed_flag_replaces_the_file_seed() {
         base.contains("\nseed = 0\n"),
         "vanderpol-small.toml changed its layout"
     );
-    let dir = std::env::temp_dir().join(format!("colloc-seed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("seed");
     let file_0 = dir.join("seed0.toml");
     let file_3 = dir.join("seed3.toml");
     std::fs::write(&file_0, &base).unwrap();
@@ -436,7 +431,7 @@ fn the_seed_flag_replaces_the_file_seed() {
 
 #[test]
 fn a_time_limit_stops_solve_and_admm_with_their_results_written() {
-    let dir = std::env::temp_dir().join(format!("colloc-time-limit-{}", std::process::id()));
+    let dir = common::TempDir::new("time-limit");
     let solve_out = dir.join("solve");
     let out = colloc(&[
         "solve",
@@ -488,7 +483,7 @@ fn a_time_limit_stops_solve_and_admm_with_their_results_written() {
 
 #[test]
 fn the_normalize_flag_replaces_the_file_setting_with_its_checks() {
-    let dir = std::env::temp_dir().join(format!("colloc-normalize-{}", std::process::id()));
+    let dir = common::TempDir::new("normalize");
     let out_dir = dir.join("standardized");
     let out = colloc(&[
         "solve",
@@ -516,7 +511,6 @@ fn the_normalize_flag_replaces_the_file_setting_with_its_checks() {
     let text = std::fs::read_to_string("problems/vanderpol-small.toml")
         .unwrap()
         .replace("parameters = 100.0", "parameters = 100.0\nstates = 10.0");
-    std::fs::create_dir_all(&dir).unwrap();
     let bounded = dir.join("bounded.toml");
     std::fs::write(&bounded, text).unwrap();
     for command in ["solve", "train"] {
@@ -535,11 +529,10 @@ fn the_normalize_flag_replaces_the_file_setting_with_its_checks() {
 /// (SIGSEGV in 5 of 5 runs of this command before they were given 64 MB).
 #[test]
 fn admm_survives_a_threaded_blas() {
-    let out_dir = std::env::temp_dir().join(format!("colloc-admm-blas-{}", std::process::id()));
+    let out_dir = common::TempDir::new("admm-blas");
     let out = admm_for_half_a_second(&out_dir, &[("OPENBLAS_NUM_THREADS", "2")]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
     assert!(err.contains("time limit (0.5 s) reached"), "{err}");
     assert!(out_dir.join("model.json").exists());
-    let _ = std::fs::remove_dir_all(&out_dir);
 }

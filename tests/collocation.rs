@@ -33,7 +33,7 @@ tol = 1e-9
 "#;
 
 fn load(name: &str) -> problem::Problem {
-    common::load_problem_text(name, SMALL).1
+    common::load_problem_text(name, SMALL)
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn square_block_solver_takes_the_dense_factorizations_steps() {
 #[test]
 fn deep_reduced_and_full_formulations_reach_the_same_optimum() {
     let text = SMALL.replace("layers = [2, 5, 2]", "layers = [2, 4, 4, 2]");
-    let p = common::load_problem_text("deep-formulations", &text).1;
+    let p = common::load_problem_text("deep-formulations", &text);
     let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     let full =
         collocation::train(&p, Formulation::Full, Some(&reduced.model), &mut |_| true).unwrap();
@@ -180,7 +180,7 @@ fn finite_elements_keep_the_jacobian_linear_in_the_points() {
         let text = SMALL
             .replace("[collocation]\npoints = 30", collocation)
             .replace("prefit = true", "prefit = false");
-        let (_, p) = common::load_problem_text("fe", &text);
+        let p = common::load_problem_text("fe", &text);
         let n = p.nodes.len();
         let built = collocation::build(&p, Formulation::Reduced, None).unwrap();
         (n, built.nlp.dims())
@@ -217,7 +217,7 @@ fn finite_elements_keep_the_jacobian_linear_in_the_points() {
         "[collocation]\npoints = 30",
         "[collocation]\nelements = 6\npoints_per_element = 6",
     );
-    let (_, p) = common::load_problem_text("fe-solve", &text);
+    let p = common::load_problem_text("fe-solve", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(run.solution.is_success(), "{:?}", run.solution.status);
     assert!(
@@ -245,7 +245,7 @@ fn block_arrow_kkt_solver_agrees_with_mumps_on_finite_elements() {
                     "tol = 1e-9",
                     &format!("tol = 1e-9\nlinear_solver = \"{solver}\""),
                 );
-            let (_, p) = common::load_problem_text(&format!("{nodes}-{solver}"), &text);
+            let p = common::load_problem_text(&format!("{nodes}-{solver}"), &text);
             let blocks_before = block_factorization_count();
             let mumps_before = kkt_factorization_counts().1;
             let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
@@ -307,7 +307,7 @@ max_iter = 4
 linear_solver = "{solver}"
 "#
         );
-        let (_, p) = common::load_problem_text(&format!("long-{solver}"), &text);
+        let p = common::load_problem_text(&format!("long-{solver}"), &text);
         collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap()
     };
     let (blocks, mumps) = (solve("blocks"), solve("mumps"));
@@ -336,7 +336,8 @@ fn defect_continuation_ends_at_an_optimum_of_the_exact_problem() {
             "prefit = true",
             "prefit = true\ndefect_penalties = [1e2, 1e4, 1e6]",
         );
-    let (path, p) = common::load_problem_text("continuation", &text);
+    let dir = common::TempDir::new("continuation");
+    let (path, p) = dir.load_problem("continuation", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(run.solution.is_success(), "{}", run.solution.status);
     assert_eq!(run.stages.len(), 3);
@@ -388,8 +389,8 @@ fn parameter_scaling_changes_ipopt_coordinates_not_the_optimum() {
         "[collocation]\nelements = 8\npoints_per_element = 4",
     );
     let scaled_text = fe.replace("prefit = true", "prefit = true\nparameter_scaling = 20.0");
-    let (_, plain) = common::load_problem_text("scaling-plain", &fe);
-    let (_, scaled) = common::load_problem_text("scaling-20", &scaled_text);
+    let plain = common::load_problem_text("scaling-plain", &fe);
+    let scaled = common::load_problem_text("scaling-20", &scaled_text);
 
     let built = collocation::build(&scaled, Formulation::Reduced, None).unwrap();
     let factors = built.nlp.scaling().expect("θ is scaled").variables;
@@ -449,7 +450,7 @@ fn normalized_training_solves_the_collocation_equations_in_the_data_units() {
             "initial_state = [0.0, 1.0]",
             "initial_state = [0.0, 1.0]\nparameters = { mu = 1.0, a = 0.0, omega = 1.0 }",
         );
-    let p = common::load_problem_text("normalized", &text).1;
+    let p = common::load_problem_text("normalized", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(run.solution.is_success(), "{}", run.solution.status);
     let n = run.model.normalization.clone().expect("a normalized model");
@@ -470,7 +471,7 @@ fn normalized_training_solves_the_collocation_equations_in_the_data_units() {
     // A normalized model starts a solve in its own coordinates, even for a problem that does
     // not ask for them, and the optimum stays put.
     let plain =
-        common::load_problem_text("normalized-plain", &text.replace("normalize = true", "")).1;
+        common::load_problem_text("normalized-plain", &text.replace("normalize = true", ""));
     let again = collocation::train(&plain, Formulation::Reduced, Some(&run.model), &mut |_| {
         true
     })
@@ -525,7 +526,7 @@ tol = 1e-9
         ("second-order-normalized", second_order_normalized.as_str()),
         ("gray-box-normalized", gray_box_normalized.as_str()),
     ] {
-        let p = common::load_problem_text(name, text).1;
+        let p = common::load_problem_text(name, text);
         let reduced = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
         assert!(
             reduced.solution.is_success(),
@@ -561,8 +562,7 @@ tol = 1e-9
         let p_full = common::load_problem_text(
             name,
             &text.replace("tol = 1e-9", "tol = 1e-9\nskip_unperturbed_trial = false"),
-        )
-        .1;
+        );
         let full = collocation::train(
             &p_full,
             Formulation::Full,
@@ -648,7 +648,7 @@ fn skipping_unperturbed_trials_saves_factorizations_at_the_same_optimum() {
             "tol = 1e-9",
             &format!("tol = 1e-9\nskip_unperturbed_trial = {skip}"),
         );
-        let (_, p) = common::load_problem_text(&format!("skip-{skip}"), &text);
+        let p = common::load_problem_text(&format!("skip-{skip}"), &text);
         collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap()
     };
     let (plain, skipping) = (solve(false), solve(true));
@@ -678,7 +678,7 @@ fn finite_elements_are_refined_by_doubling_the_elements() {
         "[collocation]\npoints = 30",
         "[collocation]\nelements = 3\npoints_per_element = 3\nnodes = \"legendre-gauss-lobatto\"\n[collocation.refinement]\nmax_points = 100\ndefect = 0.001",
     );
-    let (_, p) = common::load_problem_text("fe-refine", &text);
+    let p = common::load_problem_text("fe-refine", &text);
     let run = collocation::train(&p, Formulation::Reduced, None, &mut |_| true).unwrap();
     assert!(!run.refinements.is_empty());
     let mut elements = 3;

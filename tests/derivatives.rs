@@ -215,7 +215,7 @@ activation = "{activation}"
 time_input = {time_input}
 "#
         );
-        let problem = common::load_problem_text("deep-derivatives", &text).1;
+        let problem = common::load_problem_text("deep-derivatives", &text);
         let built = colloc::training::collocation::build(
             &problem,
             colloc::problem::Formulation::Reduced,
@@ -259,14 +259,13 @@ points = 4
     let pendulum_like = r#"
 seed = 3
 [data]
-csv = "../four.csv"
+csv = "four.csv"
 [train]
 t1 = 1.0
 [collocation]
 points = 4
 "#;
-    let dir = std::env::temp_dir().join(format!("colloc-test-problems-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("structured-derivatives");
     let mut csv = String::from("t,q1,q2,v1,v2\n");
     for k in 0..8 {
         let t = k as f64 / 7.0;
@@ -278,7 +277,7 @@ points = 4
             -2.0 * (2.0 * t).sin()
         );
     }
-    std::fs::write(dir.join("../four.csv"), csv).unwrap();
+    dir.write("four.csv", &csv);
     let cases = [
         (lotka, "[2, 3, 2]", "structure = \"gray-box\"\nknown_linear = [[1.3, 0.0], [0.0, -1.8]]", false),
         (lotka, "[3, 3, 2, 2]", "structure = \"gray-box\"\nknown_linear = [[1.3, 0.2], [0.0, -1.8]]\ntime_input = true", false),
@@ -288,7 +287,7 @@ points = 4
     ];
     for (base, layers, extra, with_full) in cases {
         let text = format!("{base}[model]\nlayers = {layers}\nactivation = \"gelu\"\n{extra}\n");
-        let problem = common::load_problem_text("structured-derivatives", &text).1;
+        let problem = dir.load_problem("structured", &text).1;
         let formulations: &[colloc::problem::Formulation] = if with_full {
             &[
                 colloc::problem::Formulation::Reduced,
@@ -348,7 +347,7 @@ points = 12
 layers = [2, 32, 2]
 activation = "tanh"
 "#;
-    common::load_problem_text("assemblies", text).1
+    common::load_problem_text("assemblies", text)
 }
 
 /// The one-hidden-layer reduced network (closed-form unit elements) and the full formulation

@@ -21,11 +21,8 @@ fn colloc(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("colloc-experiments-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir(name: &str) -> common::TempDir {
+    common::TempDir::new(&format!("experiments-{name}"))
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -1,6 +1,8 @@
 //! Every problem file shipped in `problems/` loads and validates, and generation is
 //! deterministic with the seed.
 
+mod common;
+
 use colloc::problem::{self, Split};
 
 #[test]
@@ -96,8 +98,7 @@ fn the_double_pendulum_reader_takes_the_papers_windows() {
 
 #[test]
 fn bad_measurement_files_name_the_line() {
-    let d = std::env::temp_dir().join(format!("colloc-sl-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let d = common::TempDir::new("sl");
     for (name, text, needle) in [
         (
             "short",

@@ -45,10 +45,8 @@ epochs_per_step = 20
 segments = 3
 "#;
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("colloc-train-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn dir(name: &str) -> common::TempDir {
+    common::TempDir::new(&format!("train-{name}"))
 }
 
 fn colloc(args: &[&str]) -> (Option<i32>, String, String) {
@@ -244,12 +242,22 @@ fn bad_flags_and_settings_are_refused() {
     }
     let text = SMALL.replace("segments = 3", "segments = 40");
     let f = problem_file(&d, "segments.toml", text);
-    let (code, _, err) = colloc(&["train", f.to_str().unwrap(), "--method", "shooting"]);
+    // A run that fails before any result leaves no empty output folders behind.
+    let out = d.join("failed").join("run");
+    let (code, _, err) = colloc(&[
+        "train",
+        f.to_str().unwrap(),
+        "--method",
+        "shooting",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("40 shooting segments (`sequential.shooting.segments`) need at least 41"),
         "{err}"
     );
+    assert!(!d.join("failed").exists(), "{err}");
 }
 
 #[test]

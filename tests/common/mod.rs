@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses part of this module
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Keys every `summary.json` has (those of `colloc solve`).
@@ -70,14 +71,61 @@ pub fn interrupt_when(
     (status.code(), reader.join().unwrap())
 }
 
-/// Writes a problem file named `name` into this process's temporary folder and loads it.
-pub fn load_problem_text(name: &str, text: &str) -> (std::path::PathBuf, colloc::problem::Problem) {
-    let dir = std::env::temp_dir().join(format!("colloc-test-problems-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let p = colloc::problem::load(&path).unwrap();
-    (path, p)
+/// A fresh folder `colloc-{name}-{pid}` under the system's temporary folder, removed with
+/// everything in it when dropped — unless the test is failing, so that its files can be read.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates the folder, emptied if an earlier run of this process id left it.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("colloc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// Writes `text` into the file `file` of the folder and returns its path.
+    pub fn write(&self, file: &str, text: &str) -> PathBuf {
+        let path = self.0.join(file);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes the problem file `{name}.toml` into the folder and loads it.
+    pub fn load_problem(&self, name: &str, text: &str) -> (PathBuf, colloc::problem::Problem) {
+        let path = self.write(&format!("{name}.toml"), text);
+        let p = colloc::problem::load(&path).unwrap();
+        (path, p)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Loads the problem file `text` (written as `{name}.toml` into a temporary folder that is
+/// removed again once it is loaded).
+pub fn load_problem_text(name: &str, text: &str) -> colloc::problem::Problem {
+    TempDir::new(&format!("problem-{name}"))
+        .load_problem(name, text)
+        .1
 }
 
 /// The total MSE of `colloc predict`'s report (the number after `mse`).

@@ -80,7 +80,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     } else {
         admm::initial_state(&problem, &settings, &batches).map_err(input_or_run)?
     };
-    super::create_output_folder(&out)?;
+    let _output_folder = super::create_output_folder(&out)?;
 
     if !args.quiet {
         eprintln!(

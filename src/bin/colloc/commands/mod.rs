@@ -10,14 +10,42 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Creates the output folder before any work, so that a folder that cannot be written fails
-/// the command at once instead of after the solve (which would lose its results).
-pub fn create_output_folder(out: &std::path::Path) -> Result<(), crate::Failure> {
+/// the command at once instead of after the solve (which would lose its results). The
+/// returned guard removes again the folders this call created if the command ends with
+/// nothing written into them (an error before any result), so failed runs leave no empty
+/// folders behind.
+pub fn create_output_folder(out: &std::path::Path) -> Result<OutputFolder, crate::Failure> {
+    // The folders that do not exist yet, innermost first.
+    let created: Vec<std::path::PathBuf> = out
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| !a.exists())
+        .map(|a| a.to_path_buf())
+        .collect();
     std::fs::create_dir_all(out).map_err(|e| {
         crate::Failure::input(format!(
             "--out {}: cannot create the output folder: {e}",
             out.display()
         ))
-    })
+    })?;
+    Ok(OutputFolder { created })
+}
+
+/// The folders [`create_output_folder`] created; removed on drop while they are empty.
+#[must_use = "the output folder is removed again when its guard is dropped"]
+pub struct OutputFolder {
+    created: Vec<std::path::PathBuf>,
+}
+
+impl Drop for OutputFolder {
+    fn drop(&mut self) {
+        // `remove_dir` refuses a folder that is not empty: results are never touched.
+        for folder in &self.created {
+            if std::fs::remove_dir(folder).is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// A flag that Ctrl-C sets. The handler can be installed once per process (each command runs

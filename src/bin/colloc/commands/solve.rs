@@ -52,7 +52,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| PathBuf::from("runs").join(&problem.name));
 
     let problems = problem.with_trajectories().map_err(Failure::input)?;
-    super::create_output_folder(&out)?;
+    let _output_folder = super::create_output_folder(&out)?;
     if !args.quiet {
         eprintln!(
             "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {:?} formulation",

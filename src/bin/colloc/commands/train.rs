@@ -123,7 +123,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", problem.name, method_name)));
-    super::create_output_folder(&out)?;
+    let _output_folder = super::create_output_folder(&out)?;
 
     let total = settings.total_epochs();
     let pretrain = if settings.pretrain_fraction > 0.0 {
