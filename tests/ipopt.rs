@@ -16,6 +16,10 @@ struct Tampered {
     hessian_offset: f64,
     nan_objective_after: Option<usize>,
     panic_in_gradient: bool,
+    /// Panic when IPOPT asks for the Hessian structure (the solver's own check before the
+    /// solve asks first and is answered).
+    panic_in_structure_request: bool,
+    structure_calls: std::cell::Cell<usize>,
     calls: usize,
 }
 
@@ -26,6 +30,8 @@ impl Tampered {
             hessian_offset: 0.0,
             nan_objective_after: None,
             panic_in_gradient: false,
+            panic_in_structure_request: false,
+            structure_calls: std::cell::Cell::new(0),
             calls: 0,
         }
     }
@@ -48,6 +54,11 @@ impl NlpEvaluator for Tampered {
         self.inner.jacobian_structure(r, c)
     }
     fn hessian_structure(&self, r: &mut [usize], c: &mut [usize]) {
+        self.structure_calls.set(self.structure_calls.get() + 1);
+        assert!(
+            !(self.panic_in_structure_request && self.structure_calls.get() > 1),
+            "deliberate panic in the structure"
+        );
         self.inner.hessian_structure(r, c)
     }
     fn objective(&mut self, x: &[f64]) -> Result<f64, EvalError> {
@@ -134,6 +145,19 @@ fn a_panicking_evaluator_is_reported_as_an_error() {
     {
         Err(IpoptError::CallbackPanicked(msg)) => {
             assert!(msg.contains("deliberate panic"), "{msg}")
+        }
+        other => panic!("expected CallbackPanicked, got {other:?}"),
+    }
+    // Also when IPOPT asks for a structure (the trampoline writes it into IPOPT's arrays).
+    let p = hock_schittkowski::hs071().unwrap();
+    let mut t = Tampered::new(p.nlp);
+    t.panic_in_structure_request = true;
+    match IpoptSolver::new(IpoptSettings::default())
+        .unwrap()
+        .solve(&mut t)
+    {
+        Err(IpoptError::CallbackPanicked(msg)) => {
+            assert!(msg.contains("panic in the structure"), "{msg}")
         }
         other => panic!("expected CallbackPanicked, got {other:?}"),
     }

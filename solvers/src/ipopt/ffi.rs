@@ -327,6 +327,42 @@ unsafe fn with_state<E: NlpEvaluator>(
     }
 }
 
+/// Answers IPOPT's request for a sparsity structure (`values` null): `fill` writes the
+/// model's pattern, converted into IPOPT's `nele` row and column indices. FALSE when an index
+/// does not fit IPOPT's integers or `fill` panics (the panic is kept for the error).
+///
+/// # Safety
+/// `user_data` as for [`with_state`]; `i_row` and `j_col` point to `nele` writable indices.
+unsafe fn structure<E: NlpEvaluator>(
+    user_data: UserDataPtr,
+    nele: Index,
+    i_row: *mut Index,
+    j_col: *mut Index,
+    fill: impl FnOnce(&E, &mut [usize], &mut [usize]),
+) -> Bool {
+    // SAFETY: guaranteed by the caller, as in `with_state`.
+    let state = unsafe { &mut *(user_data as *mut CallbackState<'_, '_, E>) };
+    let len = nele.max(0) as usize;
+    // SAFETY: IPOPT hands over `nele` indices in each array.
+    let (rows, cols) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(i_row, len),
+            std::slice::from_raw_parts_mut(j_col, len),
+        )
+    };
+    let nlp = &*state.nlp;
+    match catch_unwind(AssertUnwindSafe(|| {
+        super::write_structure(|r, c| fill(nlp, r, c), rows, cols)
+    })) {
+        Ok(true) => TRUE,
+        Ok(false) => FALSE,
+        Err(payload) => {
+            state.panic = Some(panic_message(payload.as_ref()));
+            FALSE
+        }
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
@@ -428,14 +464,9 @@ unsafe extern "C" fn eval_jac_g<E: NlpEvaluator>(
     // SAFETY: see the note above the trampolines.
     unsafe {
         if values.is_null() {
-            let state = &*(ud as *const CallbackState<'_, '_, E>);
-            let len = nele.max(0) as usize;
-            let written = super::write_structure(
-                |rows, cols| state.nlp.jacobian_structure(rows, cols),
-                std::slice::from_raw_parts_mut(i_row, len),
-                std::slice::from_raw_parts_mut(j_col, len),
-            );
-            return if written { TRUE } else { FALSE };
+            return structure::<E>(ud, nele, i_row, j_col, |nlp, rows, cols| {
+                nlp.jacobian_structure(rows, cols)
+            });
         }
         let x = slice(x, n);
         let values = slice_mut(values, nele);
@@ -464,14 +495,9 @@ unsafe extern "C" fn eval_h<E: NlpEvaluator>(
     // SAFETY: see the note above the trampolines.
     unsafe {
         if values.is_null() {
-            let state = &*(ud as *const CallbackState<'_, '_, E>);
-            let len = nele.max(0) as usize;
-            let written = super::write_structure(
-                |rows, cols| state.nlp.hessian_structure(rows, cols),
-                std::slice::from_raw_parts_mut(i_row, len),
-                std::slice::from_raw_parts_mut(j_col, len),
-            );
-            return if written { TRUE } else { FALSE };
+            return structure::<E>(ud, nele, i_row, j_col, |nlp, rows, cols| {
+                nlp.hessian_structure(rows, cols)
+            });
         }
         let x = slice(x, n);
         let lambda = slice(lambda, m);
