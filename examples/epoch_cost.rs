@@ -16,8 +16,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The BLAS kernels of the `colloc` binary (see `rerun_with_detected_blas_core`).
+    // The BLAS kernels and the allocator setting of the `colloc` binary (see
+    // `rerun_with_detected_blas_core` and `retain_freed_memory`), so that the epochs cost here
+    // what they cost in `colloc train`.
     colloc::solvers::ipopt::rerun_with_detected_blas_core();
+    colloc::solvers::ipopt::retain_freed_memory();
     let arg = |i: usize, default: usize| -> Result<usize, Box<dyn std::error::Error>> {
         Ok(std::env::args()
             .nth(i)

@@ -5,6 +5,7 @@ use colloc_models::{Mlp, MlpTape};
 use colloc_solvers::ode::adjoint::DifferentiableSystem;
 use colloc_solvers::ode::OdeSystem;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `y' = F_θ(t, y)` for an MLP whose parameters are `params` (same layout as `model.params`):
 /// the network `N_θ(y[, t])` placed in the model's [`colloc_models::Structure`], with
@@ -28,7 +29,9 @@ pub struct NeuralOde<'a> {
     weights: RefCell<(Vec<f64>, Vec<f64>)>,
 }
 
-/// Saved tapes of one recorded solve, `stride` values per slot.
+/// Saved tapes of one recorded solve, `stride` values per slot. Its buffers outlive the system:
+/// a dropped [`NeuralOde`] leaves them to the next one made on the same thread (training makes
+/// one per epoch), instead of regrowing — and faulting in — hundreds of kilobytes each epoch.
 #[derive(Debug, Default)]
 struct Recording {
     id: u64,
@@ -51,10 +54,7 @@ impl<'a> NeuralOde<'a> {
             tape: RefCell::new(MlpTape::new()),
             input: RefCell::new(Vec::with_capacity(model.layers[0])),
             weights: RefCell::new((Vec::new(), Vec::new())),
-            recording: RefCell::new(Recording {
-                stride: MlpTape::saved_len(model),
-                ..Default::default()
-            }),
+            recording: RefCell::new(Recording::reused(MlpTape::saved_len(model))),
         }
     }
 
@@ -65,6 +65,42 @@ impl<'a> NeuralOde<'a> {
         if self.model.time_input {
             input.push(t);
         }
+    }
+}
+
+thread_local! {
+    /// The recording of the last [`NeuralOde`] dropped on this thread.
+    static SPARE_RECORDING: RefCell<Option<Recording>> = const { RefCell::new(None) };
+}
+
+/// Ids of recordings, unique in the process: a trajectory recorded by one system never
+/// matches another system's recording, even one that took over its buffers.
+static NEXT_RECORDING_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Recording {
+    /// The thread's spare recording (or a new one) for passes of `stride` values.
+    fn reused(stride: usize) -> Self {
+        let mut r = SPARE_RECORDING
+            .try_with(|spare| spare.borrow_mut().take())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if r.stride != stride {
+            r.data.clear();
+            r.filled.clear();
+            r.stride = stride;
+        }
+        // Nothing recorded yet: `begin_tape` gives the first id.
+        r.id = 0;
+        r.filled.iter_mut().for_each(|f| *f = false);
+        r
+    }
+}
+
+impl Drop for NeuralOde<'_> {
+    fn drop(&mut self) {
+        let r = std::mem::take(self.recording.get_mut());
+        let _ = SPARE_RECORDING.try_with(|spare| *spare.borrow_mut() = Some(r));
     }
 }
 
@@ -91,7 +127,7 @@ impl DifferentiableSystem for NeuralOde<'_> {
 
     fn begin_tape(&self) -> Option<u64> {
         let mut r = self.recording.borrow_mut();
-        r.id += 1;
+        r.id = NEXT_RECORDING_ID.fetch_add(1, Ordering::Relaxed);
         r.filled.iter_mut().for_each(|f| *f = false);
         Some(r.id)
     }
@@ -403,6 +439,14 @@ mod tape_tests {
         // to recomputation, which equals the untaped gradient exactly.
         let _ = solve_recorded(&method, &taped, 0.0, &[1.5, 0.2], &times).unwrap();
         assert_eq!(gradient(&tr, &taped, &cot), b);
+        // A new system takes over the dropped one's buffers (same thread), not its tapes: the
+        // old trajectory does not match its recording, before or after a solve of its own.
+        drop(taped);
+        let successor = NeuralOde::new(&model, &model.params);
+        assert_eq!(gradient(&tr, &successor, &cot), b);
+        let again = solve_recorded(&method, &successor, 0.0, &[0.5, -0.2], &times).unwrap();
+        assert_eq!(gradient(&tr, &successor, &cot), b);
+        assert_eq!(gradient(&again, &successor, &cot), a);
     }
 }
 
