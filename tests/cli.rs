@@ -68,6 +68,17 @@ fn version_and_help() {
 }
 
 #[test]
+fn no_subcommand_is_a_usage_error_with_the_help() {
+    // A script that forgot the subcommand must not pass for a successful run.
+    let out = colloc(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Usage: colloc"), "{err}");
+    assert!(err.contains("solve"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn unknown_flag_is_a_usage_error() {
     let out = colloc(&["--bogus"]);
     assert_eq!(out.status.code(), Some(2));

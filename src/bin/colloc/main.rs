@@ -9,10 +9,17 @@ use std::process::ExitCode;
 
 /// Neural ODE training by simultaneous collocation, solved with IPOPT.
 #[derive(Parser, Debug)]
-#[command(name = "colloc", version, about, long_about = None)]
+#[command(
+    name = "colloc",
+    version,
+    about,
+    long_about = None,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,15 +76,10 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Solve(args)) => commands::solve::run(args),
-        Some(Command::Train(args)) => commands::train::run(args),
-        Some(Command::Admm(args)) => commands::admm::run(args),
-        Some(Command::Predict(args)) => commands::predict::run(args),
-        None => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            let _ = cmd.print_help();
-            Ok(())
-        }
+        Command::Solve(args) => commands::solve::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Admm(args) => commands::admm::run(args),
+        Command::Predict(args) => commands::predict::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
