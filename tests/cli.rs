@@ -434,6 +434,15 @@ fn the_seed_flag_replaces_the_file_seed() {
         let summary: serde_json::Value =
             serde_json::from_str(&read(&flag, "summary.json")).unwrap();
         assert_eq!(summary["seed"], 3, "{command:?}");
+        // Beside the seed, what the numbers also depend on: version, CPU, BLAS kernels.
+        let platform = &summary["platform"];
+        assert_eq!(
+            platform["colloc_version"],
+            env!("CARGO_PKG_VERSION"),
+            "{command:?}"
+        );
+        assert!(platform["threads"].as_u64().is_some_and(|t| t >= 1));
+        assert!(platform.get("blas_core").is_some() && platform.get("cpu").is_some());
     }
     let out = colloc(&["solve", file_0.to_str().unwrap(), "--seed", "x"]);
     assert_eq!(out.status.code(), Some(2));

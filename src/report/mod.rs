@@ -27,6 +27,43 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), ReportError> {
     write_file(&dir.join(name), text)
 }
 
+/// Where a run ran. A nonconvex solve's path depends on the rounding of the BLAS kernels (the
+/// same file and seed can end in another local optimum on another CPU), so every
+/// `summary.json` records them beside the version.
+#[derive(Clone, Debug, Serialize)]
+pub struct Platform {
+    /// colloc's version.
+    pub colloc_version: &'static str,
+    /// The CPU model (Linux: `/proc/cpuinfo`), if known.
+    pub cpu: Option<String>,
+    /// The kernel family OpenBLAS uses (e.g. `SkylakeX`, `Haswell`, `Zen`), if the BLAS is
+    /// OpenBLAS.
+    pub blas_core: Option<String>,
+    /// Threads of the parallel evaluations (rayon's pool).
+    pub threads: usize,
+}
+
+impl Platform {
+    /// This process's platform.
+    pub fn current() -> Self {
+        Self {
+            colloc_version: env!("CARGO_PKG_VERSION"),
+            cpu: cpu_model(),
+            blas_core: colloc_solvers::ipopt::blas_core_name(),
+            threads: rayon::current_num_threads(),
+        }
+    }
+}
+
+/// The first `model name` of `/proc/cpuinfo`.
+fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map(|(_, name)| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+}
+
 /// `summary.json` of a collocation run.
 #[derive(Serialize)]
 pub struct Summary<'a> {
@@ -63,6 +100,8 @@ pub struct Summary<'a> {
     pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
+    /// Version, CPU and BLAS kernels of the run.
+    pub platform: Platform,
     /// Calls and seconds per callback (of the exact solve).
     pub ipopt_stats: &'a colloc_solvers::ipopt::SolveStats,
     /// Penalty stages of the defect continuation before the exact solve (their iterations and
@@ -259,6 +298,8 @@ pub struct SequentialSummary<'a> {
     pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
+    /// Version, CPU and BLAS kernels of the run.
+    pub platform: Platform,
     /// The model training started from (`--init`), if any.
     pub init: Option<String>,
     /// The standardized coordinates the network was trained in, if any (`objective` and
@@ -465,6 +506,8 @@ pub struct AdmmSummary<'a> {
     pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
+    /// Version, CPU and BLAS kernels of the run.
+    pub platform: Platform,
     /// The standardized coordinates the consensus network was trained in, if any (objectives
     /// and residuals are in those coordinates, the MSEs in the data's units).
     pub normalization: Option<&'a colloc_models::Normalization>,

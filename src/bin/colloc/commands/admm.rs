@@ -214,6 +214,7 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
             ..Default::default()
         },
         seed: problem.seed,
+        platform: colloc::report::Platform::current(),
         normalization: run.model.normalization.as_ref(),
     };
     report::write_admm(&out, &problem, &run, &summary).map_err(Failure::run)?;

@@ -137,6 +137,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
             scores: &r.evaluation,
             size: r.dims,
             seed: p.seed,
+            platform: colloc::report::Platform::current(),
             ipopt_stats: &r.solution.stats,
             penalty_stages: &r.stages,
             parameter_scaling: problem.parameter_scaling,

@@ -298,6 +298,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
                 ..Default::default()
             },
             seed: p.seed,
+            platform: colloc::report::Platform::current(),
             init: args.init.as_ref().map(|p| p.display().to_string()),
             normalization: report.best.normalization.as_ref(),
             learn_initial_state: settings.learn_initial_state,
