@@ -136,30 +136,23 @@ fn evaluation_errors_give_a_status_not_a_crash() {
 
 #[test]
 fn a_panicking_evaluator_is_reported_as_an_error() {
-    let p = hock_schittkowski::hs071().unwrap();
-    let mut t = Tampered::new(p.nlp);
-    t.panic_in_gradient = true;
-    match IpoptSolver::new(IpoptSettings::default())
-        .unwrap()
-        .solve(&mut t)
-    {
-        Err(IpoptError::CallbackPanicked(msg)) => {
-            assert!(msg.contains("deliberate panic"), "{msg}")
+    // In an evaluation, and when IPOPT asks for a structure (the trampoline writes it into
+    // IPOPT's arrays).
+    for (in_structure, expected) in [
+        (false, "deliberate panic"),
+        (true, "panic in the structure"),
+    ] {
+        let p = hock_schittkowski::hs071().unwrap();
+        let mut t = Tampered::new(p.nlp);
+        t.panic_in_gradient = !in_structure;
+        t.panic_in_structure_request = in_structure;
+        match IpoptSolver::new(IpoptSettings::default())
+            .unwrap()
+            .solve(&mut t)
+        {
+            Err(IpoptError::CallbackPanicked(msg)) => assert!(msg.contains(expected), "{msg}"),
+            other => panic!("expected CallbackPanicked, got {other:?}"),
         }
-        other => panic!("expected CallbackPanicked, got {other:?}"),
-    }
-    // Also when IPOPT asks for a structure (the trampoline writes it into IPOPT's arrays).
-    let p = hock_schittkowski::hs071().unwrap();
-    let mut t = Tampered::new(p.nlp);
-    t.panic_in_structure_request = true;
-    match IpoptSolver::new(IpoptSettings::default())
-        .unwrap()
-        .solve(&mut t)
-    {
-        Err(IpoptError::CallbackPanicked(msg)) => {
-            assert!(msg.contains("panic in the structure"), "{msg}")
-        }
-        other => panic!("expected CallbackPanicked, got {other:?}"),
     }
 }
 
