@@ -55,13 +55,20 @@ impl Platform {
     }
 }
 
-/// The first `model name` of `/proc/cpuinfo`.
+/// The CPU model named in `/proc/cpuinfo`, if any.
 fn cpu_model() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
-        .map(|(_, name)| name.trim().to_string())
-        .filter(|name| !name.is_empty())
+    cpu_model_in(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+}
+
+/// The first non-empty `model name` of a `/proc/cpuinfo` text (x86; other architectures may
+/// have none).
+fn cpu_model_in(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .filter_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map(|(_, name)| name.trim())
+        .find(|name| !name.is_empty())
+        .map(str::to_string)
 }
 
 /// `summary.json` of a collocation run.
@@ -611,4 +618,24 @@ pub fn write_admm(
         ),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_model_in;
+
+    #[test]
+    fn the_cpu_model_is_read_from_cpuinfo() {
+        let x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9B14\n";
+        assert_eq!(cpu_model_in(x86).as_deref(), Some("AMD EPYC 9B14"));
+        // An empty name is skipped; an architecture without the line gives none.
+        assert_eq!(
+            cpu_model_in("model name\t:\nmodel name\t: Xeon\n").as_deref(),
+            Some("Xeon")
+        );
+        assert_eq!(
+            cpu_model_in("processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\n"),
+            None
+        );
+    }
 }
