@@ -119,6 +119,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         ),
         None => run.solution.status.to_string(),
     };
+    let platform = colloc::report::Platform::current();
     let summary_of = |j: usize| {
         let (p, r) = (&problems[j], &runs[j]);
         Summary {
@@ -137,7 +138,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
             scores: &r.evaluation,
             size: r.dims,
             seed: p.seed,
-            platform: colloc::report::Platform::current(),
+            platform: platform.clone(),
             ipopt_stats: &r.solution.stats,
             penalty_stages: &r.stages,
             parameter_scaling: problem.parameter_scaling,

@@ -269,6 +269,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         (None, None) => "completed".to_string(),
     };
     let success = report.stopped.is_none() || stop.timed_out().is_some();
+    let platform = colloc::report::Platform::current();
     let summary_of = |j: usize| {
         let (p, r) = (&problems[j], &runs[j]);
         SequentialSummary {
@@ -298,7 +299,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
                 ..Default::default()
             },
             seed: p.seed,
-            platform: colloc::report::Platform::current(),
+            platform: platform.clone(),
             init: args.init.as_ref().map(|p| p.display().to_string()),
             normalization: report.best.normalization.as_ref(),
             learn_initial_state: settings.learn_initial_state,
