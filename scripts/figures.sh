@@ -74,19 +74,22 @@ row "vanilla epoch, Lotka–Volterra" "cargo run --release --example epoch_cost"
 "$B/examples/sequential_comparison" --no-collocation --seeds 10 \
     --problems problems/lotka_volterra.toml,problems/lotka_volterra_long.toml,problems/lorenz.toml \
     > "$OUT/seq.md" 2>/dev/null
-# "seed  10: best epoch H, S; interp. H, S; extrap. H, S" after each "<file>: ratios" line.
+# Ratios to vanilla of one seed, from a sequential_comparison table: the line
+# "seed  S: best epoch H, S; interp. H, S; extrap. H, S" after "<file>: ratios"; prints the six
+# numbers (homotopy, shooting for each figure). Arguments: table, file, seed.
 ratios() {
-    awk -v f="$1" '$0 ~ f": ratios" { on = 1; next } on && /seed +10:/ { print; exit }' "$OUT/seq.md" \
+    awk -v f="$2" -v s="$3" '$0 ~ f": ratios" { on = 1; next }
+        on && $0 ~ "seed +" s ":" { print; exit }' "$1" 2>/dev/null \
         | sed 's/[;,]//g' | awk '{ print $5, $6, $8, $9, $11, $12 }'
 }
-read -r be _ ip _ ex _ <<< "$(ratios problems/lotka_volterra.toml)"
+read -r be _ ip _ ex _ <<< "$(ratios "$OUT/seq.md" problems/lotka_volterra.toml 10)"
 row "homotopy vs vanilla, Lotka–Volterra (seed 10)" "cargo run --release --example sequential_comparison" \
     "best epoch ${be:-?}×, interp. ${ip:-?}×, extrap. ${ex:-?}×" "≤ 0.25 / 1.1 / 1" \
     "$(ok "$be" 0.25) $(ok "$ip" 1.1) $(ok "$ex" 1)"
-read -r _ _ ip _ _ _ <<< "$(ratios problems/lotka_volterra_long.toml)"
+read -r _ _ ip _ _ _ <<< "$(ratios "$OUT/seq.md" problems/lotka_volterra_long.toml 10)"
 row "the same, long window (seed 10)" "cargo run --release --example sequential_comparison" \
     "interp. ${ip:-?}×" "≤ 0.5" "$(ok "$ip" 0.5)"
-read -r _ _ iph ips _ _ <<< "$(ratios problems/lorenz.toml)"
+read -r _ _ iph ips _ _ <<< "$(ratios "$OUT/seq.md" problems/lorenz.toml 10)"
 row "Lorenz: homotopy, shooting vs vanilla (seed 10)" "cargo run --release --example sequential_comparison" \
     "interp. ${iph:-?}×, ${ips:-?}×" "≤ 0.2 each" "$(ok "$iph" 0.2) $(ok "$ips" 0.2)"
 if [ "$QUICK" = 0 ]; then
@@ -95,14 +98,9 @@ if [ "$QUICK" = 0 ]; then
     "$B/examples/sequential_comparison" --no-collocation --sweep --seeds 10,20,30 \
         --problems problems/lotka_volterra.toml,problems/lotka_volterra_long.toml \
         > "$OUT/sweep.md" 2>/dev/null
-    per_seed() { # file, seed → "be ip ex long_ip"
-        awk -v f="$1" -v s="$2" '$0 ~ f": ratios" { on = 1; next }
-            on && $0 ~ "seed +" s ":" { print; exit }' "$OUT/sweep.md" \
-            | sed 's/[;,]//g' | awk '{ print $5, $8, $11 }'
-    }
     for seed in 10 20 30; do
-        read -r be ip ex <<< "$(per_seed problems/lotka_volterra.toml "$seed")"
-        read -r _ lip _ <<< "$(per_seed problems/lotka_volterra_long.toml "$seed")"
+        read -r be _ ip _ ex _ <<< "$(ratios "$OUT/sweep.md" problems/lotka_volterra.toml "$seed")"
+        read -r _ _ lip _ _ _ <<< "$(ratios "$OUT/sweep.md" problems/lotka_volterra_long.toml "$seed")"
         row "the same, hyper-parameters by the paper's sweep (seed $seed)" \
             "cargo run --release --example sequential_comparison -- --sweep" \
             "best epoch ${be:-?}×, interp. ${ip:-?}×, extrap. ${ex:-?}×; long window interp. ${lip:-?}×" \

@@ -90,9 +90,9 @@ impl Recording {
             r.filled.clear();
             r.stride = stride;
         }
-        // Nothing recorded yet: `begin_tape` gives the first id.
+        // No tape id matches 0 (ids start at 1), so the old tapes are never replayed;
+        // `begin_tape` clears `filled` before the first recording.
         r.id = 0;
-        r.filled.iter_mut().for_each(|f| *f = false);
         r
     }
 }
