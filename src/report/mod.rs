@@ -71,44 +71,61 @@ fn cpu_model_in(cpuinfo: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `summary.json` of a collocation run.
+/// The keys every `summary.json` has, whatever trained the model (flattened into
+/// [`Summary`], [`SequentialSummary`] and [`AdmmSummary`], which say what each means for
+/// their method).
 #[derive(Serialize)]
-pub struct Summary<'a> {
+pub struct RunSummary<'a> {
     /// Problem name.
     pub problem: &'a str,
-    /// Method (`collocation`).
+    /// Method: `collocation`, `vanilla`, `homotopy`, `shooting`, `polyweight` or `admm`.
     pub method: &'a str,
-    /// Network formulation.
-    pub formulation: crate::problem::Formulation,
-    /// IPOPT status.
+    /// How the run ended: IPOPT's status, `completed`, `converged`, or why it stopped.
     pub status: String,
-    /// True when IPOPT converged (to the requested or acceptable tolerance).
+    /// True when the run reached its goal (IPOPT converged; every epoch ran; both ADMM
+    /// residuals below their tolerances).
     pub success: bool,
-    /// IPOPT iterations.
+    /// IPOPT iterations (all of them, for ADMM: every sub-problem's) or epochs.
     pub iterations: usize,
-    /// Whole run: build, solve and evaluation, seconds.
+    /// Whole run, seconds.
     pub wall_s: f64,
-    /// Building the NLP, seconds.
-    pub build_s: f64,
-    /// The derivative pre-fit of θ, seconds (0 when not used).
-    pub prefit_s: f64,
-    /// The IPOPT solve, seconds.
+    /// Solving or training, seconds.
     pub solve_s: f64,
-    /// Function and derivative evaluations inside the solve, seconds.
+    /// Function and derivative evaluations inside the solve, seconds (ADMM: the sub-problem
+    /// times summed, as if solved one after another).
     pub eval_s: f64,
-    /// Final objective.
+    /// Final objective (sequential: the method's loss at the best epoch; ADMM: the mean of
+    /// the batches' last sub-problem objectives).
     pub objective: f64,
-    /// `fit_mse`, `train_mse`, `test_mse`, their `_clean` versions, `simulation_error`,
-    /// `simulation_excursion`, `simulation_nfe`, `start_state`.
+    /// `fit_mse` (null without collocation states), `train_mse`, `test_mse`, their `_clean`
+    /// versions, `simulation_error`, `simulation_excursion`, `simulation_nfe`, `start_state`.
     #[serde(flatten)]
     pub scores: &'a Evaluation,
-    /// `n_vars`, `n_cons`, `nnz_jac`, `nnz_hess`.
+    /// `n_vars`, `n_cons`, `nnz_jac`, `nnz_hess` (without one NLP — sequential training,
+    /// ADMM — `n_vars` counts the network parameters and the others are 0).
     #[serde(flatten)]
     pub size: colloc_solvers::NlpDims,
     /// Seed.
     pub seed: u64,
     /// Version, CPU and BLAS kernels of the run.
     pub platform: Platform,
+    /// The standardized coordinates the network was trained in, if any (the objective and
+    /// the histories are in those coordinates, the MSEs in the data's units).
+    pub normalization: Option<&'a colloc_models::Normalization>,
+}
+
+/// `summary.json` of a collocation run.
+#[derive(Serialize)]
+pub struct Summary<'a> {
+    /// The keys every summary has.
+    #[serde(flatten)]
+    pub run: RunSummary<'a>,
+    /// Network formulation.
+    pub formulation: crate::problem::Formulation,
+    /// Building the NLP, seconds.
+    pub build_s: f64,
+    /// The derivative pre-fit of θ, seconds (0 when not used).
+    pub prefit_s: f64,
     /// Calls and seconds per callback (of the exact solve).
     pub ipopt_stats: &'a colloc_solvers::ipopt::SolveStats,
     /// Penalty stages of the defect continuation before the exact solve (their iterations and
@@ -118,9 +135,6 @@ pub struct Summary<'a> {
     pub parameter_scaling: f64,
     /// The smoothing that started the states (`[solver] smoothing`: factor or `"cv"`).
     pub smoothing: crate::problem::Smoothing,
-    /// The standardized coordinates the network was trained in, if any (the objective and
-    /// `history.csv` are in those coordinates, the MSEs in the data's units).
-    pub normalization: Option<&'a colloc_models::Normalization>,
     /// Collocation points of the grid the result is on (the last grid of a refinement).
     pub collocation_points: usize,
     /// Grids solved and refined before the last one (`[collocation.refinement]`; their
@@ -261,57 +275,27 @@ fn write_data_and_prediction(
     write(dir, "prediction.csv", &s)
 }
 
-/// `summary.json` of a sequential training run: the keys of [`Summary`] (no NLP: `n_cons`,
-/// `nnz_jac`, `nnz_hess` are 0 and `n_vars` counts the network parameters; `iterations` =
-/// `epochs`) plus `epochs`, `best_epoch`, `nfe`.
+/// `summary.json` of a sequential training run: the keys of [`RunSummary`] (`iterations` =
+/// `epochs`; `solve_s` = `eval_s` = training) plus `epochs`, `best_epoch`, `nfe`.
 #[derive(Serialize)]
 pub struct SequentialSummary<'a> {
-    /// Problem name.
-    pub problem: &'a str,
-    /// Method (`vanilla`, `homotopy`, `shooting`, `polyweight`).
-    pub method: &'a str,
+    /// The keys every summary has.
+    #[serde(flatten)]
+    pub run: RunSummary<'a>,
     /// Model structure (`black-box`, `second-order`, `gray-box`).
     pub structure: &'a str,
     /// Time-dependent weights (`legendre:3`, …), if any.
     pub time_basis: Option<String>,
-    /// `completed`, or why training stopped early.
-    pub status: String,
-    /// True when every epoch ran.
-    pub success: bool,
-    /// Epochs run (same as `epochs`).
-    pub iterations: usize,
-    /// Epochs run.
+    /// Epochs run (same as `iterations`).
     pub epochs: usize,
     /// Epoch of the best training MSE (the returned model).
     pub best_epoch: usize,
     /// Right-hand-side evaluations of the training solves.
     pub nfe: usize,
-    /// Whole run, seconds.
-    pub wall_s: f64,
-    /// Training, seconds.
-    pub solve_s: f64,
-    /// Loss and gradient evaluations (all of training), seconds.
-    pub eval_s: f64,
     /// Mean time per epoch, milliseconds.
     pub epoch_ms: f64,
-    /// The method's loss at the best epoch.
-    pub objective: f64,
-    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` is null: no collocation
-    /// states), `simulation_error`, `simulation_excursion`, `simulation_nfe`, `start_state`.
-    #[serde(flatten)]
-    pub scores: &'a Evaluation,
-    /// `n_vars` = network parameters; `n_cons`, `nnz_jac`, `nnz_hess` are 0 (no NLP).
-    #[serde(flatten)]
-    pub size: colloc_solvers::NlpDims,
-    /// Seed.
-    pub seed: u64,
-    /// Version, CPU and BLAS kernels of the run.
-    pub platform: Platform,
     /// The model training started from (`--init`), if any.
     pub init: Option<String>,
-    /// The standardized coordinates the network was trained in, if any (`objective` and
-    /// `curve.csv` are in those coordinates, the MSEs in the data's units).
-    pub normalization: Option<&'a colloc_models::Normalization>,
     /// True when the initial state was learned with the network (`start_state`).
     pub learn_initial_state: bool,
     /// The hyper-parameter sweep that selected these settings (`colloc train --sweep`), if any.
@@ -389,7 +373,7 @@ pub fn write_sequential(
         );
     }
     write(dir, "curve.csv", &s)?;
-    let title = format!("{} ({})", problem.name, summary.method);
+    let title = format!("{} ({})", problem.name, summary.run.method);
     write(dir, "curve.svg", &svg::curve_plot(&title, &report.curve))?;
     write(
         dir,
@@ -456,23 +440,17 @@ fn join(v: &[f64]) -> String {
         .join(",")
 }
 
-/// `summary.json` of an ADMM run: the keys of [`Summary`] for the consensus model (`n_vars`
-/// counts its parameters; `iterations` sums the sub-problems' IPOPT iterations; no
-/// `fit_mse`) plus `admm_iterations`, `primal_residual`, `dual_residual`, `batches`.
+/// `summary.json` of an ADMM run: the keys of [`RunSummary`] for the consensus model
+/// (`iterations` sums the sub-problems' IPOPT iterations; `solve_s` includes the scoring of
+/// the consensus model and the checkpoints; no `fit_mse`) plus `admm_iterations`,
+/// `primal_residual`, `dual_residual`, `batches`.
 #[derive(Serialize)]
 pub struct AdmmSummary<'a> {
-    /// Problem name.
-    pub problem: &'a str,
-    /// `admm`.
-    pub method: &'a str,
+    /// The keys every summary has.
+    #[serde(flatten)]
+    pub run: RunSummary<'a>,
     /// Network formulation of the sub-problems.
     pub formulation: crate::problem::Formulation,
-    /// `converged`, or why the run stopped.
-    pub status: String,
-    /// Both residuals below their tolerances.
-    pub success: bool,
-    /// IPOPT iterations of all sub-problems.
-    pub iterations: usize,
     /// ADMM iterations.
     pub admm_iterations: usize,
     /// Final primal residual.
@@ -491,33 +469,10 @@ pub struct AdmmSummary<'a> {
     pub mean_warm_iterations: Option<f64>,
     /// IPOPT iterations of the cold-started sub-problems, mean per solve.
     pub mean_cold_iterations: Option<f64>,
-    /// Whole run, seconds.
-    pub wall_s: f64,
-    /// ADMM iterations, seconds (with the per-iteration scoring of the consensus model and
-    /// the checkpoints).
-    pub solve_s: f64,
-    /// Sum of the sub-problem times (solving them one after another), seconds.
-    pub eval_s: f64,
     /// Sum of the iterations' own wall times (concurrent sub-problems and the consensus
     /// update, without scoring and checkpoints), seconds: `iterations_s / eval_s` is the
     /// parallel speed-up's ratio.
     pub iterations_s: f64,
-    /// Mean over batches of the last sub-problem objectives.
-    pub objective: f64,
-    /// `train_mse`, `test_mse`, their `_clean` versions (`fit_mse` null), `simulation_error`,
-    /// `simulation_excursion`, `simulation_nfe`, `start_state` of the consensus model.
-    #[serde(flatten)]
-    pub scores: &'a Evaluation,
-    /// `n_vars` = consensus parameters; the other sizes are 0 (per-batch NLPs differ).
-    #[serde(flatten)]
-    pub size: colloc_solvers::NlpDims,
-    /// Seed.
-    pub seed: u64,
-    /// Version, CPU and BLAS kernels of the run.
-    pub platform: Platform,
-    /// The standardized coordinates the consensus network was trained in, if any (objectives
-    /// and residuals are in those coordinates, the MSEs in the data's units).
-    pub normalization: Option<&'a colloc_models::Normalization>,
 }
 
 /// Writes `summary.json`, `model.json`, `history.csv`, `residuals.svg`, `consensus.svg`,

@@ -1,7 +1,7 @@
 //! `colloc admm FILE`: consensus training over batches of collocation sub-problems.
 
 use crate::Failure;
-use colloc::report::{self, AdmmSummary};
+use colloc::report::{self, AdmmSummary, RunSummary};
 use colloc::training::admm::{self, AdmmError, AdmmState, FaultInjection, IterationRecord};
 use colloc::training::collocation::TrainError;
 use colloc_models::write_atomic;
@@ -175,23 +175,39 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
     };
     let ev = &run.evaluation;
     let summary = AdmmSummary {
-        problem: &problem.name,
-        method: "admm",
-        formulation: problem.formulation,
-        status: match (run.converged, stop.timed_out()) {
-            (true, _) => "converged".into(),
-            (false, Some(limit)) => format!(
-                "time limit ({limit} s) reached after iteration {}",
-                run.state.iteration
-            ),
-            (false, None) => run.stop_reason.clone(),
+        run: RunSummary {
+            problem: &problem.name,
+            method: "admm",
+            status: match (run.converged, stop.timed_out()) {
+                (true, _) => "converged".into(),
+                (false, Some(limit)) => format!(
+                    "time limit ({limit} s) reached after iteration {}",
+                    run.state.iteration
+                ),
+                (false, None) => run.stop_reason.clone(),
+            },
+            success: run.converged,
+            iterations: history
+                .iter()
+                .flat_map(|h| h.batches.iter())
+                .map(|b| b.iterations)
+                .sum(),
+            wall_s: started.elapsed().as_secs_f64(),
+            solve_s,
+            eval_s: history.iter().map(|h| h.sequential_seconds).sum(),
+            objective: last.map_or(f64::NAN, |h| {
+                h.batches.iter().map(|b| b.objective).sum::<f64>() / h.batches.len().max(1) as f64
+            }),
+            scores: ev,
+            size: colloc_solvers::NlpDims {
+                n_vars: run.model.n_params(),
+                ..Default::default()
+            },
+            seed: problem.seed,
+            platform: colloc::report::Platform::current(),
+            normalization: run.model.normalization.as_ref(),
         },
-        success: run.converged,
-        iterations: history
-            .iter()
-            .flat_map(|h| h.batches.iter())
-            .map(|b| b.iterations)
-            .sum(),
+        formulation: problem.formulation,
         admm_iterations: run.state.iteration,
         primal_residual: last.map_or(f64::NAN, |h| h.primal),
         dual_residual: last.map_or(f64::NAN, |h| h.dual),
@@ -201,30 +217,16 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         batches: run.batches,
         mean_warm_iterations: solves(true),
         mean_cold_iterations: solves(false),
-        wall_s: started.elapsed().as_secs_f64(),
-        solve_s,
-        eval_s: history.iter().map(|h| h.sequential_seconds).sum(),
         iterations_s: history.iter().map(|h| h.seconds).sum(),
-        objective: last.map_or(f64::NAN, |h| {
-            h.batches.iter().map(|b| b.objective).sum::<f64>() / h.batches.len().max(1) as f64
-        }),
-        scores: ev,
-        size: colloc_solvers::NlpDims {
-            n_vars: run.model.n_params(),
-            ..Default::default()
-        },
-        seed: problem.seed,
-        platform: colloc::report::Platform::current(),
-        normalization: run.model.normalization.as_ref(),
     };
     report::write_admm(&out, &problem, &run, &summary).map_err(Failure::run)?;
 
-    println!("{:<18} {}", "status", summary.status);
+    println!("{:<18} {}", "status", summary.run.status);
     println!(
         "{:<18} {} ADMM, {} IPOPT (mean per solve: cold {}, warm {})",
         "iterations",
         summary.admm_iterations,
-        summary.iterations,
+        summary.run.iterations,
         summary
             .mean_cold_iterations
             .map_or("-".into(), |v| format!("{v:.1}")),
@@ -245,12 +247,12 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
         "{:<18} {:.3} s (ADMM {:.3} s: iterations {:.3} s, where the sub-problems one after \
          another would take {:.3} s — ratio {:.2}; scoring the consensus and checkpoints {:.3} s)",
         "wall time",
-        summary.wall_s,
-        summary.solve_s,
+        summary.run.wall_s,
+        summary.run.solve_s,
         summary.iterations_s,
-        summary.eval_s,
-        summary.iterations_s / summary.eval_s,
-        summary.solve_s - summary.iterations_s
+        summary.run.eval_s,
+        summary.iterations_s / summary.run.eval_s,
+        summary.run.solve_s - summary.iterations_s
     );
     super::print_scores(ev);
     super::print_results_folder(ev, &out);
@@ -260,10 +262,10 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
             out.display()
         )));
     }
-    if !summary.success {
+    if !summary.run.success {
         return Err(Failure::run(format!(
             "ADMM did not converge: {}",
-            summary.status
+            summary.run.status
         )));
     }
     Ok(())

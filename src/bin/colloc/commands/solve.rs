@@ -2,7 +2,7 @@
 
 use crate::Failure;
 use colloc::problem::Formulation;
-use colloc::report::{self, Summary};
+use colloc::report::{self, RunSummary, Summary};
 use colloc::training::collocation::{self, TrainError};
 use colloc_models::Mlp;
 use std::path::PathBuf;
@@ -123,27 +123,29 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let summary_of = |j: usize| {
         let (p, r) = (&problems[j], &runs[j]);
         Summary {
-            problem: &p.name,
-            method: "collocation",
+            run: RunSummary {
+                problem: &p.name,
+                method: "collocation",
+                status: status.clone(),
+                success: r.solution.is_success(),
+                iterations: totals.iterations,
+                wall_s: started.elapsed().as_secs_f64(),
+                solve_s: totals.solve_s,
+                eval_s: totals.eval_s,
+                objective: r.solution.objective,
+                scores: &r.evaluation,
+                size: r.dims,
+                seed: p.seed,
+                platform: platform.clone(),
+                normalization: r.model.normalization.as_ref(),
+            },
             formulation,
-            status: status.clone(),
-            success: r.solution.is_success(),
-            iterations: totals.iterations,
-            wall_s: started.elapsed().as_secs_f64(),
             build_s: totals.build_s,
             prefit_s: totals.prefit_s,
-            solve_s: totals.solve_s,
-            eval_s: totals.eval_s,
-            objective: r.solution.objective,
-            scores: &r.evaluation,
-            size: r.dims,
-            seed: p.seed,
-            platform: platform.clone(),
             ipopt_stats: &r.solution.stats,
             penalty_stages: &r.stages,
             parameter_scaling: problem.parameter_scaling,
             smoothing: p.smoothing,
-            normalization: r.model.normalization.as_ref(),
             collocation_points: r.nodes.len(),
             refinements: &r.refinements,
             trajectories: Vec::new(),
@@ -163,7 +165,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     }
     report::write_collocation(&out, &problems[0], run, &summary).map_err(Failure::run)?;
 
-    println!("{:<18} {}", "status", summary.status);
+    println!("{:<18} {}", "status", summary.run.status);
     for round in rounds {
         println!(
             "{:<18} {} points: {} iterations, {}, relative defect {:.2e} → refined",
@@ -176,7 +178,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     }
     println!(
         "{:<18} {} ({} KKT factorizations; {})",
-        "iterations", summary.iterations, totals.kkt_factorizations, totals.kkt_solvers
+        "iterations", summary.run.iterations, totals.kkt_factorizations, totals.kkt_solvers
     );
     for stage in &run.stages {
         println!(
@@ -194,9 +196,9 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     }
     println!(
         "{:<18} {:.3} s (build {:.3} s, pre-fit {:.3} s, IPOPT {:.3} s of which evaluations {:.3} s)",
-        "wall time", summary.wall_s, summary.build_s, summary.prefit_s, summary.solve_s, summary.eval_s
+        "wall time", summary.run.wall_s, summary.build_s, summary.prefit_s, summary.run.solve_s, summary.run.eval_s
     );
-    println!("{:<18} {:.6e}", "objective", summary.objective);
+    println!("{:<18} {:.6e}", "objective", summary.run.objective);
     super::print_scores(ev);
     println!(
         "{:<18} {} vars, {} cons, {} jac nnz, {} hess nnz",
@@ -206,7 +208,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         super::print_trajectories(&summary.trajectories, pooled);
     }
     super::print_results_folder(ev, &out);
-    if summary.success {
+    if summary.run.success {
         super::warn_if_grid_too_coarse(ev);
     }
     if stop.interrupted() {
@@ -221,7 +223,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
             out.display()
         )));
     }
-    if !summary.success {
+    if !summary.run.success {
         return Err(Failure::run(format!(
             "IPOPT did not converge: {} ({}){}",
             run.solution.status,

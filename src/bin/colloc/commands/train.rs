@@ -2,7 +2,7 @@
 
 use crate::Failure;
 use colloc::problem;
-use colloc::report::{self, SequentialSummary, SweepSummary};
+use colloc::report::{self, RunSummary, SequentialSummary, SweepSummary};
 use colloc::sequential::{EpochRecord, TrainMethod};
 use colloc::training::sequential::{self, SequentialRunError};
 use colloc::training::sweep::{self, SweepError, SweepTrial};
@@ -273,35 +273,37 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let summary_of = |j: usize| {
         let (p, r) = (&problems[j], &runs[j]);
         SequentialSummary {
-            problem: &p.name,
-            method: method_name,
+            run: RunSummary {
+                problem: &p.name,
+                method: method_name,
+                status: status.clone(),
+                success,
+                iterations: epochs,
+                wall_s: started.elapsed().as_secs_f64(),
+                solve_s: run.train_s,
+                eval_s: run.train_s,
+                objective: best.map_or(f64::NAN, |b| b.loss),
+                scores: &r.evaluation,
+                size: colloc_solvers::NlpDims {
+                    n_vars: report.best.n_params(),
+                    ..Default::default()
+                },
+                seed: p.seed,
+                platform: platform.clone(),
+                normalization: report.best.normalization.as_ref(),
+            },
             structure: problem.model.structure.name(),
             time_basis: problem
                 .model
                 .time_basis
                 .as_ref()
                 .map(|b| format!("{:?}:{}", b.kind, b.degree).to_lowercase()),
-            status: status.clone(),
-            success,
-            iterations: epochs,
             epochs,
             best_epoch: report.best_epoch,
             nfe,
-            wall_s: started.elapsed().as_secs_f64(),
-            solve_s: run.train_s,
-            eval_s: run.train_s,
             epoch_ms: 1e3 * run.train_s
                 / (epochs + run.pretrain.as_ref().map_or(0, |p| p.curve.len())).max(1) as f64,
-            objective: best.map_or(f64::NAN, |b| b.loss),
-            scores: &r.evaluation,
-            size: colloc_solvers::NlpDims {
-                n_vars: report.best.n_params(),
-                ..Default::default()
-            },
-            seed: p.seed,
-            platform: platform.clone(),
             init: args.init.as_ref().map(|p| p.display().to_string()),
-            normalization: report.best.normalization.as_ref(),
             learn_initial_state: settings.learn_initial_state,
             sweep: sweep_summary.clone(),
             trajectories: Vec::new(),
@@ -329,16 +331,16 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     }
     report::write_sequential(&out, &problem, report, ev, &summary).map_err(Failure::run)?;
 
-    println!("{:<18} {}", "status", summary.status);
+    println!("{:<18} {}", "status", summary.run.status);
     println!(
         "{:<18} {} (best {}), {} right-hand-side evaluations",
         "epochs", summary.epochs, summary.best_epoch, summary.nfe
     );
     println!(
         "{:<18} {:.3} s (training {:.3} s, {:.3} ms per epoch)",
-        "wall time", summary.wall_s, summary.solve_s, summary.epoch_ms
+        "wall time", summary.run.wall_s, summary.run.solve_s, summary.epoch_ms
     );
-    println!("{:<18} {:.6e}", "loss at best", summary.objective);
+    println!("{:<18} {:.6e}", "loss at best", summary.run.objective);
     if settings.learn_initial_state {
         for (p, start) in problems.iter().zip(&report.best_starts) {
             let start: Vec<String> = start.iter().map(|v| format!("{v:.6}")).collect();
@@ -361,10 +363,10 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             out.display()
         )));
     }
-    if !summary.success {
+    if !summary.run.success {
         return Err(Failure::run(format!(
             "training stopped: {}",
-            summary.status
+            summary.run.status
         )));
     }
     Ok(())
