@@ -256,6 +256,16 @@ fn invalid_values_name_the_field() {
         &["bounds.states", "normalize"],
     );
     expect_input_error(
+        "solver-normalize-state-bounds",
+        &GOOD
+            .replace(
+                "[solver.ipopt]",
+                "[solver]\nnormalize = true\n[solver.ipopt]",
+            )
+            .replace("parameters = 100.0", "parameters = 100.0\nstates = 10.0"),
+        &["bounds.states", "solver.normalize = true"],
+    );
+    expect_input_error(
         "time-scale-alone",
         &GOOD.replace(
             "activation = \"tanh\"",

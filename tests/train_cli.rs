@@ -464,6 +464,55 @@ fn normalized_models_carry_their_coordinates_from_solve_to_train() {
     assert!(consensus.normalization.is_some());
 }
 
+/// `[solver] normalize = true` under a `[model]` in the data's units: the collocation
+/// trainers (`solve`, `admm`) work in standardized coordinates, `train` in the data's own,
+/// and `--normalize` replaces both.
+#[test]
+fn solver_normalize_standardizes_the_collocation_trainers_only() {
+    let d = dir("solver-normalize");
+    let text = format!("{SMALL}\n[solver]\nnormalize = true\n");
+    let path = problem_file(&d, "small.toml", text.clone());
+    let admm_path = problem_file(
+        &d,
+        "admm.toml",
+        format!("{text}\n[admm]\nwindows = [[0.0, 1.5], [1.5, 3.0]]\nrho = 10.0\nmax_iter = 2\n"),
+    );
+    let run = |command: &str, file: &std::path::Path, name: &str, extra: &[&str]| {
+        let out = d.join(name);
+        let mut args = vec![command, file.to_str().unwrap(), "-q", "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend(extra);
+        let (code, stdout, err) = colloc(&args);
+        assert!(
+            code == Some(0) || code == Some(1),
+            "{name}: {stdout}\n{err}"
+        );
+        let model = colloc_models::Mlp::load(&out.join("model.json")).unwrap();
+        (summary(&out), model.normalization.is_some())
+    };
+    let (solved, normalized) = run("solve", &path, "solve", &[]);
+    assert!(normalized, "{solved}");
+    assert!(
+        solved["normalization"]["state_scale"].is_array(),
+        "{solved}"
+    );
+    assert!(run("admm", &admm_path, "admm", &[]).1);
+    let (trained, normalized) = run("train", &path, "train", &["--epochs", "3"]);
+    assert!(
+        !normalized && trained["normalization"].is_null(),
+        "{trained}"
+    );
+    let (plain, normalized) = run("solve", &path, "plain", &["--normalize", "false"]);
+    assert!(!normalized && plain["normalization"].is_null(), "{plain}");
+    let (_, normalized) = run(
+        "train",
+        &path,
+        "train-std",
+        &["--epochs", "3", "--normalize", "true"],
+    );
+    assert!(normalized);
+}
+
 #[test]
 fn sweep_selects_the_lowest_training_mse_and_reproduces_a_plain_run() {
     let d = dir("sweep");

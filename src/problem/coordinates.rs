@@ -54,6 +54,7 @@ impl Problem {
         }
         p.coordinates = Some(n.clone());
         p.model.normalize = false;
+        p.solver_normalize = None;
         p.model.time_scale = None;
         p.sequential.homotopy.coupling *= n.time_scale;
         Ok(p)

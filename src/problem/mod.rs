@@ -137,6 +137,9 @@ pub struct Problem {
     pub formulation: Formulation,
     /// Pre-fit θ to derivative estimates before the solve.
     pub prefit: bool,
+    /// `[solver] normalize`: the collocation trainers' coordinates, when they differ from
+    /// `[model] normalize` ([`Problem::collocation_normalize`]).
+    pub solver_normalize: Option<bool>,
     /// Smoothing that starts the collocation states.
     pub smoothing: Smoothing,
     /// Automatic grid refinement of `colloc solve` (`[collocation.refinement]`), if any.
@@ -192,8 +195,15 @@ impl Problem {
         self.seed.wrapping_mul(2)
     }
 
-    /// Replaces `[model] normalize` (the command-line `--normalize`), with the checks the file
-    /// gets: standardized coordinates exclude state bounds, `time_scale` needs them.
+    /// True when the collocation trainers (`colloc solve`, `colloc admm`) work in standardized
+    /// coordinates: `[solver] normalize` if the file sets it, else `[model] normalize`.
+    pub fn collocation_normalize(&self) -> bool {
+        self.solver_normalize.unwrap_or(self.model.normalize)
+    }
+
+    /// Replaces `[model] normalize` and `[solver] normalize` (the command-line `--normalize`:
+    /// every trainer in the coordinates it names), with the checks the file gets: standardized
+    /// coordinates exclude state bounds, `time_scale` needs them.
     pub fn set_normalize(&mut self, normalize: bool) -> Result<(), String> {
         if normalize && self.state_bound.is_some() {
             return Err(
@@ -210,6 +220,7 @@ impl Problem {
             );
         }
         self.model.normalize = normalize;
+        self.solver_normalize = None;
         Ok(())
     }
 }
@@ -580,18 +591,24 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         .time_scale
         .map(|v| positive("model.time_scale", v))
         .transpose()?;
-    if !raw.model.normalize && time_scale.is_some() {
+    let collocation_normalize = raw.solver.normalize.unwrap_or(raw.model.normalize);
+    if !(raw.model.normalize || collocation_normalize) && time_scale.is_some() {
         return Err(field(
             "model.time_scale",
-            "only used with `model.normalize = true`".into(),
+            "only used with `model.normalize = true` or `solver.normalize = true`".into(),
         ));
     }
-    if raw.model.normalize && state_bound.is_some() {
+    if collocation_normalize && state_bound.is_some() {
+        let setting = match raw.solver.normalize {
+            Some(true) => "solver.normalize = true",
+            _ => "model.normalize = true",
+        };
         return Err(field(
             "bounds.states",
-            "state bounds are not available with `model.normalize = true` (they would bound \
-             the standardized states)"
-                .into(),
+            format!(
+                "state bounds are not available with `{setting}` (they would bound the \
+                 standardized states)"
+            ),
         ));
     }
     let penalties = &raw.solver.defect_penalties;
@@ -649,6 +666,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         state_bound,
         formulation: raw.solver.formulation,
         prefit: raw.solver.prefit,
+        solver_normalize: raw.solver.normalize,
         smoothing: raw.solver.smoothing,
         defect_penalties: raw.solver.defect_penalties,
         parameter_scaling,

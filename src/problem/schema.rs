@@ -306,6 +306,12 @@ pub struct RawSolver {
     /// false).
     #[serde(default)]
     pub prefit: bool,
+    /// Standardized coordinates for the collocation trainers (`colloc solve`, `colloc admm`)
+    /// in place of `[model] normalize` (default: as `[model] normalize`). A file can so train
+    /// the sequential baselines in the data's units, as a paper does, and solve the
+    /// collocation NLP in standardized ones.
+    #[serde(default)]
+    pub normalize: Option<bool>,
     /// Smoothing that starts the states (default: 3 × the mean spacing of the observations;
     /// `"cv"`: leave-one-out cross-validation).
     #[serde(default)]
@@ -334,6 +340,7 @@ impl Default for RawSolver {
         Self {
             formulation: Formulation::default(),
             prefit: false,
+            normalize: None,
             smoothing: Smoothing::default(),
             defect_penalties: Vec::new(),
             parameter_scaling: 1.0,

@@ -83,22 +83,24 @@ fn unit_rate_time_scale(rates: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// The coordinates training works in: those of the starting model `init` if it has them,
-/// else the standardization of the data when `[model] normalize = true`, else none (the
-/// data's own). A starting model in the data's own coordinates cannot serve a problem that
-/// asks for standardized ones (its network would see other inputs).
+/// else the standardization of the data when `normalize` (the trainer's setting: `[model]
+/// normalize`, or [`Problem::collocation_normalize`]), else none (the data's own). A starting
+/// model in the data's own coordinates cannot serve a problem that asks for standardized ones
+/// (its network would see other inputs).
 pub fn training_coordinates(
     problem: &Problem,
+    normalize: bool,
     init: Option<&Mlp>,
 ) -> Result<Option<Normalization>, String> {
     match init {
         Some(m) if m.normalization.is_some() => Ok(m.normalization.clone()),
-        Some(_) if problem.model.normalize => Err(
+        Some(_) if normalize => Err(
             "the starting model works in the data's own coordinates, but the problem asks for \
-             standardized ones (`model.normalize = true`); start from a normalized model or \
-             remove `normalize`"
+             standardized ones (`normalize = true`); start from a normalized model or remove \
+             `normalize`"
                 .into(),
         ),
-        _ => Ok(problem.model.normalize.then(|| standardization(problem))),
+        _ => Ok(normalize.then(|| standardization(problem))),
     }
 }
 
@@ -198,7 +200,10 @@ mod tests {
         );
         assert!((n.time_scale - 1.0 / 3.0).abs() < 0.01, "{}", n.time_scale);
         assert_eq!(n.time_shift, 0.0);
-        assert_eq!(training_coordinates(&problem, None).unwrap(), Some(n));
+        assert_eq!(
+            training_coordinates(&problem, problem.model.normalize, None).unwrap(),
+            Some(n)
+        );
         problem.model.time_scale = Some(0.7);
         assert_eq!(standardization(&problem).time_scale, 0.7);
     }

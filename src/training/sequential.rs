@@ -124,7 +124,8 @@ pub fn train_trajectories(
     let main = problems
         .first()
         .ok_or_else(|| SequentialRunError::Coordinates("no problem to train on".into()))?;
-    let coordinates = training_coordinates(main, init).map_err(SequentialRunError::Coordinates)?;
+    let coordinates = training_coordinates(main, main.model.normalize, init)
+        .map_err(SequentialRunError::Coordinates)?;
     let Some(n) = coordinates else {
         let (report, pretrain) = train_network(problems, settings, init, start, observer)?;
         return Ok(finish(problems, report, pretrain, started));

@@ -16,11 +16,12 @@ pub struct Batch {
     pub problem: Problem,
 }
 
-/// The problem ADMM works on: the problem itself, or with `[model] normalize = true` the
+/// The problem ADMM works on: the problem itself, or in standardized coordinates
+/// ([`Problem::collocation_normalize`]: `[solver] normalize`, else `[model] normalize`) the
 /// problem restated in the standardized coordinates of its training data (batch windows
 /// mapped).
 pub(super) fn working_problem(problem: &Problem) -> Result<Problem, TrainError> {
-    if !problem.model.normalize {
+    if !problem.collocation_normalize() {
         return Ok(problem.clone());
     }
     problem

@@ -151,7 +151,7 @@ pub fn batches_fingerprint(problem: &Problem, batches: &[Batch]) -> String {
         spec.time_input,
         spec.structure,
         spec.time_basis,
-        spec.normalize
+        problem.collocation_normalize()
     ));
     for batch in batches {
         let p = &batch.problem;

@@ -67,7 +67,8 @@ pub use build::{
 };
 pub use evaluation::{
     collocation_defect, evaluate, first_excursion, simulate_and_score, CollocationDefect,
-    Evaluation, Excursion, LearnedOde, DEFECT_WARNING_RELATIVE, EXCURSION_WIDTHS,
+    Evaluation, Excursion, LearnedOde, DEFECT_WARNING_RELATIVE, DEPARTURE_WARNING_RATIO,
+    EXCURSION_WIDTHS,
 };
 pub use joint::{pooled_scores, PooledScores};
 
@@ -363,7 +364,8 @@ fn train_on_grids(
     first_iteration: usize,
     observer: &mut dyn FnMut(&IterationInfo) -> bool,
 ) -> Result<Vec<CollocationRun>, TrainError> {
-    let coordinates = training_coordinates(&problems[0], init).map_err(TrainError::Unsupported)?;
+    let coordinates = training_coordinates(&problems[0], problems[0].collocation_normalize(), init)
+        .map_err(TrainError::Unsupported)?;
     let mut runs = match &coordinates {
         None => train_network(
             problems,

@@ -5,7 +5,9 @@ pub mod predict;
 pub mod solve;
 pub mod train;
 
-use colloc::training::collocation::{Evaluation, DEFECT_WARNING_RELATIVE, EXCURSION_WIDTHS};
+use colloc::training::collocation::{
+    Evaluation, DEFECT_WARNING_RELATIVE, DEPARTURE_WARNING_RATIO, EXCURSION_WIDTHS,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -176,6 +178,29 @@ pub fn warn_if_grid_too_coarse(ev: &Evaluation) {
             );
         }
     }
+}
+
+/// After a collocation solve: a warning when the learned ODE simulated from the fitted first
+/// state misses the training observations [`DEPARTURE_WARNING_RATIO`] or more times as much as
+/// the fitted states do (the fit solves the collocation equations, but its trajectory is not
+/// one the simulation follows). `normalized`: the solve was in standardized coordinates.
+pub fn warn_if_simulation_departs(ev: &Evaluation, normalized: bool) {
+    let (Some(ratio), Some(fit)) = (ev.departure_from_fit(), ev.fit_mse) else {
+        return;
+    };
+    let train = ev.train_mse.unwrap_or(f64::NAN);
+    eprintln!(
+        "warning: the learned ODE simulated from the fitted first state leaves the fitted \
+         trajectory inside the training window: train_mse {train:.4e} is {ratio:.0} times \
+         fit_mse {fit:.4e} (warned from {DEPARTURE_WARNING_RATIO}); the fit solves the \
+         collocation equations, but the simulation does not follow it{}",
+        if normalized {
+            "; more collocation points, or another seed, may help"
+        } else {
+            "; standardized coordinates (`--normalize true` or `[solver] normalize = true`) or \
+             more collocation points may help"
+        }
+    );
 }
 
 /// The figure lines every command ends with: simulation MSEs (and their noise-free versions).

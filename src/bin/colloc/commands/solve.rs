@@ -211,6 +211,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     if summary.run.success {
         super::warn_if_grid_too_coarse(ev);
     }
+    super::warn_if_simulation_departs(ev, run.model.normalization.is_some());
     if stop.interrupted() {
         return Err(Failure::run(format!(
             "interrupted; results of the last iterate written to {}",
