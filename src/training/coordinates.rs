@@ -96,8 +96,9 @@ pub fn training_coordinates(
         Some(m) if m.normalization.is_some() => Ok(m.normalization.clone()),
         Some(_) if normalize => Err(
             "the starting model works in the data's own coordinates, but the problem asks for \
-             standardized ones (`normalize = true`); start from a normalized model or remove \
-             `normalize`"
+             standardized ones (`normalize = true` in `[model]`, or in `[solver]` for colloc \
+             solve and admm); start from a normalized model, or train in the data's units \
+             (`--normalize false`)"
                 .into(),
         ),
         _ => Ok(normalize.then(|| standardization(problem))),
