@@ -145,14 +145,14 @@ impl Activation {
 
     /// [`Activation::value_and_derivative`] over a slice, the hot path of sequential training:
     /// each `z` is replaced by its value and its derivative written to `slopes`. One loop per
-    /// activation, with nothing but arithmetic inside, compiled for AVX2 when the CPU has it,
+    /// activation, with nothing but arithmetic inside, compiled for AVX-512F or AVX2 when the CPU has it,
     /// so that the compiler vectorizes it — with [`Exponential::Vectorized`]; with
     /// [`Exponential::Library`] the results are those of `value_and_derivative`.
     pub fn values_and_slopes(self, z: &mut [f64], slopes: &mut [f64], exp: Exponential) {
         macro_rules! each {
             ($act:expr) => {
                 match exp {
-                    Exponential::Vectorized => crate::wide::with_avx2(
+                    Exponential::Vectorized => crate::wide::with_wide_vectors(
                         #[inline(always)]
                         || {
                             for (z, dy) in z.iter_mut().zip(slopes.iter_mut()) {
@@ -227,7 +227,7 @@ impl Activation {
 
     /// [`Activation::value_and_derivatives`] over many points at once: `triples` holds
     /// `(z, ·, ·)` triples, each replaced by `(σ(z), σ'(z), σ''(z))` — the same bits as one
-    /// call per point. For tanh the loop runs four points side by side, compiled for AVX2
+    /// call per point. For tanh the loop runs four points side by side, compiled for AVX-512F or AVX2
     /// when the CPU has it (the collocation's shared pass: 6,400 units per iterate on the
     /// paper's Van der Pol network, where the library's `tanh` took a third of the
     /// constraint callback).
@@ -239,12 +239,12 @@ impl Activation {
             }
             return;
         }
-        crate::wide::with_avx2(
+        crate::wide::with_wide_vectors(
             #[inline(always)]
             || {
                 let mut quads = triples.chunks_exact_mut(12);
                 for q in &mut quads {
-                    // Plain loops over arrays (`map` is not inlined into the AVX2 copy).
+                    // Plain loops over arrays (`map` is not inlined into the wider copies).
                     let mut s = [0.0; 4];
                     for k in 0..4 {
                         s[k] = tanh_branch_free(q[3 * k]);
@@ -465,7 +465,7 @@ mod tests {
             a.values_and_slopes(&mut z_lib, &mut slopes_lib, Exponential::Library);
             for (k, x) in x.iter().enumerate() {
                 assert_eq!((z_lib[k], slopes_lib[k]), a.value_and_derivative(*x));
-                // The AVX2 copy (on CPUs that have it) gives the bits of one value at a time
+                // The AVX-512F or AVX2 copy (on CPUs that have them) gives the bits of one value at a time
                 // in baseline code.
                 assert_eq!(
                     (z[k], slopes[k]),

@@ -138,7 +138,7 @@ impl Mlp {
                 // Columns need outputs enough to fill the vector lanes.
                 (_, Some(t)) if n_out >= 8 => {
                     let columns = &t[t_offset..t_offset + n_in * n_out];
-                    crate::wide::with_avx2(
+                    crate::wide::with_wide_vectors(
                         #[inline(always)]
                         || affine_columns(columns, biases, x, out),
                     )
@@ -206,7 +206,7 @@ impl Mlp {
         );
     }
 
-    /// The backward pass of [`Mlp::vjp`] and [`Mlp::vjp_saved`], compiled for AVX2 when the
+    /// The backward pass of [`Mlp::vjp`] and [`Mlp::vjp_saved`], compiled for AVX-512F or AVX2 when the
     /// CPU has it (same bits as [`Mlp::pull_back_baseline`]).
     fn pull_back(
         &self,
@@ -217,7 +217,7 @@ impl Mlp {
         grad_params: &mut [f64],
         grad_input: &mut [f64],
     ) {
-        crate::wide::with_avx2(
+        crate::wide::with_wide_vectors(
             #[inline(always)]
             || self.pull_back_baseline(params, saved, buffers, cotangent, grad_params, grad_input),
         );
@@ -367,7 +367,7 @@ mod tests {
         );
         assert_eq!(g1, g2);
         assert_eq!(x1, x2);
-        // The VJP through `with_avx2` (AVX2 code on CPUs that have it) and called directly
+        // The VJP through `with_wide_vectors` (AVX-512F or AVX2 code on CPUs that have them) and called directly
         // (baseline code): the same bits.
         let (mut g3, mut x3) = (vec![0.0; m.n_params()], vec![0.0; 3]);
         let mut scratch = MlpTape::new();
