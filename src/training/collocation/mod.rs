@@ -220,8 +220,9 @@ pub struct PenaltyStage {
 /// problem alone fails in 150 iterations, the continuation converges).
 /// Iteration numbers seen by `observer` and kept in the history continue across stages.
 ///
-/// With `[model] normalize = true`, or a starting model that carries a normalization, the
-/// network is trained on the problem restated in standardized coordinates
+/// With [`Problem::collocation_normalize`] (`[solver] normalize`, else `[model] normalize`),
+/// or a starting model that carries a normalization, the network is trained on the problem
+/// restated in standardized coordinates
 /// ([`Problem::in_coordinates`]); the returned model carries the normalization, the states are
 /// in the data's units, and the evaluation is in the data's units (IPOPT's objective and the
 /// history are in the standardized ones).
