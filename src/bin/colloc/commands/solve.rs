@@ -55,7 +55,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let _output_folder = super::create_output_folder(&out)?;
     if !args.quiet {
         eprintln!(
-            "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {:?} formulation",
+            "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {:?} formulation{}",
             problem.name,
             problem.data.dim(),
             problem.nodes.len(),
@@ -69,7 +69,14 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
             },
             problem.model.layers,
             problem.model.activation,
-            formulation
+            formulation,
+            if init.as_ref().is_some_and(|m| m.normalization.is_some()) {
+                ", in the starting model's standardized coordinates"
+            } else if problem.collocation_normalize() {
+                ", in standardized coordinates"
+            } else {
+                ""
+            }
         );
         eprintln!(
             "{:>5} {:>14} {:>10} {:>10} {:>9}",
