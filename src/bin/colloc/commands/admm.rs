@@ -84,12 +84,17 @@ pub fn run(args: AdmmArgs) -> Result<(), Failure> {
 
     if !args.quiet {
         eprintln!(
-            "colloc admm {}: {} batches {:?}, model {:?} {}, ρ {} ({}), {} iterations at most{}",
+            "colloc admm {}: {} batches {:?}, model {:?} {}{}, ρ {} ({}), {} iterations at most{}",
             problem.name,
             batches.len(),
             batches.iter().map(|b| b.window).collect::<Vec<_>>(),
             problem.model.layers,
             problem.model.activation,
+            if problem.collocation_normalize() {
+                " in standardized coordinates"
+            } else {
+                ""
+            },
             settings.rho,
             if settings.adaptive_rho {
                 "adaptive"
