@@ -180,7 +180,7 @@ pub fn warn_if_grid_too_coarse(ev: &Evaluation) {
     }
 }
 
-/// After a collocation solve: a warning when the learned ODE simulated from the fitted first
+/// After a converged collocation solve: a warning when the learned ODE simulated from the fitted first
 /// state misses the training observations [`DEPARTURE_WARNING_RATIO`] or more times as much as
 /// the fitted states do (the fit solves the collocation equations, but its trajectory is not
 /// one the simulation follows). `normalized`: the solve was in standardized coordinates.

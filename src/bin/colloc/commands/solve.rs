@@ -216,9 +216,10 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     }
     super::print_results_folder(ev, &out);
     if summary.run.success {
+        // Both speak of a fit that solves the collocation equations at the nodes.
         super::warn_if_grid_too_coarse(ev);
+        super::warn_if_simulation_departs(ev, run.model.normalization.is_some());
     }
-    super::warn_if_simulation_departs(ev, run.model.normalization.is_some());
     if stop.interrupted() {
         return Err(Failure::run(format!(
             "interrupted; results of the last iterate written to {}",
