@@ -145,8 +145,8 @@ impl Activation {
 
     /// [`Activation::value_and_derivative`] over a slice, the hot path of sequential training:
     /// each `z` is replaced by its value and its derivative written to `slopes`. One loop per
-    /// activation, with nothing but arithmetic inside, compiled for AVX-512F or AVX2 when the CPU has it,
-    /// so that the compiler vectorizes it — with [`Exponential::Vectorized`]; with
+    /// activation, with nothing but arithmetic inside, compiled for AVX-512F or AVX2 when the
+    /// CPU has it, so that the compiler vectorizes it — with [`Exponential::Vectorized`]; with
     /// [`Exponential::Library`] the results are those of `value_and_derivative`.
     pub fn values_and_slopes(self, z: &mut [f64], slopes: &mut [f64], exp: Exponential) {
         macro_rules! each {
@@ -227,8 +227,8 @@ impl Activation {
 
     /// [`Activation::value_and_derivatives`] over many points at once: `triples` holds
     /// `(z, ·, ·)` triples, each replaced by `(σ(z), σ'(z), σ''(z))` — the same bits as one
-    /// call per point. For tanh the loop runs four points side by side, compiled for AVX-512F or AVX2
-    /// when the CPU has it (the collocation's shared pass: 6,400 units per iterate on the
+    /// call per point. For tanh the loop runs four points side by side, compiled for AVX-512F
+    /// or AVX2 when the CPU has it (the collocation's shared pass: 6,400 units per iterate on the
     /// paper's Van der Pol network, where the library's `tanh` took a third of the
     /// constraint callback).
     pub fn values_and_derivatives_in_place(self, triples: &mut [f64]) {
@@ -465,8 +465,8 @@ mod tests {
             a.values_and_slopes(&mut z_lib, &mut slopes_lib, Exponential::Library);
             for (k, x) in x.iter().enumerate() {
                 assert_eq!((z_lib[k], slopes_lib[k]), a.value_and_derivative(*x));
-                // The AVX-512F or AVX2 copy (on CPUs that have them) gives the bits of one value at a time
-                // in baseline code.
+                // The AVX-512F or AVX2 copy (on CPUs that have them) gives the bits of one
+                // value at a time in baseline code.
                 assert_eq!(
                     (z[k], slopes[k]),
                     a.value_and_derivative_with(*x, exp_nonpositive)

@@ -206,8 +206,8 @@ impl Mlp {
         );
     }
 
-    /// The backward pass of [`Mlp::vjp`] and [`Mlp::vjp_saved`], compiled for AVX-512F or AVX2 when the
-    /// CPU has it (same bits as [`Mlp::pull_back_baseline`]).
+    /// The backward pass of [`Mlp::vjp`] and [`Mlp::vjp_saved`], compiled for AVX-512F or AVX2
+    /// when the CPU has it (same bits as [`Mlp::pull_back_baseline`]).
     fn pull_back(
         &self,
         params: &[f64],
@@ -367,8 +367,8 @@ mod tests {
         );
         assert_eq!(g1, g2);
         assert_eq!(x1, x2);
-        // The VJP through `with_wide_vectors` (AVX-512F or AVX2 code on CPUs that have them) and called directly
-        // (baseline code): the same bits.
+        // The VJP through `with_wide_vectors` (AVX-512F or AVX2 code on CPUs that have them)
+        // and called directly (baseline code): the same bits.
         let (mut g3, mut x3) = (vec![0.0; m.n_params()], vec![0.0; 3]);
         let mut scratch = MlpTape::new();
         m.pull_back_baseline(
