@@ -66,7 +66,7 @@ pub struct ProblemOverrides {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Train in standardized coordinates (true) or the data's own (false), overriding
-    /// `[model] normalize`.
+    /// `[solver] normalize` (`solve`, `admm`) and `[model] normalize` (`train`).
     #[arg(long, value_name = "BOOL")]
     pub normalize: Option<bool>,
 }
