@@ -20,6 +20,62 @@ pub fn gram(a: &[f64], rows: usize, cols: usize, alpha: f64) -> Vec<f64> {
     c
 }
 
+/// A column-major matrix operand of [`gemm`]: its values, leading dimension, and whether it
+/// enters transposed.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmOperand<'a> {
+    /// The stored values (column-major).
+    pub values: &'a [f64],
+    /// Leading dimension: the distance between the starts of two stored columns.
+    pub ld: usize,
+    /// Use the transpose of the stored matrix.
+    pub transposed: bool,
+}
+
+impl<'a> GemmOperand<'a> {
+    /// The stored matrix itself, columns `ld` apart.
+    pub fn new(values: &'a [f64], ld: usize) -> Self {
+        Self {
+            values,
+            ld,
+            transposed: false,
+        }
+    }
+
+    /// Its transpose.
+    pub fn transposed(self) -> Self {
+        Self {
+            transposed: true,
+            ..self
+        }
+    }
+}
+
+/// BLAS `dgemm`: `c ← op(a)·op(b) + c`, with `op(a)` of `m × k`, `op(b)` of `k × n` and `c`
+/// column-major `m × n` with leading dimension `ldc`. Panics when a slice is too short for
+/// its shape.
+pub fn gemm_add(
+    (m, n, k): (usize, usize, usize),
+    a: GemmOperand<'_>,
+    b: GemmOperand<'_>,
+    c: &mut [f64],
+    ldc: usize,
+) {
+    if k == 0 {
+        return;
+    }
+    ffi::default_blas_threads();
+    ffi::blas_dgemm(
+        (a.transposed, b.transposed),
+        (m, n, k),
+        1.0,
+        (a.values, a.ld),
+        (b.values, b.ld),
+        1.0,
+        (c, ldc),
+    );
+}
+
 /// Cholesky factorization L·Lᵀ of a symmetric positive definite matrix (LAPACK `dpotrf`).
 #[derive(Clone, Debug)]
 pub struct Cholesky {
@@ -112,6 +168,21 @@ impl BandCholesky {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemm_add_accumulates_products_of_transposed_and_strided_operands() {
+        // a stored 3×2 (ld 4, one padding row), used transposed: op(a) = 2×3; b 3×2 (ld 3).
+        let a = [1.0, 2.0, 3.0, 99.0, 4.0, 5.0, 6.0, 99.0];
+        let b = [1.0, 0.0, -1.0, 2.0, 1.0, 0.5];
+        let mut c = vec![1.0; 4];
+        let (a, b) = (
+            GemmOperand::new(&a, 4).transposed(),
+            GemmOperand::new(&b, 3),
+        );
+        gemm_add((2, 2, 3), a, b, &mut c, 2);
+        // aᵀb = [[−2, 5.5], [−2, 16]] plus the ones already in c (column-major).
+        assert_eq!(c, vec![-1.0, -1.0, 6.5, 17.0]);
+    }
 
     #[test]
     fn band_cholesky_agrees_with_lapack_and_refuses_indefinite_matrices() {

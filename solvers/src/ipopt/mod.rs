@@ -21,7 +21,7 @@ mod test_matrices;
 /// Safe BLAS/LAPACK wrappers for [`crate::linalg`].
 pub(crate) mod ffi_linalg {
     pub(crate) use super::ffi::{
-        blas_dsyrk_lower_t, default_blas_threads, lapack_dpotrf, lapack_dpotrs,
+        blas_dgemm, blas_dsyrk_lower_t, default_blas_threads, lapack_dpotrf, lapack_dpotrs,
     };
 }
 mod info;
