@@ -273,7 +273,16 @@ impl Model {
         }
 
         // Objective terms with constant Hessians.
-        let mut hess = PatternBuilder::new(SlotOrder::ColumnMajor);
+        let hessian_order = if self
+            .structured
+            .iter()
+            .any(|t| t.prefers_row_ordered_hessian())
+        {
+            SlotOrder::RowMajor
+        } else {
+            SlotOrder::ColumnMajor
+        };
+        let mut hess = PatternBuilder::new(hessian_order);
         let mut least_squares = Vec::with_capacity(self.least_squares.len());
         for ls in self.least_squares {
             ls.validate(n)?;

@@ -28,6 +28,13 @@ pub trait StructuredTerm: Send + Sync {
     /// The Hessian pattern of `Σ_o w_o out_o`: unordered variable pairs `(a, b)`, each once.
     fn hessian_pattern(&self) -> Vec<(usize, usize)>;
 
+    /// Whether the model should order the Hessian's slots by row rather than by column (see
+    /// `SlotOrder`): for a term whose Hessian is mostly one dense block listed row by row,
+    /// which the gather then reads in order (default: no).
+    fn prefers_row_ordered_hessian(&self) -> bool {
+        false
+    }
+
     /// The outputs at `x` (`out` has one entry per row; it is zeroed before the call).
     fn values(&self, x: &[f64], out: &mut [f64]);
 
