@@ -20,7 +20,7 @@
 //! the points' tangents and coefficients by matrix products (BLAS `dgemm`, one per kind of
 //! pair and unit, in parallel) instead of each point adding its outer products into the whole
 //! block: on `lorenz.toml` ([3, 50, 50, 3], 120 points) the Hessian callback took ~230 ms
-//! that way, its θ block streaming through memory once per point, and ~80 ms this way. The
+//! that way, its θ block streaming through memory once per point, and ~100 ms this way. The
 //! block is listed row by row and the model orders the Hessian's slots the same way
 //! ([`StructuredTerm::prefers_row_ordered_hessian`]), so the gather into IPOPT's array reads
 //! it in order.
