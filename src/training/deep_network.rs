@@ -465,23 +465,13 @@ impl ReducedNetwork {
                 }
                 let (w0, bias) = (self.wi(m, i, 0), self.bi(m, i));
                 if pt > 0 {
-                    let mut r = vec![0.0; pt * n_own];
-                    let unit = GemmOperand::new(&layer.tangents[i * pt..], width * pt);
-                    gemm_add((pt, n_own, k), unit, GemmOperand::new(&own, k), &mut r, pt);
+                    let r = layer.unit_tangents_times(i, width, pt, &own, n_own);
                     for l in 0..n_in {
                         push(w0 + l, 0, &r[l * pt..(l + 1) * pt]);
                     }
                     push(bias, 0, &r[n_in * pt..]);
                 }
-                let mut r = vec![0.0; n_own * n_own];
-                let inputs = GemmOperand::new(&layer.inputs, n_own);
-                gemm_add(
-                    (n_own, n_own, k),
-                    inputs,
-                    GemmOperand::new(&own, k),
-                    &mut r,
-                    n_own,
-                );
+                let r = layer.inputs_times(n_own, &own, n_own);
                 for l in 0..n_in {
                     push(w0 + l, w0, &r[l * n_own..=l * n_own + l]);
                 }
@@ -511,22 +501,12 @@ impl ReducedNetwork {
                     }
                 }
                 if pt > 0 {
-                    let mut r = vec![0.0; pt * n_rows];
-                    let unit = GemmOperand::new(&layer.tangents[j * pt..], width * pt);
-                    gemm_add((pt, n_rows, k), unit, GemmOperand::new(&z, k), &mut r, pt);
+                    let r = layer.unit_tangents_times(j, width, pt, &z, n_rows);
                     for (ri, &row) in rows.iter().enumerate() {
                         push(row, 0, &r[ri * pt..(ri + 1) * pt]);
                     }
                 }
-                let mut r = vec![0.0; n_own * n_rows];
-                let inputs = GemmOperand::new(&layer.inputs, n_own);
-                gemm_add(
-                    (n_own, n_rows, k),
-                    inputs,
-                    GemmOperand::new(&z, k),
-                    &mut r,
-                    n_own,
-                );
+                let r = layer.inputs_times(n_own, &z, n_rows);
                 let (w0, bias) = (self.wi(m, j, 0), self.bi(m, j));
                 for (ri, &row) in rows.iter().enumerate() {
                     push(row, w0, &r[ri * n_own..ri * n_own + n_in]);
@@ -636,6 +616,42 @@ struct StackedLayer {
     curvature: Vec<f64>,
     z_bar: Vec<f64>,
     slope: Vec<f64>,
+}
+
+impl StackedLayer {
+    /// `Σ_k t_k ⊗ b_k` over the points: unit `unit`'s tangents over the θ prefix (`pt` long;
+    /// the layer `width` units wide) against the rows of `b` (points × `cols`, column-major);
+    /// `pt × cols`, column-major.
+    fn unit_tangents_times(
+        &self,
+        unit: usize,
+        width: usize,
+        pt: usize,
+        b: &[f64],
+        cols: usize,
+    ) -> Vec<f64> {
+        let k = b.len() / cols;
+        let mut r = vec![0.0; pt * cols];
+        let tangents = GemmOperand::new(&self.tangents[unit * pt..], width * pt);
+        gemm_add((pt, cols, k), tangents, GemmOperand::new(b, k), &mut r, pt);
+        r
+    }
+
+    /// `Σ_k v_k ⊗ b_k` over the points: the layer's inputs and their 1 (`n_own` long) against
+    /// the rows of `b` (points × `cols`, column-major); `n_own × cols`, column-major.
+    fn inputs_times(&self, n_own: usize, b: &[f64], cols: usize) -> Vec<f64> {
+        let k = b.len() / cols;
+        let mut r = vec![0.0; n_own * cols];
+        let inputs = GemmOperand::new(&self.inputs, n_own);
+        gemm_add(
+            (n_own, cols, k),
+            inputs,
+            GemmOperand::new(b, k),
+            &mut r,
+            n_own,
+        );
+        r
+    }
 }
 
 /// Hidden-layer values of one forward pass (`h[0]` is the input).
