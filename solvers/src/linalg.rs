@@ -20,7 +20,7 @@ pub fn gram(a: &[f64], rows: usize, cols: usize, alpha: f64) -> Vec<f64> {
     c
 }
 
-/// A column-major matrix operand of [`gemm`]: its values, leading dimension, and whether it
+/// A column-major matrix operand of [`gemm_add`]: its values, leading dimension, and whether it
 /// enters transposed.
 #[derive(Clone, Copy, Debug)]
 pub struct GemmOperand<'a> {
