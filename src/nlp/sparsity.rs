@@ -159,7 +159,8 @@ impl Gather {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SlotOrder {
     /// By row, then column (the Jacobian: a constraint row's entries come from the elements
-    /// of its own point).
+    /// of its own point; and the Hessian of a model whose structured term lists a dense block
+    /// row by row, see `StructuredTerm::prefers_row_ordered_hessian`).
     RowMajor,
     /// By column, then row. For the lower triangle of the Hessian this groups a state's
     /// couplings to every network parameter (rows after the states) in its column: the
