@@ -291,6 +291,16 @@ impl std::str::FromStr for Formulation {
     }
 }
 
+impl std::fmt::Display for Formulation {
+    /// The name the problem file and `--formulation` use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Reduced => "reduced",
+            Self::Full => "full",
+        })
+    }
+}
+
 fn one() -> f64 {
     1.0
 }

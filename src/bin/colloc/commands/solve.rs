@@ -55,7 +55,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let _output_folder = super::create_output_folder(&out)?;
     if !args.quiet {
         eprintln!(
-            "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {:?} formulation{}",
+            "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {} formulation{}",
             problem.name,
             problem.data.dim(),
             problem.nodes.len(),
