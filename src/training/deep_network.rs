@@ -217,12 +217,8 @@ impl ReducedNetwork {
                     let prev = &t[m - 1];
                     for j in 0..n_in {
                         let c = theta[self.wi(m, i, j)] * f.s1[m - 1][j];
-                        for (r, p) in row[..prev_cols]
-                            .iter_mut()
-                            .zip(&prev[j * prev_cols..(j + 1) * prev_cols])
-                        {
-                            *r += c * p;
-                        }
+                        let tangent = &prev[j * prev_cols..(j + 1) * prev_cols];
+                        self.add_unit_tangent(m - 1, j, c, tangent, row);
                     }
                 }
                 for j in 0..n_in {
@@ -233,6 +229,24 @@ impl ReducedNetwork {
             t.push(tm);
         }
         t
+    }
+
+    /// Adds `c · T_{m,j}` (unit `j` of hidden layer `m`: `tangent`, a row of
+    /// [`ReducedNetwork::tangents`]) to `row`, over the entries that can be nonzero — the dense
+    /// prefix (the states and the parameters of the layers before `m`), the unit's own weights
+    /// and its bias — in the same order as over the whole row.
+    fn add_unit_tangent(&self, m: usize, j: usize, c: f64, tangent: &[f64], row: &mut [f64]) {
+        let axpy = |to: &mut [f64], from: &[f64]| {
+            for (r, p) in to.iter_mut().zip(from) {
+                *r += c * p;
+            }
+        };
+        let prefix = self.d + self.offsets[m];
+        axpy(&mut row[..prefix], &tangent[..prefix]);
+        let own = self.d + self.wi(m, j, 0)..self.d + self.wi(m, j, 0) + self.layers[m];
+        axpy(&mut row[own.clone()], &tangent[own]);
+        let bias = self.d + self.bi(m, j);
+        row[bias] += c * tangent[bias];
     }
 
     /// The point's Jacobian rows (layout of [`StructuredTerm::jacobian_pattern`]).
@@ -246,12 +260,8 @@ impl ReducedNetwork {
             // ∂(−F_o)/∂q = −Σ_j W_out,oj σ'(z_j) T_j, and −h_j for W_out,oj.
             for j in 0..width {
                 let c = -theta[self.wi(m, o, j)] * f.s1[m - 1][j];
-                for (r, p) in row[..cols]
-                    .iter_mut()
-                    .zip(&t[m - 1][j * cols..(j + 1) * cols])
-                {
-                    *r += c * p;
-                }
+                let tangent = &t[m - 1][j * cols..(j + 1) * cols];
+                self.add_unit_tangent(m - 1, j, c, tangent, row);
                 row[cols + j] = -f.h[m][j];
             }
         }
