@@ -120,16 +120,12 @@ pub fn levenberg_marquardt(
                         g
                     })
                     .collect();
-                if rows > 0 {
-                    j.values
-                        .par_chunks_mut(rows)
-                        .enumerate()
-                        .for_each(|(c, column)| {
-                            let all_rows = parts.iter().flat_map(|block| block.chunks_exact(p));
-                            for (v, row) in column.iter_mut().zip(all_rows) {
-                                *v = row[c];
-                            }
-                        });
+                // Row r of J goes to entries r, r + rows, r + 2·rows, … (a plain copy).
+                let all_rows = parts.iter().flat_map(|block| block.chunks_exact(p.max(1)));
+                for (r, row) in all_rows.enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        j.values[c * rows + r] = v;
+                    }
                 }
             }
         }
