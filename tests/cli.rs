@@ -142,6 +142,21 @@ fn a_grid_too_coarse_for_the_learned_dynamics_is_reported() {
     }
 }
 
+/// A pre-fit as `summary.json` reports it: its iterations within the limit, and Φ lowered.
+fn check_prefit(prefit: &serde_json::Value) {
+    let number = |key: &str| {
+        prefit[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {prefit}"))
+    };
+    assert!(number("iterations") >= 1.0, "{prefit}");
+    assert!(number("iterations") <= number("max_iterations"), "{prefit}");
+    assert!(
+        number("objective") < number("initial_objective"),
+        "{prefit}"
+    );
+}
+
 /// `[collocation.refinement]`: vanderpol-small on 15 collocation points is refined (15 → 30 →
 /// 60 → 120 points) until the relative defect is below 2 %, each refined grid reported.
 #[test]
@@ -171,8 +186,12 @@ fn a_coarse_grid_is_refined_until_the_defect_is_small() {
             "{stdout}"
         );
         iterations += round["iterations"].as_u64().unwrap();
+        check_prefit(&round["prefit"]);
         points *= 2;
     }
+    // Every grid started, as the first did, from a pre-fit (the file's `prefit = true`).
+    check_prefit(&summary["prefit"]);
+    assert!(stdout.contains("pre-fit            "), "{stdout}");
     assert_eq!(summary["collocation_points"].as_u64().unwrap(), points);
     assert_eq!(summary["n_cons"].as_u64().unwrap(), 2 * points);
     assert!(summary["iterations"].as_u64().unwrap() > iterations);

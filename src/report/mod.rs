@@ -126,6 +126,9 @@ pub struct Summary<'a> {
     pub build_s: f64,
     /// The derivative pre-fit of θ, seconds (0 when not used).
     pub prefit_s: f64,
+    /// What the pre-fit of the last grid's start did: `iterations`, `max_iterations`,
+    /// `initial_objective`, `objective` (null without a pre-fit).
+    pub prefit: Option<crate::training::prefit::PrefitOutcome>,
     /// Calls and seconds per callback (of the exact solve).
     pub ipopt_stats: &'a colloc_solvers::ipopt::SolveStats,
     /// Penalty stages of the defect continuation before the exact solve (their iterations and

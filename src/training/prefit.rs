@@ -42,12 +42,40 @@ impl Default for PrefitSettings {
 pub struct PrefitReport {
     /// The fitted network.
     pub model: Mlp,
-    /// Φ at the start and at the end.
+    /// Φ at the start.
     pub initial_objective: f64,
     /// Φ at the end.
     pub objective: f64,
     /// Levenberg–Marquardt iterations (accepted or not).
     pub iterations: usize,
+    /// The iteration limit it ran under ([`PrefitSettings::max_iter`]).
+    pub max_iterations: usize,
+}
+
+impl PrefitReport {
+    /// What the pre-fit did, without the network (for reports).
+    pub fn outcome(&self) -> PrefitOutcome {
+        PrefitOutcome {
+            iterations: self.iterations,
+            max_iterations: self.max_iterations,
+            initial_objective: self.initial_objective,
+            objective: self.objective,
+        }
+    }
+}
+
+/// What a pre-fit did, as `summary.json` reports it: `iterations` equal to `max_iterations`
+/// means the iteration limit stopped it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct PrefitOutcome {
+    /// Levenberg–Marquardt iterations (accepted or not).
+    pub iterations: usize,
+    /// The iteration limit.
+    pub max_iterations: usize,
+    /// Φ at the start (the drawn network).
+    pub initial_objective: f64,
+    /// Φ at the end.
+    pub objective: f64,
 }
 
 /// Fits `init`'s parameters to the targets: `inputs[k]` is the network input at point k
@@ -208,6 +236,7 @@ pub fn levenberg_marquardt(
         initial_objective,
         objective: phi,
         iterations,
+        max_iterations: settings.max_iter,
     }
 }
 

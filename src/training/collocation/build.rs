@@ -9,7 +9,7 @@ use crate::nlp::{
 };
 use crate::problem::{Formulation, Problem, Split};
 use crate::training::deep_network::{NetworkPoint, ReducedNetwork};
-use crate::training::prefit::{levenberg_marquardt, PrefitReport, PrefitSettings};
+use crate::training::prefit::{levenberg_marquardt, PrefitOutcome, PrefitReport, PrefitSettings};
 use crate::training::smoothing::{bandwidth, local_linear};
 use colloc_models::{Activation, Mlp, Structure};
 use colloc_solvers::{BlockCoupling, KktBlock, KktBlocks};
@@ -313,6 +313,8 @@ pub struct CollocationNlp {
     pub build_s: f64,
     /// Seconds of the derivative pre-fit (0 when not used).
     pub prefit_s: f64,
+    /// What the pre-fit did (`None` when not used).
+    pub prefit: Option<PrefitOutcome>,
 }
 
 /// One trajectory's variables in a [`JointNlp`].
@@ -341,6 +343,8 @@ pub struct JointNlp {
     pub build_s: f64,
     /// Seconds of the derivative pre-fit (0 when not used).
     pub prefit_s: f64,
+    /// What the pre-fit did (`None` when not used).
+    pub prefit: Option<PrefitOutcome>,
 }
 
 /// Most collocation points the derivative pre-fit uses (evenly spread).
@@ -454,6 +458,7 @@ pub fn build_stage(
         start_states: blocks.start_states,
         build_s: joint.build_s,
         prefit_s: joint.prefit_s,
+        prefit: joint.prefit,
     })
 }
 
@@ -545,15 +550,17 @@ pub fn build_joint(
         .collect();
 
     let prefit_started = Instant::now();
-    let init = if do_prefit {
+    let (init, prefit) = if do_prefit {
         let parts: Vec<(&Problem, &[Vec<f64>])> = problems
             .iter()
             .zip(&start_states)
             .map(|(p, s)| (p, s.as_slice()))
             .collect();
-        prefit_joint(&parts, &init).model
+        let report = prefit_joint(&parts, &init);
+        let outcome = report.outcome();
+        (report.model, Some(outcome))
     } else {
-        init
+        (init, None)
     };
     let prefit_s = if do_prefit {
         prefit_started.elapsed().as_secs_f64()
@@ -840,6 +847,7 @@ pub fn build_joint(
         init,
         build_s: started.elapsed().as_secs_f64() - prefit_s,
         prefit_s,
+        prefit,
     })
 }
 

@@ -25,6 +25,7 @@ use super::coordinates::{states_from_normalized, training_coordinates};
 use crate::collocation::{interpolation_matrix, CollocationError, Nodes};
 use crate::nlp::{ModelError, VarBlock};
 use crate::problem::{Formulation, Problem, RefinementStart};
+use crate::training::prefit::PrefitOutcome;
 use colloc_models::Mlp;
 use colloc_solvers::ipopt::{
     IpoptError, IpoptOption, IpoptSettings, IpoptSolution, IpoptSolver, IterationInfo,
@@ -90,6 +91,8 @@ pub struct CollocationRun {
     pub build_s: f64,
     /// Seconds of the derivative pre-fit.
     pub prefit_s: f64,
+    /// What the pre-fit of this grid's start did (`None` without one).
+    pub prefit: Option<PrefitOutcome>,
     /// Evaluation of the result.
     pub evaluation: Evaluation,
     /// The grid the states are on: the problem's, or the last of an automatic refinement.
@@ -180,6 +183,8 @@ pub struct RefinementRound {
     /// IPOPT's work on the grid (penalty stages included; build and pre-fit times too).
     #[serde(flatten)]
     pub totals: SolveTotals,
+    /// What the pre-fit of the grid's start did (`None` without one).
+    pub prefit: Option<PrefitOutcome>,
 }
 
 /// One penalty stage of the defect continuation (see [`train`]).
@@ -350,6 +355,7 @@ impl RefinementRound {
                 .filter_map(|r| r.evaluation.collocation_defect_relative)
                 .fold(f64::NEG_INFINITY, f64::max),
             totals: run.grid_totals(),
+            prefit: run.prefit,
         }
     }
 }
@@ -477,6 +483,7 @@ fn train_network(
         go
     };
     let (mut stages, mut prefit_s, mut build_s) = (Vec::new(), 0.0, 0.0);
+    let mut prefit = None;
     // The previous stage: its variable layout and solution (an NLP is dropped before the
     // next one is built, so two large NLPs are never held at once).
     let mut previous: Option<(Layout, IpoptSolution)> = None;
@@ -492,6 +499,7 @@ fn train_network(
             Some(w) => relaxed.take().map(|mut built| {
                 built.build_s = 0.0;
                 built.prefit_s = 0.0;
+                built.prefit = None;
                 let weight = defect_term_weight(problems, w);
                 (0..problems.len())
                     .try_for_each(|j| {
@@ -519,6 +527,7 @@ fn train_network(
             )?,
         };
         prefit_s += built.prefit_s;
+        prefit = prefit.or(built.prefit);
         build_s += built.build_s;
         let warm = match (&previous, starts) {
             (Some((before, solution)), _) => Some(carry_over(
@@ -579,6 +588,7 @@ fn train_network(
                 stages: stages.clone(),
                 build_s,
                 prefit_s,
+                prefit,
                 evaluation: Evaluation::default(),
                 nodes: p.nodes.clone(),
                 refinements: Vec::new(),

@@ -149,6 +149,7 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
             formulation,
             build_s: totals.build_s,
             prefit_s: totals.prefit_s,
+            prefit: r.prefit,
             ipopt_stats: &r.solution.stats,
             penalty_stages: &r.stages,
             parameter_scaling: problem.parameter_scaling,
@@ -205,6 +206,20 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
         "{:<18} {:.3} s (build {:.3} s, pre-fit {:.3} s, IPOPT {:.3} s of which evaluations {:.3} s)",
         "wall time", summary.run.wall_s, summary.build_s, summary.prefit_s, summary.run.solve_s, summary.run.eval_s
     );
+    if let Some(fit) = &summary.prefit {
+        println!(
+            "{:<18} {} Levenberg–Marquardt iterations{}, Φ {:.3e} → {:.3e}",
+            "pre-fit",
+            fit.iterations,
+            if fit.iterations >= fit.max_iterations {
+                " (the limit)"
+            } else {
+                ""
+            },
+            fit.initial_objective,
+            fit.objective
+        );
+    }
     println!("{:<18} {:.6e}", "objective", summary.run.objective);
     super::print_scores(ev);
     println!(
