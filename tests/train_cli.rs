@@ -200,6 +200,36 @@ fn pre_training_runs_first_on_the_leading_window() {
 }
 
 #[test]
+fn epochs_flag_is_the_homotopy_budget_over_its_steps() {
+    // The file's homotopy runs 3 steps of 20 epochs; `--epochs N` spreads N over the 3 steps
+    // (⌈N / 3⌉ each), so the run has N epochs when 3 divides N and the next multiple otherwise.
+    let d = dir("homotopy-epochs");
+    let path = problem_file(&d, "small.toml", SMALL);
+    for (asked, run) in [(12, 12), (10, 12)] {
+        let out = d.join(format!("h{asked}"));
+        let (code, stdout, err) = colloc(&[
+            "train",
+            path.to_str().unwrap(),
+            "--method",
+            "homotopy",
+            "--epochs",
+            &asked.to_string(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{stdout}\n{err}");
+        assert_eq!(summary(&out)["epochs"], run, "--epochs {asked}");
+        let curve = std::fs::read_to_string(out.join("curve.csv")).unwrap();
+        assert_eq!(
+            curve.lines().count(),
+            run + 1,
+            "--epochs {asked}: header + one row per epoch"
+        );
+    }
+}
+
+#[test]
 fn bad_flags_and_settings_are_refused() {
     let d = dir("bad");
     let path = problem_file(&d, "small.toml", SMALL);

@@ -28,7 +28,8 @@ pub struct TrainArgs {
     /// Start from a saved model (e.g. the `model.json` of `colloc solve`).
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Epochs, overriding `[sequential] epochs` (vanilla and shooting).
+    /// Epochs, overriding `[sequential] epochs`; for homotopy the total over its steps
+    /// (`epochs_per_step` becomes ⌈N / steps⌉).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Stop after this many seconds of training (the best model so far is kept).
@@ -96,6 +97,11 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             return Err(Failure::input("--epochs: must be at least 1"));
         }
         settings.epochs = e;
+        // Homotopy trains `steps × epochs_per_step` epochs: the budget is spread over its steps.
+        if settings.method == TrainMethod::Homotopy {
+            let steps = settings.homotopy.steps.max(1);
+            settings.homotopy.epochs_per_step = e.div_ceil(steps);
+        }
     }
     if args.learn_initial_state {
         settings.learn_initial_state = true;
