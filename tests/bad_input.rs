@@ -400,6 +400,14 @@ fn bad_csv_rows_name_the_line() {
             vec!["line 2", "separated by commas"],
         ),
         (
+            "spaces",
+            "t u v\n0.0 1 2\n".to_string(),
+            vec![
+                "line 2",
+                "`0.0 1 2` is not a number (fields are separated by commas)",
+            ],
+        ),
+        (
             "few",
             "t,u,v\n0.0,1,2\n0.5,1,2\n".to_string(),
             vec!["training window holds 2 observation(s)"],

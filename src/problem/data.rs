@@ -131,7 +131,7 @@ pub fn read_csv(path: &Path) -> Result<(Vec<f64>, Vec<Vec<f64>>), ProblemError> 
                     .find(|f| f.parse::<f64>().is_err())
                     .copied()
                     .unwrap_or("");
-                let hint = if bad.contains([';', '\t']) {
+                let hint = if bad.contains(|c: char| c == ';' || c.is_whitespace()) {
                     " (fields are separated by commas)"
                 } else {
                     ""
