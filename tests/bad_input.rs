@@ -467,6 +467,19 @@ fn model_json_that_does_not_fit_is_refused() {
     assert!(err.contains("model.json: line 1"), "{err}");
     // The location is named once, not again at the end of serde_json's message.
     assert!(!err.contains(" at line "), "{err}");
+    assert!(!err.contains("a model file is"), "{err}");
+    // A problem file given where a model belongs: the message says what a model file is.
+    let (code, _, err) = solve(&[
+        d.join("problem.toml").to_str().unwrap(),
+        "--init",
+        d.join("problem.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("problem.toml: line ")
+            && err.contains("a model file is the JSON `model.json` that `colloc solve`"),
+        "{err}"
+    );
     // A normalization that does not fit the model's states, or with a zero scale.
     let good =
         colloc_models::Mlp::xavier(&[2, 4, 2], colloc_models::Activation::Tanh, false, 0).unwrap();

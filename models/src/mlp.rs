@@ -380,14 +380,21 @@ impl Mlp {
             // serde_json ends its message with the location, which the error names already.
             let message = e.to_string();
             let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let mut message = message
+                .strip_suffix(&suffix)
+                .unwrap_or(&message)
+                .to_string();
+            // Not JSON at all (a problem file, a CSV): say what a model file is.
+            if e.is_syntax() && !text.trim_start().starts_with('{') {
+                message.push_str(
+                    " (a model file is the JSON `model.json` that `colloc solve`, `train` or `admm` writes)",
+                );
+            }
             ModelError::Parse {
                 path: path.to_string(),
                 line: e.line(),
                 column: e.column(),
-                message: message
-                    .strip_suffix(&suffix)
-                    .unwrap_or(&message)
-                    .to_string(),
+                message,
             }
         })?;
         if m.format_version != MODEL_FORMAT_VERSION {
