@@ -12,6 +12,9 @@ use colloc_solvers::{NlpDims, NlpScaling};
 use sprs::CsMat;
 use std::collections::HashSet;
 
+/// A term's name (for error messages) with its entries, stored once per term.
+type NamedEntries<T> = (String, Vec<T>);
+
 /// A model under construction. See the [module documentation](super).
 ///
 /// ```
@@ -35,8 +38,10 @@ pub struct Model {
     con_blocks: Vec<ConBlock>,
     n_cons: usize,
     names: HashSet<String>,
-    linear_constraints: Vec<(String, usize, usize, f64)>,
-    linear_objective: Vec<(String, usize, f64)>,
+    /// Linear constraint terms: a name and its `(row, column, coefficient)` entries.
+    linear_constraints: Vec<NamedEntries<(usize, usize, f64)>>,
+    /// Linear objective terms: a name and its `(column, coefficient)` entries.
+    linear_objective: Vec<NamedEntries<(usize, f64)>>,
     objective_constant: f64,
     least_squares: Vec<LeastSquares>,
     l2: Vec<L2Regularization>,
@@ -113,10 +118,9 @@ impl Model {
                 expected: block.len,
             });
         }
-        for (&v, (i, j)) in matrix.iter() {
-            self.linear_constraints
-                .push((name.to_string(), block.row(i), j, v));
-        }
+        let entries = matrix.iter().map(|(&v, (i, j))| (block.row(i), j, v));
+        self.linear_constraints
+            .push((name.to_string(), entries.collect()));
         Ok(())
     }
 
@@ -127,9 +131,8 @@ impl Model {
         name: &str,
         triplets: impl IntoIterator<Item = (usize, usize, f64)>,
     ) {
-        for (r, c, v) in triplets {
-            self.linear_constraints.push((name.to_string(), r, c, v));
-        }
+        self.linear_constraints
+            .push((name.to_string(), triplets.into_iter().collect()));
     }
 
     /// Adds `Σ coefficient · x[index]` to the objective.
@@ -138,9 +141,8 @@ impl Model {
         name: &str,
         terms: impl IntoIterator<Item = (usize, f64)>,
     ) {
-        for (j, v) in terms {
-            self.linear_objective.push((name.to_string(), j, v));
-        }
+        self.linear_objective
+            .push((name.to_string(), terms.into_iter().collect()));
     }
 
     /// Adds a constant to the objective (it changes reported values, not the optimum).
@@ -250,26 +252,27 @@ impl Model {
 
         // Linear constraint terms: constant Jacobian entries and the matrix for g(x).
         let mut jac = PatternBuilder::new(SlotOrder::RowMajor);
-        let mut lin_rows = Vec::with_capacity(self.linear_constraints.len());
-        for (name, r, c, v) in &self.linear_constraints {
-            check_row(name, *r)?;
-            check_var(name, *c)?;
-            check_finite(name, "coefficient", &[*v])?;
-            jac.push(*r, *c, Source::Const(*v));
-            lin_rows.push((*r, *c, *v));
-        }
-        let mut linear_matrix = sprs::TriMat::new((m, n));
-        for (r, c, v) in lin_rows {
-            linear_matrix.add_triplet(r, c, v);
+        let linear_nnz = self.linear_constraints.iter().map(|t| t.1.len()).sum();
+        let mut linear_matrix = sprs::TriMat::with_capacity((m, n), linear_nnz);
+        for (name, entries) in &self.linear_constraints {
+            for &(r, c, v) in entries {
+                check_row(name, r)?;
+                check_var(name, c)?;
+                check_finite(name, "coefficient", &[v])?;
+                jac.push(r, c, Source::Const(v));
+                linear_matrix.add_triplet(r, c, v);
+            }
         }
         let linear_matrix: CsMat<f64> = linear_matrix.to_csr();
 
         check_finite("objective constant", "value", &[self.objective_constant])?;
         let mut linear_objective = vec![0.0; n];
-        for (name, j, v) in &self.linear_objective {
-            check_var(name, *j)?;
-            check_finite(name, "coefficient", &[*v])?;
-            linear_objective[*j] += v;
+        for (name, entries) in &self.linear_objective {
+            for &(j, v) in entries {
+                check_var(name, j)?;
+                check_finite(name, "coefficient", &[v])?;
+                linear_objective[j] += v;
+            }
         }
 
         // Objective terms with constant Hessians.
