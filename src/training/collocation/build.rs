@@ -622,12 +622,11 @@ pub fn build_joint(
 
         // D·Y (finite elements: only the few nonzeros of each row enter the Jacobian).
         let dm = differentiation_matrix(nodes);
-        m.add_linear_triplets(
-            "differentiation",
-            dm.triplets().flat_map(|(r, jj, v)| {
-                (0..d).map(move |i| (row(first_point + r, i), states.at(&[jj, i]), v))
-            }),
-        );
+        let mut differentiation = Vec::with_capacity(dm.nnz() * d);
+        differentiation.extend(dm.triplets().flat_map(|(r, jj, v)| {
+            (0..d).map(move |i| (row(first_point + r, i), states.at(&[jj, i]), v))
+        }));
+        m.add_linear_triplets("differentiation", differentiation);
 
         // The known part of the structure (second order: q' = v; gray box: A·y).
         m.add_linear_triplets(
