@@ -263,7 +263,7 @@ impl Model {
             }
         }
         let linear_entries = self.linear_constraints.iter().flat_map(|t| t.1.iter());
-        let linear_matrix = csr_summing_duplicates((m, n), linear_entries, linear_nnz);
+        let linear_matrix = csr_summing_duplicates((m, n), linear_entries);
 
         check_finite("objective constant", "value", &[self.objective_constant])?;
         let mut linear_objective = vec![0.0; n];
@@ -555,7 +555,6 @@ impl Model {
 fn csr_summing_duplicates<'a>(
     shape: (usize, usize),
     entries: impl Iterator<Item = &'a (usize, usize, f64)> + Clone,
-    nnz: usize,
 ) -> CsMat<f64> {
     let (rows, _) = shape;
     let mut start = vec![0usize; rows + 1];
@@ -565,6 +564,7 @@ fn csr_summing_duplicates<'a>(
     for r in 0..rows {
         start[r + 1] += start[r];
     }
+    let nnz = start[rows];
     let mut next = start.clone();
     let mut placed = vec![(0usize, 0.0f64); nnz];
     for &(r, c, v) in entries {
@@ -609,7 +609,7 @@ mod tests {
                 (r, rng.gen_range(0..shape.1), rng.gen_range(-1.0..1.0))
             })
             .collect();
-        let ours = csr_summing_duplicates(shape, entries.iter(), entries.len());
+        let ours = csr_summing_duplicates(shape, entries.iter());
         let mut tri = sprs::TriMat::new(shape);
         for &(r, c, v) in &entries {
             tri.add_triplet(r, c, v);
