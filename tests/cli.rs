@@ -575,3 +575,38 @@ fn admm_survives_a_threaded_blas() {
     assert!(err.contains("time limit (0.5 s) reached"), "{err}");
     assert!(out_dir.join("model.json").exists());
 }
+
+/// Measurement rows outside the training (and test) window are named in a note on stderr, with
+/// the `[test]` section that would score the later ones; a file whose rows are all used gets no
+/// note.
+#[test]
+fn unused_measurement_rows_are_noted() {
+    let dir = common::TempDir::new("unused-rows-cli");
+    let rows: String = (0..40)
+        .map(|k| {
+            let t = k as f64 * 0.25;
+            format!("{t},{},{}\n", t.cos(), -t.sin())
+        })
+        .collect();
+    dir.write("m.csv", &format!("t,x,v\n{rows}"));
+    let base = "[data]\ncsv = \"m.csv\"\n[collocation]\npoints = 20\n[model]\nlayers = [2, 4, 2]\n";
+    for (name, train, note) in [
+        (
+            "part",
+            "[train]\nt1 = 6.0\n",
+            Some("m.csv: 15 rows (15 after train.t1 = 6) lie outside the training and test windows and are not used; a [test] section with t1 = 9.75 scores the model on the later ones"),
+        ),
+        ("all", "[train]\nt1 = 9.75\n", None),
+    ] {
+        let (code, stdout, stderr, _) = solve_text(&dir, name, &format!("{base}{train}"));
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        match note {
+            Some(note) => {
+                let file = dir.join("m.csv");
+                assert!(stderr.contains(&format!("note: {}", file.display())), "{stderr}");
+                assert!(stderr.contains(note), "{stderr}");
+            }
+            None => assert!(!stderr.contains("note:"), "{stderr}"),
+        }
+    }
+}

@@ -96,6 +96,47 @@ fn the_double_pendulum_reader_takes_the_papers_windows() {
     assert_eq!(second.data, p.data);
 }
 
+/// Rows of a measurement file outside the windows are counted (before `train.t0`, after the
+/// last window), so that the CLI can say they are not used; a file whose rows are all inside
+/// has none. The double pendulum's file holds more than the paper's 200 rows.
+#[test]
+fn measurement_rows_outside_the_windows_are_counted() {
+    let d = common::TempDir::new("unused-rows");
+    let rows: String = (0..20)
+        .map(|k| format!("{},{},{}\n", k as f64 * 0.5, k, 2 * k))
+        .collect();
+    d.write("m.csv", &format!("t,a,b\n{rows}"));
+    let base = "[data]\ncsv = \"m.csv\"\n[collocation]\npoints = 10\n[model]\nlayers = [2, 4, 2]\n";
+    for (windows, before, after, end, has_test) in [
+        ("[train]\nt1 = 6.0\n", 0, 7, 6.0, false),
+        (
+            "[train]\nt0 = 1.0\nt1 = 6.0\n[test]\nt1 = 8.0\n",
+            2,
+            3,
+            8.0,
+            true,
+        ),
+    ] {
+        let (_, p) = d.load_problem("m", &format!("{base}{windows}"));
+        let u = p.unused_rows.expect("rows outside the windows");
+        assert_eq!(
+            (u.before, u.after, u.window_end, u.has_test, u.last_time),
+            (before, after, end, has_test, 9.5),
+            "{windows}"
+        );
+        assert_eq!(p.data.t.len(), 20 - before - after);
+        assert!(u.file.ends_with("m.csv"));
+    }
+    let (_, all) = d.load_problem("all", &format!("{base}[train]\nt1 = 9.5\n"));
+    assert_eq!(all.unused_rows, None);
+    let generated = problem::load("problems/vanderpol.toml".as_ref()).unwrap();
+    assert_eq!(generated.unused_rows, None);
+    let pendulum = problem::load("problems/double_pendulum.toml".as_ref()).unwrap();
+    let u = pendulum.unused_rows.expect("the file has more rows");
+    assert_eq!(u.before, 0);
+    assert!(u.after > 0 && u.has_test);
+}
+
 #[test]
 fn bad_measurement_files_name_the_line() {
     let d = common::TempDir::new("sl");

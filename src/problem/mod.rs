@@ -161,6 +161,27 @@ pub struct Problem {
     /// The standardized coordinates this problem is stated in, when it was restated by
     /// [`Problem::in_coordinates`] (`None` for a problem as loaded: the data's own units).
     pub coordinates: Option<colloc_models::Normalization>,
+    /// Rows of the measurement file outside the training and test windows, which no trainer
+    /// sees (`None` for generated data and for files whose rows are all used).
+    pub unused_rows: Option<UnusedRows>,
+}
+
+/// Rows of a measurement file (`csv`, `schmidt_lipson`) that lie outside the training window
+/// `[train.t0, train.t1]` and the test window `(train.t1, test.t1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnusedRows {
+    /// The measurement file.
+    pub file: PathBuf,
+    /// Rows before `train.t0`.
+    pub before: usize,
+    /// Rows after the last window's end.
+    pub after: usize,
+    /// The last window's end (`test.t1`, or `train.t1` without a test window).
+    pub window_end: f64,
+    /// The last time in the file.
+    pub last_time: f64,
+    /// Whether the problem has a test window.
+    pub has_test: bool,
 }
 
 /// Automatic grid refinement (`[collocation.refinement]`): after a converged solve whose
@@ -298,6 +319,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
     };
     // Measured data whose test window holds no observation (reported after the training window).
     let mut empty_test_window = None;
+    let mut unused_rows = None;
     let (system, data, t0) = match (&d.system, file_source) {
         (_, None) | (Some(_), Some(_)) => {
             let sys_name = d.system.as_ref().expect("one source, and it is the system");
@@ -339,6 +361,17 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
             let keep: Vec<usize> = (0..t.len())
                 .filter(|&k| t[k] >= t0 && t[k] <= t_end)
                 .collect();
+            let before = t.iter().filter(|&&tk| tk < t0).count();
+            if keep.len() < t.len() {
+                unused_rows = Some(UnusedRows {
+                    file: file_path.clone(),
+                    before,
+                    after: t.len() - keep.len() - before,
+                    window_end: t_end,
+                    last_time: t.last().copied().unwrap_or(f64::NAN),
+                    has_test: raw.test.is_some(),
+                });
+            }
             let split: Vec<Split> = keep
                 .iter()
                 .map(|&k| {
@@ -675,6 +708,7 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         admm: raw.admm,
         trajectories: raw.trajectories,
         coordinates: None,
+        unused_rows,
     })
 }
 

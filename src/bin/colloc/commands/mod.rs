@@ -83,7 +83,43 @@ pub fn load_problem(
             .set_normalize(n)
             .map_err(|e| crate::Failure::input(format!("{}: {e}", file.display())))?;
     }
+    if let Some(unused) = &problem.unused_rows {
+        eprintln!("note: {}", describe_unused_rows(unused, problem.t0));
+    }
     Ok(problem)
+}
+
+/// The note on measurement rows no trainer sees, with the `[test]` section that would score
+/// the rows after the training window.
+fn describe_unused_rows(unused: &colloc::problem::UnusedRows, t0: f64) -> String {
+    let mut parts = Vec::new();
+    if unused.before > 0 {
+        parts.push(format!("{} before train.t0 = {t0}", unused.before));
+    }
+    if unused.after > 0 {
+        let window = if unused.has_test {
+            "test.t1"
+        } else {
+            "train.t1"
+        };
+        parts.push(format!(
+            "{} after {window} = {}",
+            unused.after, unused.window_end
+        ));
+    }
+    let mut note = format!(
+        "{}: {} rows ({}) lie outside the training and test windows and are not used",
+        unused.file.display(),
+        unused.before + unused.after,
+        parts.join(", ")
+    );
+    if unused.after > 0 && !unused.has_test {
+        note.push_str(&format!(
+            "; a [test] section with t1 = {} scores the model on the later ones",
+            unused.last_time
+        ));
+    }
+    note
 }
 
 /// When a run stops early: Ctrl-C, or a time limit (`--time-limit`) measured from `started`.
