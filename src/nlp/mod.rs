@@ -23,6 +23,7 @@ mod derivatives;
 mod element;
 mod error;
 mod evaluator;
+mod gram;
 pub mod hock_schittkowski;
 mod model;
 mod sparsity;

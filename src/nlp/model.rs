@@ -3,6 +3,7 @@
 use super::derivatives::{packed_len, GroupKernels};
 use super::element::{Element, ElementGroup, Target};
 use super::evaluator::{CompiledGroup, CompiledL2, CompiledLeastSquares, Nlp, SCATTER_MAX_ENTRIES};
+use super::gram::gram_lower;
 use super::sparsity::{dense_gather, PatternBuilder, SlotOrder, Source};
 use super::structured::{CompiledStructured, StructuredTerm};
 use super::terms::{L2Regularization, LeastSquares};
@@ -290,14 +291,10 @@ impl Model {
         for ls in self.least_squares {
             ls.validate(n)?;
             let a: CsMat<f64> = ls.matrix.to_csr();
-            // 2w·AᵀA through one sparse product (entries merged), lower triangle only.
+            // 2w·AᵀA, lower triangle.
             let two_w = 2.0 * ls.weight;
-            let at: CsMat<f64> = a.transpose_view().to_csr();
-            let ata: CsMat<f64> = &at * &a;
-            for (&v, (i, j)) in ata.iter() {
-                if j <= i {
-                    hess.push(i, j, Source::Const(two_w * v));
-                }
+            for (i, j, v) in gram_lower(&a) {
+                hess.push(i, j, Source::Const(two_w * v));
             }
             let residual = vec![0.0; ls.target.len()];
             least_squares.push(CompiledLeastSquares {
