@@ -205,3 +205,41 @@ fn no_trajectories_need_no_file() {
         .unwrap()
         .is_empty());
 }
+
+/// `[solver.ipopt] tol` defaults to the training tolerance 1e-4 (not IPOPT's 1e-8), in a main
+/// file and in a further trajectory completed by it; a given `tol` is kept, in either.
+#[test]
+fn the_ipopt_tolerance_defaults_to_the_training_one() {
+    use colloc::problem::schema::TRAINING_TOL;
+    assert_eq!(TRAINING_TOL, 1e-4);
+    let d = common::TempDir::new("training-tol");
+    let base = "[data]\nsystem = \"vanderpol\"\ninitial_state = [0.0, 1.0]\n[train]\nt1 = 5.0\npoints = 20\n\
+                [collocation]\npoints = 20\n[model]\nlayers = [2, 4, 2]\n";
+    d.write("run2.toml", "[data]\ninitial_state = [1.0, 0.0]\n");
+    for (extra, tol) in [
+        ("", 1e-4),
+        ("[solver]\nprefit = true\n", 1e-4),
+        ("[solver.ipopt]\nmax_iter = 50\n", 1e-4),
+        ("[solver.ipopt]\ntol = 1e-7\n", 1e-7),
+    ] {
+        let text = format!("trajectories = [\"run2.toml\"]\n{base}{extra}");
+        let (_, p) = d.load_problem("main", &text);
+        assert_eq!(p.ipopt.tol, tol, "{extra}");
+        let further = p
+            .load_trajectories(&p.trajectories, "trajectories")
+            .unwrap();
+        assert_eq!(further[0].ipopt.tol, tol, "{extra}");
+    }
+    // A further trajectory's own tol.
+    d.write(
+        "run3.toml",
+        "[data]\ninitial_state = [1.0, 0.0]\n[solver.ipopt]\ntol = 1e-6\n",
+    );
+    let (_, p) = d.load_problem("own", &format!("trajectories = [\"run3.toml\"]\n{base}"));
+    let further = p
+        .load_trajectories(&p.trajectories, "trajectories")
+        .unwrap();
+    assert_eq!((p.ipopt.tol, further[0].ipopt.tol), (1e-4, 1e-6));
+    // The modeling layer keeps IPOPT's own default.
+    assert_eq!(colloc_solvers::ipopt::IpoptSettings::default().tol, 1e-8);
+}

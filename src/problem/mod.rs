@@ -266,6 +266,11 @@ pub fn load_with_seed(path: &Path, seed: Option<u64>) -> Result<Problem, Problem
     if let Some(seed) = seed {
         raw.seed = seed;
     }
+    let document: toml::Table = toml::from_str(&text).map_err(|e| ProblemError::Toml {
+        path: file.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    raw.apply_training_tol(schema::gives_tol(&document));
     validate(raw, path)
 }
 

@@ -345,6 +345,30 @@ pub struct RawSolver {
     pub ipopt: IpoptSettings,
 }
 
+/// IPOPT's tolerance for training problems when `[solver.ipopt] tol` is not given: 1e-4, the
+/// simultaneous-collocation paper code's and every shipped file's. IPOPT's own 1e-8 asks for
+/// far more than noisy data determine; on a large global grid with dense data IPOPT then
+/// cycled for thousands of iterations at a fit that 1e-4 accepts in 75 (docs/collocation.md).
+pub const TRAINING_TOL: f64 = 1e-4;
+
+impl RawProblem {
+    /// Sets `[solver.ipopt] tol` to [`TRAINING_TOL`] unless the file gave it.
+    pub fn apply_training_tol(&mut self, tol_given: bool) {
+        if !tol_given {
+            self.solver.ipopt.tol = TRAINING_TOL;
+        }
+    }
+}
+
+/// Whether the TOML document sets `[solver.ipopt] tol`.
+pub fn gives_tol(document: &toml::Table) -> bool {
+    document
+        .get("solver")
+        .and_then(|s| s.get("ipopt"))
+        .and_then(|i| i.get("tol"))
+        .is_some()
+}
+
 impl Default for RawSolver {
     fn default() -> Self {
         Self {

@@ -162,7 +162,8 @@ impl Problem {
             merged.insert("seed".into(), toml::Value::Integer(seed));
         }
         overlay_problem(&mut merged, own);
-        let raw: schema::RawProblem =
+        let tol_given = schema::gives_tol(&merged);
+        let mut raw: schema::RawProblem =
             toml::Value::Table(merged)
                 .try_into()
                 .map_err(|merged: toml::de::Error| {
@@ -175,6 +176,7 @@ impl Problem {
                         _ => toml_error(merged.to_string()),
                     }
                 })?;
+        raw.apply_training_tol(tol_given);
         super::validate(raw, path)
     }
 }
