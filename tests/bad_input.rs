@@ -648,3 +648,49 @@ fn ctrl_c_stops_the_solve_and_still_writes_results() {
         assert!(out.join(f).exists(), "{f} missing");
     }
 }
+
+/// ADMM windows that start before measured data do (the training window starts at the first
+/// observation unless `train.t0` says otherwise) are refused with that reason; with `train.t0`
+/// set they are accepted.
+#[test]
+fn admm_windows_before_the_first_measurement_name_train_t0() {
+    let d = dir("admm-t0");
+    let rows: String = (1..40)
+        .map(|k| {
+            let t = k as f64 * 0.1;
+            format!("{t},{},{}\n", t.sin(), t.cos())
+        })
+        .collect();
+    std::fs::write(d.join("data.csv"), format!("t,u,v\n{rows}")).unwrap();
+    let admm = "\n[admm]\nwindows = [[0.0, 2.0], [2.0, 3.9]]\npoints = 12\nmax_iter = 2\n";
+    let toml = |train: &str| {
+        format!(
+            "[data]\ncsv = \"data.csv\"\n[train]\n{train}t1 = 3.9\n[collocation]\npoints = 12\n\
+             [model]\nlayers = [2, 4, 2]\n{admm}"
+        )
+    };
+    let path = d.write("problem.toml", &toml(""));
+    let err = colloc::problem::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("admm.windows") && err.contains("leaves the training window [0.1, 3.9]"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "without train.t0 the training window starts at the first observation, t = 0.1"
+        ),
+        "{err}"
+    );
+    let path = d.write("problem.toml", &toml("t0 = 0.0\n"));
+    assert!(colloc::problem::load(&path).is_ok());
+    // A window past the end gets no such hint.
+    let late = toml("")
+        .replace("[2.0, 3.9]", "[2.0, 5.0]")
+        .replace("[0.0, 2.0]", "[0.1, 2.0]");
+    let path = d.write("problem.toml", &late);
+    let err = colloc::problem::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("leaves the training window") && !err.contains("train.t0"),
+        "{err}"
+    );
+}

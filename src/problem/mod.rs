@@ -674,8 +674,21 @@ fn validate(raw: schema::RawProblem, path: &Path) -> Result<Problem, ProblemErro
         .validate()
         .map_err(|(name, why)| field(&name, why))?;
     if let Some(a) = &raw.admm {
-        a.validate(t0, t1)
-            .map_err(|(name, why)| field(&name, why))?;
+        a.validate(t0, t1).map_err(|(name, why)| {
+            // Measured data start the training window at their first time unless train.t0 says.
+            let early = a.windows.iter().any(|w| w[0] < t0 - 1e-12);
+            if name == "admm.windows" && early && raw.train.t0.is_none() {
+                field(
+                    &name,
+                    format!(
+                        "{why} (without train.t0 the training window starts at the first \
+                         observation, t = {t0}: set train.t0, or start the first window there)"
+                    ),
+                )
+            } else {
+                field(&name, why)
+            }
+        })?;
     }
 
     Ok(Problem {
