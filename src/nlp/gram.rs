@@ -14,25 +14,29 @@ use sprs::CsMat;
 /// The lower triangle of `AᵀA` for the CSR matrix `a`: entries `(i, j, value)` with `j ≤ i`,
 /// sorted by `i` and then `j`, each value `Σ_r a[r, i]·a[r, j]` summed over the rows `r` in
 /// ascending order; one entry per structural nonzero of the product.
-pub(crate) fn gram_lower(a: &CsMat<f64>) -> Vec<(usize, usize, f64)> {
-    match dense_blocks(a) {
-        Some(blocks) => blocked_gram(a, &blocks),
+/// `blocks` are `a`'s dense blocks ([`dense_blocks`]), if it has them.
+pub(crate) fn gram_lower(
+    a: &CsMat<f64>,
+    blocks: Option<&[DenseBlock]>,
+) -> Vec<(usize, usize, f64)> {
+    match blocks {
+        Some(blocks) => blocked_gram(a, blocks),
         None => sparse_gram(a),
     }
 }
 
 /// A set of columns that rows of `A` link (a connected component), one of whose rows covers
 /// them all, so that its block of `AᵀA` is dense.
-struct DenseBlock {
+pub(crate) struct DenseBlock {
     /// The columns, ascending.
-    columns: Vec<usize>,
+    pub columns: Vec<usize>,
     /// The rows with entries in them, ascending.
-    rows: Vec<usize>,
+    pub rows: Vec<usize>,
 }
 
 /// The column blocks of `a` when every one is dense (some row has an entry in each of its
 /// columns); else `None`. Empty rows belong to no block.
-fn dense_blocks(a: &CsMat<f64>) -> Option<Vec<DenseBlock>> {
+pub(crate) fn dense_blocks(a: &CsMat<f64>) -> Option<Vec<DenseBlock>> {
     let (indptr, indices) = (a.indptr(), a.indices());
     let pattern = |r: usize| &indices[indptr.outer_inds_sz(r)];
     // Union–find over the columns, each row linking its columns.
@@ -188,7 +192,7 @@ mod tests {
         ] {
             let a = fit_matrix(rows, points, d, at_node, false);
             assert_eq!(dense_blocks(&a).map(|b| b.len()), Some(d));
-            let fast = gram_lower(&a);
+            let fast = gram_lower(&a, dense_blocks(&a).as_deref());
             let reference = sparse_gram(&a);
             assert_eq!(fast.len(), d * points * (points + 1) / 2);
             assert_eq!(fast.len(), reference.len());
@@ -213,10 +217,10 @@ mod tests {
         let chain: CsMat<f64> = chain.to_csr();
         for a in [shared, chain] {
             assert!(dense_blocks(&a).is_none());
-            assert_eq!(gram_lower(&a), sparse_gram(&a));
+            assert_eq!(gram_lower(&a, dense_blocks(&a).as_deref()), sparse_gram(&a));
             // A brute-force check of the values themselves.
             let dense = a.to_dense();
-            for &(i, j, v) in &gram_lower(&a) {
+            for &(i, j, v) in &gram_lower(&a, dense_blocks(&a).as_deref()) {
                 let expect: f64 = (0..a.rows()).map(|r| dense[[r, i]] * dense[[r, j]]).sum();
                 assert!((v - expect).abs() <= 1e-12 * expect.abs().max(1.0));
             }
@@ -232,11 +236,11 @@ mod tests {
         tri.add_triplet(3, 2, 4.0);
         let a: CsMat<f64> = tri.to_csr();
         assert_eq!(
-            gram_lower(&a),
+            gram_lower(&a, dense_blocks(&a).as_deref()),
             vec![(0, 0, 4.25), (2, 0, 0.0), (2, 2, 17.0)]
         );
-        assert_eq!(gram_lower(&a), sparse_gram(&a));
+        assert_eq!(gram_lower(&a, dense_blocks(&a).as_deref()), sparse_gram(&a));
         let empty: CsMat<f64> = sprs::TriMat::new((3, 2)).to_csr();
-        assert!(gram_lower(&empty).is_empty());
+        assert!(gram_lower(&empty, dense_blocks(&empty).as_deref()).is_empty());
     }
 }

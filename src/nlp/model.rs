@@ -3,7 +3,7 @@
 use super::derivatives::{packed_len, GroupKernels};
 use super::element::{Element, ElementGroup, Target};
 use super::evaluator::{CompiledGroup, CompiledL2, CompiledLeastSquares, Nlp, SCATTER_MAX_ENTRIES};
-use super::gram::gram_lower;
+use super::gram::{dense_blocks, gram_lower};
 use super::sparsity::{dense_gather, PatternBuilder, SlotOrder, Source};
 use super::structured::{CompiledStructured, StructuredTerm};
 use super::terms::{L2Regularization, LeastSquares};
@@ -291,18 +291,18 @@ impl Model {
         for ls in self.least_squares {
             ls.validate(n)?;
             let a: CsMat<f64> = ls.matrix.to_csr();
+            let blocks = dense_blocks(&a);
             // 2w·AᵀA, lower triangle.
             let two_w = 2.0 * ls.weight;
-            for (i, j, v) in gram_lower(&a) {
+            for (i, j, v) in gram_lower(&a, blocks.as_deref()) {
                 hess.push(i, j, Source::Const(two_w * v));
             }
-            let residual = vec![0.0; ls.target.len()];
-            least_squares.push(CompiledLeastSquares {
+            least_squares.push(CompiledLeastSquares::new(
                 a,
-                b: ls.target,
-                weight: ls.weight,
-                residual,
-            });
+                ls.target,
+                ls.weight,
+                blocks.unwrap_or_default(),
+            ));
         }
         let mut l2 = Vec::with_capacity(self.l2.len());
         for term in self.l2 {
