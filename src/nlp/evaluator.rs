@@ -677,7 +677,9 @@ mod tests {
                 }
             }
         }
-        let b = (0..rows * d + 1).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let b = (0..rows * d + 1)
+            .map(|_| rng.gen_range(-2.0..2.0))
+            .collect();
         let x = (0..cols).map(|_| rng.gen_range(-3.0..3.0)).collect();
         (tri.to_csr(), b, x)
     }
@@ -698,7 +700,11 @@ mod tests {
             let (mut g_fast, mut g_plain) = (start.clone(), start);
             fast.add_gradient(&mut g_fast);
             plain.add_gradient(&mut g_plain);
-            assert_eq!(bits(&g_fast), bits(&g_plain), "{rows} rows, {points} points");
+            assert_eq!(
+                bits(&g_fast),
+                bits(&g_plain),
+                "{rows} rows, {points} points"
+            );
             // And the values themselves, against a dense product.
             let dense = plain.a.to_dense();
             for (r, &res) in plain.residual.iter().enumerate() {
