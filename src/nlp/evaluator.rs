@@ -154,7 +154,8 @@ impl CompiledLeastSquares {
                 .chunks(LANES)
                 .zip(block.values.chunks_exact(LANES * m))
             {
-                // Each lane is one row's sum, started from its first product as `sum` does.
+                // Each lane is one row's sum, started from its first product: `sum` starts
+                // from −0.0, and −0.0 + p = p for every p.
                 let mut acc = [0.0; LANES];
                 for (s, &v) in acc.iter_mut().zip(&chunk[..LANES]) {
                     *s = v * xg[0];
