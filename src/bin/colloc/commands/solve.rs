@@ -55,9 +55,10 @@ pub fn run(args: SolveArgs) -> Result<(), Failure> {
     let _output_folder = super::create_output_folder(&out)?;
     if !args.quiet {
         eprintln!(
-            "colloc solve {}: {} states, {} collocation points{}, model {:?} {}, {} formulation{}",
+            "colloc solve {}: {} states, {} training observations, {} collocation points{}, model {:?} {}, {} formulation{}",
             problem.name,
             problem.data.dim(),
+            problem.data.indices(colloc::problem::Split::Train).len(),
             problem.nodes.len(),
             match problems.len() {
                 1 => String::new(),
