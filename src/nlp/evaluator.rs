@@ -62,6 +62,8 @@ pub(crate) struct CompiledLeastSquares {
     blocks: Vec<ResidualBlock>,
     /// Per row: its residual comes from a block's chunk of covering rows.
     chunked: Vec<bool>,
+    /// Per row: it lies in one of `blocks` (its gradient terms are added block by block).
+    blocked: Vec<bool>,
     /// Scratch of a block's length (x or the gradient gathered at its columns).
     gathered: Vec<f64>,
 }
@@ -85,13 +87,20 @@ struct ResidualBlock {
 }
 
 impl CompiledLeastSquares {
-    /// The term with `blocks`, `A`'s dense column blocks, laid out for evaluation.
+    /// The term with `blocks`, `A`'s dense column blocks; those of at least [`LANES`] columns
+    /// are laid out for evaluation (narrower ones gain nothing: an observation on a node is a
+    /// one-column block), the other rows evaluated one by one.
     pub fn new(a: CsMat<f64>, b: Vec<f64>, weight: f64, blocks: Vec<DenseBlock>) -> Self {
         let mut chunked = vec![false; a.rows()];
+        let mut blocked = vec![false; a.rows()];
         let mut widest = 0;
         let blocks = blocks
             .into_iter()
+            .filter(|block| block.columns.len() >= LANES)
             .map(|block| {
+                for &r in &block.rows {
+                    blocked[r] = true;
+                }
                 let m = block.columns.len();
                 widest = widest.max(m);
                 let covering: Vec<usize> = block
@@ -127,6 +136,7 @@ impl CompiledLeastSquares {
             residual,
             blocks,
             chunked,
+            blocked,
             gathered: vec![0.0; widest],
         }
     }
@@ -175,13 +185,19 @@ impl CompiledLeastSquares {
     /// Adds `2w·Aᵀ·r` to `grad` (the residual up to date), each entry summing its rows in order.
     fn add_gradient(&mut self, grad: &mut [f64]) {
         let two_w = 2.0 * self.weight;
-        if self.blocks.is_empty() {
-            for (row, r) in self.a.outer_iterator().zip(&self.residual) {
+        // A column's terms all come from the rows of its block: the rows outside `blocks` first,
+        // then each block's rows in order, keep every column's order.
+        for ((row, r), &in_block) in self
+            .a
+            .outer_iterator()
+            .zip(&self.residual)
+            .zip(&self.blocked)
+        {
+            if !in_block {
                 for (j, &a) in row.iter() {
                     grad[j] += two_w * a * r;
                 }
             }
-            return;
         }
         let (indptr, indices, data) = (self.a.indptr(), self.a.indices(), self.a.data());
         for block in &self.blocks {
@@ -687,11 +703,12 @@ mod tests {
 
     #[test]
     fn chunked_residuals_and_gradient_equal_the_row_by_row_ones_to_the_bit() {
-        for (rows, points, d) in [(21, 9, 2), (8, 5, 1), (3, 30, 3), (40, 1, 2)] {
+        for (rows, points, d) in [(21, 9, 2), (8, 12, 1), (3, 30, 3), (40, 1, 2), (17, 5, 2)] {
             let (a, b, x) = fit(rows, points, d);
             let blocks = dense_blocks(&a).expect("the fit's blocks");
             assert_eq!(blocks.len(), d);
             let mut fast = CompiledLeastSquares::new(a.clone(), b.clone(), 0.37, blocks);
+            assert_eq!(fast.blocks.len(), if points >= LANES { d } else { 0 });
             let mut plain = CompiledLeastSquares::new(a, b, 0.37, Vec::new());
             fast.update_residual(&x);
             plain.update_residual(&x);
