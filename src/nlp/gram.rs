@@ -14,6 +14,7 @@ use sprs::CsMat;
 /// The lower triangle of `AᵀA` for the CSR matrix `a`: entries `(i, j, value)` with `j ≤ i`,
 /// sorted by `i` and then `j`, each value `Σ_r a[r, i]·a[r, j]` summed over the rows `r` in
 /// ascending order; one entry per structural nonzero of the product.
+///
 /// `blocks` are `a`'s dense blocks ([`dense_blocks`]), if it has them.
 pub(crate) fn gram_lower(
     a: &CsMat<f64>,

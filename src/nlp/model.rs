@@ -290,7 +290,7 @@ impl Model {
         let mut least_squares = Vec::with_capacity(self.least_squares.len());
         for ls in self.least_squares {
             ls.validate(n)?;
-            let a: CsMat<f64> = ls.matrix.to_csr();
+            let a: CsMat<f64> = ls.matrix.into_csr();
             let blocks = dense_blocks(&a);
             // 2w·AᵀA, lower triangle.
             let two_w = 2.0 * ls.weight;
